@@ -1,0 +1,1 @@
+"""Pipeline stages: each is a function from files to files (export, verify, repository)."""

@@ -1,0 +1,49 @@
+"""Golden data: inputs and the FP32 PyTorch outputs for them, one case per verified shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_CASE = "sample"
+_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    label: str  # "sample", or the axis sizes, e.g. "batch=1,seq=256"
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+
+def case_label(sizes: dict[str, int]) -> str:
+    return ",".join(f"{axis}={size}" for axis, size in sizes.items()) or "static"
+
+
+def save_golden(cases: list[GoldenCase], path: Path) -> None:
+    arrays = {}
+    for index, case in enumerate(cases):
+        for kind, tensors in (("inputs", case.inputs), ("outputs", case.outputs)):
+            for name, array in tensors.items():
+                arrays[_SEPARATOR.join((f"{index:03d}", case.label, kind, name))] = array
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_golden(path: Path) -> list[GoldenCase]:
+    grouped: dict[tuple[str, str], dict[str, dict[str, np.ndarray]]] = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in archive.files:
+            index, label, kind, name = key.split(_SEPARATOR, 3)
+            grouped.setdefault((index, label), {"inputs": {}, "outputs": {}})[kind][name] = archive[key]
+    return [
+        GoldenCase(label=label, inputs=tensors["inputs"], outputs=tensors["outputs"])
+        for (_, label), tensors in sorted(grouped.items())
+    ]
+
+
+def sample_case(cases: list[GoldenCase]) -> GoldenCase:
+    return next(case for case in cases if case.label == SAMPLE_CASE)

@@ -1,0 +1,152 @@
+"""Write Triton model directories into a staging area, validate them, then publish atomically.
+
+A model directory appears in the repository complete or not at all: it is built beside the repository
+(same filesystem), checked, and renamed into place; an existing one is swapped with renameat2's
+RENAME_EXCHANGE, so a server scanning the repository never sees a half-written model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from builders.fingerprint import sha256_file
+from builders.golden import load_golden, sample_case
+from builders.repository.config import ONNX_FILE, WARMUP_DIR, cpu_model_config, parse_config, to_text, warmup_rows
+from builders.verify import compare
+from triton_repo.errors import CheckFailed, TritonRepoError
+from triton_repo.spec import LoadedSpec
+
+MANIFEST = "manifest.json"
+GOLDEN_FILE = "golden.npz"
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class StagedModel:
+    name: str  # the Triton model name, e.g. digits_fp32
+    source_model: str  # the spec's name, e.g. digits
+    precision: str
+    path: Path  # the directory in the staging area
+    manifest_entry: dict = field(hash=False)
+
+
+def staging_root(repository: Path) -> Path:
+    """Beside the repository, so that publishing is a rename on one filesystem."""
+    return repository.resolve().parent / f".{repository.resolve().name}.staging"
+
+
+def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, staging: Path) -> StagedModel:
+    """<name>_fp32: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/."""
+    spec = loaded.spec
+    name = f"{spec.name}_fp32"
+    model_dir = staging / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    version_dir = model_dir / VERSION
+    version_dir.mkdir(parents=True)
+    shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
+    template = resources.files("builders.repository") / "templates" / "onnxruntime_model.py"
+    (version_dir / "model.py").write_text(template.read_text())
+    shutil.copyfile(golden_path, version_dir / GOLDEN_FILE)
+    sample = sample_case(load_golden(golden_path))
+    rows = warmup_rows(loaded, sample.inputs)
+    (model_dir / WARMUP_DIR).mkdir()
+    for input_name, row in rows.items():
+        (model_dir / WARMUP_DIR / input_name).write_bytes(row.tobytes())
+    config = cpu_model_config(loaded, name, rows)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    validate_staged(loaded, model_dir, config)
+    entry = {
+        "source_model": spec.name,
+        "precision": "fp32",
+        "spec": str(loaded.path),
+        "version": int(VERSION),
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "tolerances": {o.name: {"atol": o.tolerance.atol, "rtol": o.tolerance.rtol} for o in spec.outputs},
+        "files": {str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()},
+    }
+    return StagedModel(name, spec.name, "fp32", model_dir, entry)
+
+
+def validate_staged(loaded: LoadedSpec, model_dir: Path, config) -> None:
+    """The staged directory must parse back to the same config and its ONNX must reproduce the golden sample."""
+    import onnxruntime as ort
+
+    parsed = parse_config(model_dir / "config.pbtxt")
+    if parsed != config:
+        raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
+    for warmup in parsed.model_warmup:
+        for input_name, data in warmup.inputs.items():
+            path = model_dir / WARMUP_DIR / data.input_data_file
+            tensor = next(t for t in loaded.spec.inputs if t.name == input_name)
+            expected = int(np.prod(data.dims)) * np.dtype(tensor.dtype).itemsize
+            if not path.is_file() or path.stat().st_size != expected:
+                raise TritonRepoError(f"{path}: warmup file missing or not {expected} bytes (a bug)")
+    session = ort.InferenceSession(str(model_dir / VERSION / ONNX_FILE), providers=["CPUExecutionProvider"])
+    sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
+    names = [o.name for o in loaded.spec.outputs]
+    for output, actual in zip(names, session.run(names, sample.inputs), strict=True):
+        tolerance = next(o.tolerance for o in loaded.spec.outputs if o.name == output)
+        diff = compare(actual, sample.outputs[output], tolerance)
+        if not diff.passed:
+            raise CheckFailed(
+                f"{model_dir.name}: staged ONNX output '{output}' differs from golden: max abs diff {diff.max_abs:.3g}"
+            )
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2). False when the kernel or libc lacks it."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str, str]) -> None:
+    """Move each staged model into the repository atomically, then rewrite the repository manifest."""
+    repository.mkdir(parents=True, exist_ok=True)
+    for model in staged:
+        target = repository / model.name
+        if not target.exists():
+            model.path.rename(target)
+        elif _exchange(model.path, target):
+            shutil.rmtree(model.path)  # now holds the previous directory
+        else:
+            retired = model.path.with_name(model.name + ".old")
+            target.rename(retired)
+            model.path.rename(target)
+            shutil.rmtree(retired)
+    manifest_path = repository / MANIFEST
+    manifest = read_manifest(repository) if manifest_path.is_file() else {"format": 1, "models": {}}
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    for model in staged:
+        manifest["models"][model.name] = {**model.manifest_entry, "published_at": now}
+    manifest["tools"] = tool_versions
+    tmp = manifest_path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(manifest_path)
+
+
+def read_manifest(repository: Path) -> dict:
+    path = repository / MANIFEST
+    if not path.is_file():
+        raise TritonRepoError(f"{path}: no repository manifest; build the repository first (make build-repo)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise TritonRepoError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); rebuild the repository") from None

@@ -1,0 +1,83 @@
+"""Verify stage: ONNX Runtime vs the golden FP32 PyTorch outputs, per output, at every golden shape."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from builders.golden import load_golden
+from triton_repo.errors import CheckFailed
+from triton_repo.spec import LoadedSpec, Tolerance
+
+
+@dataclass(frozen=True)
+class Difference:
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> Difference:
+    """Elementwise |actual - expected| <= atol + rtol * |expected| (numpy.allclose), with the worst diffs."""
+    if actual.shape != expected.shape:
+        return Difference(float("inf"), float("inf"), False)
+    actual64, expected64 = actual.astype(np.float64), expected.astype(np.float64)
+    diff = np.abs(actual64 - expected64)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(expected64), 1e-12)).max()) if diff.size else 0.0
+    passed = bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(expected64)))
+    return Difference(max_abs, max_rel, passed and bool(np.isfinite(actual64).all()))
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    case: str
+    output: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    tolerance: Tolerance
+    passed: bool
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    rows: list[VerifyRow]
+    seconds: float
+
+    @property
+    def worst_abs(self) -> float:
+        return max(row.max_abs for row in self.rows)
+
+
+def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResult:
+    """Run the ONNX model on every golden case; raise CheckFailed naming the first shape outside tolerance."""
+    import onnxruntime as ort
+
+    start = time.perf_counter()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    tolerances = {o.name: o.tolerance for o in loaded.spec.outputs}
+    names = list(tolerances)
+    rows = []
+    for case in load_golden(golden_path):
+        actual = dict(zip(names, session.run(names, case.inputs), strict=True))
+        for name in names:
+            diff = compare(actual[name], case.outputs[name], tolerances[name])
+            rows.append(
+                VerifyRow(case.label, name, case.outputs[name].shape, diff.max_abs, diff.max_rel, tolerances[name], diff.passed)
+            )
+    failed = [row for row in rows if not row.passed]
+    if failed:
+        row = failed[0]
+        raise CheckFailed(
+            f"{loaded.spec.name}: ONNX output '{row.output}' differs from PyTorch at {row.case} "
+            f"(shape {list(row.shape)}): max abs diff {row.max_abs:.3g}, max rel diff {row.max_rel:.3g}, "
+            f"tolerance atol={row.tolerance.atol:g} rtol={row.tolerance.rtol:g} "
+            f"({len(failed)} of {len(rows)} checks failed; loosen outputs[].tolerance only if the export is right)"
+        )
+    return VerifyResult(rows, time.perf_counter() - start)

@@ -1,0 +1,1 @@
+"""Clients of the served repository: correctness checks (infer); later the benchmark."""

@@ -1,0 +1,68 @@
+"""One client API over Triton's gRPC and HTTP protocols; the protocol quirks live here and only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from triton_repo.errors import ServerError
+
+PROTOCOLS = ("grpc", "http")
+
+# numpy dtype -> Triton wire datatype (the same for both protocols)
+_WIRE_TYPES = {
+    "float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",
+    "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL",
+}
+
+
+@dataclass
+class TritonClient:
+    """infer() with numpy in and numpy out, whichever protocol is underneath."""
+
+    protocol: str
+    url: str
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.protocol == "grpc":
+            import tritonclient.grpc as module
+        elif self.protocol == "http":
+            import tritonclient.http as module
+        else:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        self._module = module
+        if self.protocol == "http":
+            # The HTTP client takes timeouts at construction; gRPC takes one per call (client_timeout).
+            self._client = module.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+            )
+        else:
+            self._client = module.InferenceServerClient(self.url)
+
+    def is_model_ready(self, model: str) -> bool:
+        try:
+            return bool(self._client.is_model_ready(model))
+        except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
+            raise ServerError(f"cannot reach Triton at {self.url} over {self.protocol}: {error}") from None
+
+    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        request_inputs = []
+        for name, array in inputs.items():
+            tensor = self._module.InferInput(name, list(array.shape), _WIRE_TYPES[array.dtype.name])
+            if self.protocol == "http":
+                tensor.set_data_from_numpy(array, binary_data=True)  # JSON would round floats
+            else:
+                tensor.set_data_from_numpy(array)
+            request_inputs.append(tensor)
+        if self.protocol == "http":
+            requested = [self._module.InferRequestedOutput(name, binary_data=True) for name in outputs]
+            result = self._client.infer(model, request_inputs, outputs=requested)
+        else:
+            requested = [self._module.InferRequestedOutput(name) for name in outputs]
+            result = self._client.infer(model, request_inputs, outputs=requested, client_timeout=self.timeout_s)
+        return {name: result.as_numpy(name) for name in outputs}
+
+    def close(self) -> None:
+        self._client.close()

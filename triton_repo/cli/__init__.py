@@ -1,0 +1,43 @@
+"""The `triton-repo` command line. Heavy imports happen inside command bodies so --help is instant."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from triton_repo import __version__
+from triton_repo.cli.build import build
+from triton_repo.cli.infer import infer
+from triton_repo.cli.serve import serve, stop
+from triton_repo.errors import TritonRepoError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="triton-repo")
+def cli() -> None:
+    """Build PyTorch models into a verified NVIDIA Triton model repository, serve it, check it."""
+
+
+cli.add_command(build)
+cli.add_command(serve)
+cli.add_command(stop)
+cli.add_command(infer)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except TritonRepoError as error:
+        from triton_repo.log import console
+
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        if error.detail:
+            console.print(error.detail, markup=False, soft_wrap=True)
+        sys.exit(error.exit_code)

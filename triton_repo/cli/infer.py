@@ -1,0 +1,76 @@
+"""`triton-repo infer`: golden inputs to every served model over gRPC and HTTP, outputs checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import port_options, repository_option, work_dir_option
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, help="Triton model to check (repeatable) [default: every model in the manifest]")
+@click.option("--protocol", type=click.Choice(["grpc", "http"]), default=None, help="Only this protocol [default: both]")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
+@port_options
+@click.option("--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request.")
+@repository_option
+@work_dir_option
+def infer(models, protocol, host, http_port, grpc_port, metrics_port, timeout, repository: Path, work_dir: Path) -> None:
+    """Send each model's golden inputs and check the outputs within the spec's tolerances. Exit 1 on a mismatch."""
+    from builders.repository.writer import read_manifest
+    from clients.infer import check_model
+    from clients.triton_client import PROTOCOLS, TritonClient
+    from triton_repo import server
+    from triton_repo.errors import CheckFailed, TritonRepoError
+    from triton_repo.log import info, out
+
+    manifest = read_manifest(repository)
+    available = manifest["models"]
+    selected = list(models) or sorted(available)
+    unknown = [m for m in selected if m not in available]
+    if unknown:
+        raise TritonRepoError(f"--model {unknown[0]}: not in {repository}/manifest.json; known models: {sorted(available)}")
+    state = server.load_state(work_dir / "server")
+    running = state.ports if state is not None and server.running(state) else server.Ports()
+    urls = {
+        "grpc": f"{host}:{grpc_port or running.grpc}",
+        "http": f"{host}:{http_port or running.http}",
+    }
+    checks = []
+    for proto in [protocol] if protocol else PROTOCOLS:
+        client = TritonClient(proto, urls[proto], timeout)
+        try:
+            for model in selected:
+                checks.extend(check_model(client, model, available[model], repository))
+        finally:
+            client.close()
+    _print_table(checks, out)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    results = [
+        {**{k: v for k, v in vars(c).items() if k != "tolerance"}, "atol": c.tolerance.atol, "rtol": c.tolerance.rtol}
+        for c in checks
+    ]
+    (work_dir / "infer.json").write_text(json.dumps({"urls": urls, "checks": results}, indent=2))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        first = failed[0]
+        raise CheckFailed(
+            f"{len(failed)} of {len(checks)} checks failed; first: {first.model} over {first.protocol}, "
+            f"output '{first.output}': {first.error or f'max abs diff {first.max_abs:.3g} > atol {first.tolerance.atol:g}'}"
+        )
+    info(f"[green]all {len(checks)} checks passed[/green] ({', '.join(sorted({c.protocol for c in checks}))}); results: {work_dir / 'infer.json'}")
+
+
+def _print_table(checks, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Served models vs golden outputs")
+    for column in ("model", "protocol", "output", "max abs diff", "max rel diff", "atol / rtol", "result"):
+        table.add_column(column)
+    for c in checks:
+        result = "[green]pass[/green]" if c.passed else f"[red]FAIL[/red] {c.error}"
+        table.add_row(c.model, c.protocol, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", f"{c.tolerance.atol:g} / {c.tolerance.rtol:g}", result)
+    console.print(table)

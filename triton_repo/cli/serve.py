@@ -1,0 +1,74 @@
+"""`triton-repo serve` and `triton-repo stop`: the local tritonserver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import default_serve_env, port_options, repository_option, work_dir_option
+
+
+@click.command()
+@repository_option
+@work_dir_option
+@port_options
+@click.option("--detach", is_flag=True, help="Return once the server is ready; stop it with `triton-repo stop`.")
+@click.option("--timeout", type=click.FloatRange(1), default=180.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option(
+    "--serve-env", type=click.Path(path_type=Path), default=None, envvar="TRITON_REPO_SERVE_ENV", show_envvar=True,
+    help="Virtual environment with nvidia-pytriton and the backend's packages [default: .venv-serve of this checkout]",
+)
+def serve(repository: Path, work_dir: Path, http_port, grpc_port, metrics_port, detach: bool, timeout: float, serve_env) -> None:
+    """Serve the repository with the tritonserver binary and wait until every model is ready."""
+    from triton_repo import server
+    from triton_repo.errors import ServerError
+    from triton_repo.log import info
+
+    state_dir = work_dir / "server"
+    previous = server.load_state(state_dir)
+    if previous is not None and server.running(previous):
+        raise ServerError(
+            f"a server started by triton-repo is already running (pid {previous.pid}, http {previous.ports.http}); "
+            "run `triton-repo stop` first"
+        )
+    server.clear_state(state_dir)
+    env = server.find_serve_env(serve_env or default_serve_env())
+    ports = server.Ports(http=http_port or 8000, grpc=grpc_port or 8001, metrics=metrics_port or 8002)
+    info(f"starting tritonserver on {repository} ...")
+    process, state = server.start(env, repository, ports, state_dir / "tritonserver.log", timeout)
+    info(
+        f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
+        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {state.log_path}"
+    )
+    if detach:
+        server.save_state(state, state_dir)
+        info(f"pid {state.pid}; stop it with `triton-repo stop`")
+        return
+    server.save_state(state, state_dir)
+    try:
+        code = process.wait()
+        raise ServerError(f"tritonserver exited with code {code}; log: {state.log_path}", detail=server.log_tail(Path(state.log_path)))
+    except KeyboardInterrupt:
+        info("stopping tritonserver ...")
+        server.terminate(state.pid)
+    finally:
+        server.clear_state(state_dir)
+
+
+@click.command()
+@work_dir_option
+def stop(work_dir: Path) -> None:
+    """Stop the server that `triton-repo serve --detach` started."""
+    from triton_repo import server
+    from triton_repo.log import info
+
+    state_dir = work_dir / "server"
+    state = server.load_state(state_dir)
+    if state is None or not server.running(state):
+        server.clear_state(state_dir)
+        info("no server started by triton-repo is running")
+        return
+    server.terminate(state.pid)
+    server.clear_state(state_dir)
+    info(f"stopped tritonserver (pid {state.pid})")

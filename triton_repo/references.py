@@ -1,0 +1,125 @@
+"""Resolve what a spec refers to: `module:function` callables and `.npz` data files.
+
+`module` is first looked up as `<module>.py` inside the model's folder (so every zoo model can have its
+own `model.py` without clashing), then as an importable dotted module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from triton_repo.errors import SpecError
+from triton_repo.spec import LoadedSpec
+
+
+def load_callable(loaded: LoadedSpec, reference: str, field: str) -> Callable:
+    module_name, function_name = reference.split(":")
+    local_file = loaded.folder / (module_name.replace(".", "/") + ".py")
+    if local_file.is_file():
+        qualified = f"triton_repo_zoo.{loaded.spec.name}.{module_name}"
+        module = sys.modules.get(qualified)
+        if module is None:
+            import_spec = importlib.util.spec_from_file_location(qualified, local_file)
+            module = importlib.util.module_from_spec(import_spec)
+            sys.path.insert(0, str(loaded.folder))  # let the module import its siblings
+            try:
+                import_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(loaded.folder))
+            sys.modules[qualified] = module
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            raise SpecError(
+                f"{loaded.path}: {field}: module '{module_name}' not found: no {local_file.name} in "
+                f"{loaded.folder} and no importable module ({error.msg})"
+            ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise SpecError(f"{loaded.path}: {field}: '{module_name}' has no function '{function_name}'")
+    return function
+
+
+def load_arrays(loaded: LoadedSpec, field: str) -> dict[str, np.ndarray]:
+    """The input arrays named by data.<field>, checked against the spec's inputs."""
+    reference = getattr(loaded.spec.data, field)
+    where = f"data.{field}"
+    if reference is None:
+        raise SpecError(f"{loaded.path}: {where} is not set")
+    if reference.endswith(".npz"):
+        with np.load(loaded.resolve_file(reference, where), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    else:
+        arrays = load_callable(loaded, reference, where)()
+        if not isinstance(arrays, dict):
+            raise SpecError(
+                f"{loaded.path}: {where}: {reference} returned {type(arrays).__name__}, "
+                "expected a dict of input name -> numpy array"
+            )
+    return check_inputs(loaded, arrays, where)
+
+
+def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.ndarray]:
+    spec = loaded.spec
+    expected = [t.name for t in spec.inputs]
+    if sorted(arrays) != sorted(expected):
+        raise SpecError(f"{loaded.path}: {where}: arrays are named {sorted(arrays)}, the spec's inputs are {expected}")
+    checked: dict[str, np.ndarray] = {}
+    batch_sizes = set()
+    for tensor in spec.inputs:
+        array = np.asarray(arrays[tensor.name])
+        if array.dtype != np.dtype(tensor.dtype):
+            if not np.can_cast(array.dtype, tensor.dtype, casting="same_kind"):
+                raise SpecError(
+                    f"{loaded.path}: {where}: input '{tensor.name}' has dtype {array.dtype}, "
+                    f"the spec says {tensor.dtype}"
+                )
+            array = array.astype(tensor.dtype)
+        if array.ndim != len(tensor.dims):
+            raise SpecError(
+                f"{loaded.path}: {where}: input '{tensor.name}' has shape {array.shape}, "
+                f"the spec's dims are {tensor.dims}"
+            )
+        for axis, (size, dim) in enumerate(zip(array.shape, tensor.dims, strict=True)):
+            if isinstance(dim, int) and size != dim:
+                raise SpecError(
+                    f"{loaded.path}: {where}: input '{tensor.name}' dim {axis} is {size}, the spec fixes it at {dim}"
+                )
+            if isinstance(dim, str) and axis > 0 and not spec.axes[dim].min <= size <= spec.axes[dim].max:
+                limits = spec.axes[dim]
+                raise SpecError(
+                    f"{loaded.path}: {where}: input '{tensor.name}' axis '{dim}' is {size}, "
+                    f"outside {limits.min}..{limits.max}"
+                )
+        if spec.batched:
+            batch_sizes.add(array.shape[0])
+        checked[tensor.name] = np.ascontiguousarray(array)
+    if len(batch_sizes) > 1:
+        raise SpecError(f"{loaded.path}: {where}: inputs have different batch sizes {sorted(batch_sizes)}")
+    return checked
+
+
+def resize_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Cut or cyclically repeat `array` along `axis` to `size` (values stay ones the data really has)."""
+    if array.shape[axis] == size:
+        return array
+    return np.ascontiguousarray(np.take(array, np.arange(size) % array.shape[axis], axis=axis))
+
+
+def inputs_at(loaded: LoadedSpec, sample: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """The sample inputs resized so that every named axis has the size given in `sizes`."""
+    result = {}
+    for tensor in loaded.spec.inputs:
+        array = sample[tensor.name]
+        for axis, dim in enumerate(tensor.dims):
+            if isinstance(dim, str):
+                array = resize_axis(array, axis, sizes[dim])
+        result[tensor.name] = array
+    return result

@@ -1,0 +1,254 @@
+"""The local tritonserver: the binary shipped in the nvidia-pytriton wheel, run from .venv-serve.
+
+The python backend's stub runs the first `python3` on PATH, so the serving environment's bin/ goes
+first on the server's PATH; that environment holds numpy<2 and onnxruntime for the models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from triton_repo.errors import ServerError
+
+STATE_FILE = "server.json"
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+@dataclass(frozen=True)
+class ServeEnv:
+    """A virtual environment with nvidia-pytriton (for the binary) and the backend's packages."""
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python3"
+
+    @property
+    def tritonserver_dir(self) -> Path:
+        found = sorted(self.root.glob("lib/python3*/site-packages/pytriton/tritonserver"))
+        if not found:
+            raise ServerError(
+                f"{self.root}: no tritonserver found (nvidia-pytriton is not installed there); run `make install`"
+            )
+        return found[0]
+
+    @property
+    def binary(self) -> Path:
+        return self.tritonserver_dir / "bin" / "tritonserver"
+
+    @property
+    def backends(self) -> Path:
+        return self.tritonserver_dir / "backends"
+
+
+def find_serve_env(path: Path) -> ServeEnv:
+    env = ServeEnv(path)
+    if not env.python.exists():
+        raise ServerError(f"{path}: serving environment not found; run `make install` (or set TRITON_REPO_SERVE_ENV)")
+    if not env.binary.is_file():
+        raise ServerError(f"{env.binary}: tritonserver binary missing; run `make install`")
+    return env
+
+
+def prepare_python_backend(env: ServeEnv) -> None:
+    """Put the python backend stub for the environment's Python version next to the backend library."""
+    version = subprocess.run(
+        [str(env.python), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    stub = env.tritonserver_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"{env.root}: Python {version} has no python backend stub in nvidia-pytriton; use Python 3.8-3.13")
+    target = env.backends / "python" / "triton_python_backend_stub"
+    if not target.is_file() or target.stat().st_size != stub.stat().st_size:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copy2(stub, tmp)
+        tmp.replace(target)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(log_path: Path, lines: int = 25) -> str:
+    if not log_path.is_file():
+        return "(no log written)"
+    with log_path.open(errors="replace") as handle:
+        return "".join(deque(handle, maxlen=lines)).rstrip()
+
+
+@dataclass(frozen=True)
+class ServerState:
+    pid: int
+    ports: Ports
+    repository: str
+    log_path: str
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+
+def server_command(env: ServeEnv, repository: Path, ports: Ports) -> list[str]:
+    return [
+        str(env.binary),
+        f"--model-repository={repository.resolve()}",
+        f"--backend-directory={env.backends}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+        f"--http-port={ports.http}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-port={ports.metrics}",
+        "--disable-auto-complete-config",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--pinned-memory-pool-byte-size=0",
+        "--log-verbose=0",
+    ]
+
+
+def start(env: ServeEnv, repository: Path, ports: Ports, log_path: Path, timeout: float = 180.0) -> tuple[subprocess.Popen, ServerState]:
+    """Start tritonserver on 127.0.0.1 and wait until every model is loaded and the server is ready."""
+    if not repository.is_dir() or not any(p.is_dir() and not p.name.startswith(".") for p in repository.iterdir()):
+        raise ServerError(f"{repository}: no models to serve; build the repository first (make build-repo)")
+    for label, port in (("http", ports.http), ("grpc", ports.grpc), ("metrics", ports.metrics)):
+        if port_in_use(port):
+            raise ServerError(
+                f"port {port} ({label}) on 127.0.0.1 is in use; stop what holds it (`triton-repo stop` "
+                f"if it is our server) or pick another with --{label}-port"
+            )
+    prepare_python_backend(env)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ)
+    environment["PATH"] = f"{env.root / 'bin'}{os.pathsep}{environment.get('PATH', '')}"
+    environment["PYTHONNOUSERSITE"] = "1"
+    environment.pop("PYTHONPATH", None)
+    environment.pop("VIRTUAL_ENV", None)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            server_command(env, repository, ports),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=environment, start_new_session=True,
+        )
+    state = ServerState(process.pid, ports, str(repository.resolve()), str(log_path.resolve()))
+    try:
+        wait_ready(state, process, timeout)
+    except BaseException:
+        terminate(process.pid)
+        raise
+    return process, state
+
+
+def is_ready(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(state: ServerState, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(
+                f"tritonserver exited with code {process.returncode} before it was ready "
+                f"(a model failed to load?); log: {state.log_path}",
+                detail=log_tail(Path(state.log_path)),
+            )
+        if is_ready(state.ports.http):
+            return
+        time.sleep(0.25)
+    raise ServerError(
+        f"tritonserver was not ready after {timeout:.0f} s; log: {state.log_path}",
+        detail=log_tail(Path(state.log_path)),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def terminate(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM the server's process group (the server and its backend stubs), SIGKILL after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def save_state(state: ServerState, state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / STATE_FILE
+    data = asdict(state)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def load_state(state_dir: Path) -> ServerState | None:
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return ServerState(data["pid"], Ports(**data["ports"]), data["repository"], data["log_path"])
+
+
+def clear_state(state_dir: Path) -> None:
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def running(state: ServerState) -> bool:
+    return _alive(state.pid)

@@ -1,0 +1,345 @@
+"""The model spec, models/<name>/model.yaml: validated when loaded, unknown keys rejected.
+
+Shapes are declared once: each dynamic axis is named under `axes` with min/opt/max, and every
+input/output dim is either a fixed positive integer or the name of a declared axis. Triton dims,
+max_batch_size, warmup shapes and the verification shapes are all derived from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from triton_repo.errors import SpecError
+
+BATCH_AXIS = "batch"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+REFERENCE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+# numpy dtype name -> Triton config data type
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int16": "TYPE_INT16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+# Default budget per metric (issue: digits top-1 drop <= 1 point, resnet50 agreement >= 0.95,
+# minilm min cosine >= 0.99).
+DEFAULT_BUDGETS = {"top1_drop": 1.0, "top1_agreement": 0.95, "cosine_min": 0.99}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShapeRange(_Strict):
+    """One named dynamic axis: the smallest, the most common and the largest size it takes."""
+
+    min: Annotated[int, Field(ge=1)]
+    opt: Annotated[int, Field(ge=1)]
+    max: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShapeRange:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(
+                f"min {self.min}, opt {self.opt}, max {self.max} must satisfy min <= opt <= max"
+            )
+        return self
+
+
+class Tolerance(_Strict):
+    """|actual - expected| <= atol + rtol * |expected|, elementwise (numpy.allclose)."""
+
+    atol: Annotated[float, Field(ge=0)] = 1e-4
+    rtol: Annotated[float, Field(ge=0)] = 1e-3
+
+
+Dim = int | str
+
+
+class TensorSpec(_Strict):
+    name: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)]
+    dtype: DType
+    dims: Annotated[list[Dim], Field(min_length=1)]
+
+    @field_validator("dims")
+    @classmethod
+    def _positive(cls, dims: list[Dim]) -> list[Dim]:
+        for dim in dims:
+            if isinstance(dim, int) and dim < 1:
+                raise ValueError(
+                    f"dim {dim} is not allowed: a dim is a positive integer or the name of an axis under 'axes'"
+                )
+        return dims
+
+
+class OutputSpec(TensorSpec):
+    tolerance: Tolerance = Tolerance()
+
+
+class Source(_Strict):
+    """Where the model comes from: a PyTorch factory, or an existing ONNX file."""
+
+    factory: Annotated[str, Field(pattern=REFERENCE_PATTERN)] | None = None
+    onnx: str | None = None
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: Annotated[int, Field(ge=13, le=21)] = 17
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if (self.factory is None) == (self.onnx is None):
+            raise ValueError("give exactly one of 'factory' (module:function) or 'onnx' (path to a .onnx file)")
+        if self.onnx is not None and not self.onnx.endswith(".onnx"):
+            raise ValueError(f"onnx '{self.onnx}' must be a path ending in .onnx")
+        return self
+
+
+DataRef = Annotated[str, Field(min_length=1)]
+
+
+class DataSpec(_Strict):
+    """Each entry is `module:function` (returning {input name: numpy array}) or a path to an .npz file."""
+
+    sample: DataRef
+    calibration: DataRef | None = None
+    eval: DataRef | None = None
+
+    @field_validator("sample", "calibration", "eval")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not (value.endswith(".npz") or re.match(REFERENCE_PATTERN, value)):
+            raise ValueError(f"'{value}' must be module:function or a path ending in .npz")
+        return value
+
+
+class Accuracy(_Strict):
+    metric: Literal["top1_drop", "top1_agreement", "cosine_min"]
+    budget: float | None = None
+
+    @property
+    def effective_budget(self) -> float:
+        return DEFAULT_BUDGETS[self.metric] if self.budget is None else self.budget
+
+
+class DynamicBatching(_Strict):
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = []
+    max_queue_delay_microseconds: Annotated[int, Field(ge=0, le=10_000_000)] = 100
+
+
+class TritonSettings(_Strict):
+    dynamic_batching: DynamicBatching | None = DynamicBatching()
+    instance_count: Annotated[int, Field(ge=1, le=64)] = 1
+    intra_op_threads: Annotated[int, Field(ge=0, le=256)] = 0  # ONNX Runtime threads per instance; 0 = all cores
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    source: Source
+    axes: dict[str, ShapeRange] = {}
+    max_batch_size: Annotated[int, Field(ge=0)] | None = None
+    inputs: Annotated[list[TensorSpec], Field(min_length=1)]
+    outputs: Annotated[list[OutputSpec], Field(min_length=1)]
+    data: DataSpec
+    accuracy: Accuracy | None = None
+    triton: TritonSettings = TritonSettings()
+
+    @field_validator("axes")
+    @classmethod
+    def _axis_names(cls, axes: dict[str, ShapeRange]) -> dict[str, ShapeRange]:
+        for name in axes:
+            if not re.match(r"^[a-z][a-z0-9_]*$", name):
+                raise ValueError(f"axis name '{name}' must be lower case letters, digits and '_'")
+        return axes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        names = [t.name for t in self.inputs] + [t.name for t in self.outputs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tensor names must be unique across inputs and outputs; repeated: {duplicates}")
+        declared = ", ".join(self.axes) or "none"
+        for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for i, tensor in enumerate(tensors):
+                for dim in tensor.dims:
+                    if isinstance(dim, str) and dim not in self.axes:
+                        raise ValueError(
+                            f"{kind}[{i}] '{tensor.name}': dim '{dim}' is not a declared axis (declared: {declared})"
+                        )
+                if self.batched and tensor.dims[0] != BATCH_AXIS:
+                    raise ValueError(
+                        f"{kind}[{i}] '{tensor.name}': the first dim must be '{BATCH_AXIS}' when max_batch_size > 0"
+                    )
+                if BATCH_AXIS in tensor.dims[1:]:
+                    raise ValueError(f"{kind}[{i}] '{tensor.name}': '{BATCH_AXIS}' may only be the first dim")
+        if self.max_batch_size and BATCH_AXIS not in self.axes:
+            raise ValueError(f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'")
+        if BATCH_AXIS in self.axes and self.max_batch_size is not None and self.max_batch_size > 0:
+            largest = self.axes[BATCH_AXIS].max
+            if self.max_batch_size > largest:
+                raise ValueError(
+                    f"max_batch_size {self.max_batch_size} is larger than axes.batch.max {largest}: "
+                    "raise axes.batch.max or lower max_batch_size"
+                )
+        if self.triton.dynamic_batching is not None:
+            for size in self.triton.dynamic_batching.preferred_batch_sizes:
+                if size > self.effective_max_batch_size:
+                    raise ValueError(
+                        f"triton.dynamic_batching.preferred_batch_sizes: {size} is larger than "
+                        f"max_batch_size {self.effective_max_batch_size}"
+                    )
+        return self
+
+    @property
+    def batched(self) -> bool:
+        """True when the first dim of every tensor is the batch axis (Triton max_batch_size > 0)."""
+        if self.max_batch_size is None:
+            return BATCH_AXIS in self.axes
+        return self.max_batch_size > 0
+
+    @property
+    def effective_max_batch_size(self) -> int:
+        """Triton's max_batch_size: the spec's value, else the batch axis max, else 0."""
+        if not self.batched:
+            return 0
+        return self.max_batch_size or self.axes[BATCH_AXIS].max
+
+    def triton_dims(self, tensor: TensorSpec) -> list[int]:
+        """Dims as Triton's config states them: batch dim dropped when batched, dynamic axes as -1."""
+        dims = tensor.dims[1:] if self.batched else tensor.dims
+        return [d if isinstance(d, int) else -1 for d in dims]
+
+    def used_axes(self) -> list[str]:
+        """Axes that appear in some input, in order of first appearance."""
+        seen: list[str] = []
+        for tensor in self.inputs:
+            for dim in tensor.dims:
+                if isinstance(dim, str) and dim not in seen:
+                    seen.append(dim)
+        return seen
+
+    def shape_points(self) -> list[dict[str, int]]:
+        """Axis sizes to verify at: every combination of min/opt/max of every dynamic input axis."""
+        axes = self.used_axes()
+        ranges = []
+        for axis in axes:
+            shape_range = self.axes[axis]
+            high = shape_range.max
+            if axis == BATCH_AXIS:
+                high = min(high, self.effective_max_batch_size)
+            ranges.append(sorted({shape_range.min, min(shape_range.opt, high), high}))
+        points = [dict(zip(axes, sizes, strict=True)) for sizes in itertools.product(*ranges)]
+        return points or [{}]
+
+    def concrete_shape(self, tensor: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else sizes[d] for d in tensor.dims)
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec and the folder it came from (relative references resolve against it)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    spec: ModelSpec
+    path: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve_file(self, relative: str, field: str) -> Path:
+        """A file named by the spec, which must exist and stay inside the model folder."""
+        folder = self.folder.resolve()
+        candidate = (folder / relative).resolve()
+        if not candidate.is_relative_to(folder):
+            raise SpecError(f"{self.path}: {field}: '{relative}' points outside the model folder {self.folder}")
+        if not candidate.is_file():
+            raise SpecError(f"{self.path}: {field}: file '{relative}' does not exist in {self.folder}")
+        return candidate
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in {"function-after", "function-before"} or "[" in str(part):
+            continue  # pydantic's internal union/validator tags
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _one_line(error: ValidationError) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    where = _location(first["loc"])
+    if first["type"] == "extra_forbidden":
+        text = f"{where}: unknown key (check the spelling; see the spec reference in README.md)"
+    elif first["type"] == "missing":
+        text = f"{where}: required field is missing"
+    elif isinstance(value, dict | list) or first["type"].startswith("value_error"):
+        text = f"{where}: {message}"
+    else:
+        text = f"{where}: {value!r} is not allowed: {message}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return text
+
+
+def parse_spec(data: object, path: Path) -> LoadedSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(data).__name__}")
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(f"{path}: {_one_line(error)}") from None
+    if spec.name != path.parent.name:
+        raise SpecError(
+            f"{path}: name: '{spec.name}' must equal the model folder name '{path.parent.name}' "
+            "(rename the folder or the model)"
+        )
+    return LoadedSpec(spec=spec, path=path)
+
+
+def load_spec(path: Path | str) -> LoadedSpec:
+    """Read and validate models/<name>/model.yaml (or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.yaml"
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file (expected models/<name>/model.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    return parse_spec(data, path)
+
+
+def discover_specs(models_dir: Path) -> list[Path]:
+    """Every models/<name>/model.yaml, sorted by name."""
+    if not models_dir.is_dir():
+        raise SpecError(f"{models_dir}: models folder does not exist (pass models/NAME or create {models_dir})")
+    found = sorted(p for p in models_dir.glob("*/model.yaml"))
+    if not found:
+        raise SpecError(f"{models_dir}: no models/<name>/model.yaml found")
+    return found
