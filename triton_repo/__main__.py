@@ -1,0 +1,3 @@
+from triton_repo.cli import main
+
+main()
