@@ -44,7 +44,11 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
     """
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path, golden_path, record_path = out_dir / "model.onnx", out_dir / "golden.npz", out_dir / "export.json"
+    onnx_path, golden_path, record_path = (
+        out_dir / "model.onnx",
+        out_dir / "golden.npz",
+        out_dir / "export.json",
+    )
     fingerprint = folder_fingerprint(loaded.folder, _tool_versions())
     if record_path.is_file() and onnx_path.is_file() and golden_path.is_file():
         record = json.loads(record_path.read_text())
@@ -131,7 +135,9 @@ def _torch_runner(loaded: LoadedSpec, module):
         else:
             values = [result]
         if len(values) != len(names):
-            raise SpecError(f"{loaded.path}: outputs: the model returns {len(values)} tensors, the spec names {names}")
+            raise SpecError(
+                f"{loaded.path}: outputs: the model returns {len(values)} tensors, the spec names {names}"
+            )
         return {name: value.detach().numpy().copy() for name, value in zip(names, values, strict=True)}
 
     return run
@@ -149,7 +155,17 @@ def _onnxruntime_runner(onnx_path: Path):
     return run
 
 
-_ONNX_TO_NUMPY = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 5: "int16", 3: "int8", 2: "uint8", 9: "bool"}
+_ONNX_TO_NUMPY = {
+    1: "float32",
+    10: "float16",
+    11: "float64",
+    7: "int64",
+    6: "int32",
+    5: "int16",
+    3: "int8",
+    2: "uint8",
+    9: "bool",
+}
 
 
 def _check_onnx(loaded: LoadedSpec, onnx_path: Path) -> None:
@@ -162,9 +178,16 @@ def _check_onnx(loaded: LoadedSpec, onnx_path: Path) -> None:
         raise SpecError(f"{loaded.path}: the ONNX model is invalid: {str(error).splitlines()[0]}") from None
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
-    found = {v.name: _ONNX_TO_NUMPY.get(v.type.tensor_type.elem_type, "other") for v in graph.input if v.name not in initializers}
+    found = {
+        v.name: _ONNX_TO_NUMPY.get(v.type.tensor_type.elem_type, "other")
+        for v in graph.input
+        if v.name not in initializers
+    }
     found_outputs = {v.name: _ONNX_TO_NUMPY.get(v.type.tensor_type.elem_type, "other") for v in graph.output}
-    for kind, tensors, graph_tensors in (("inputs", loaded.spec.inputs, found), ("outputs", loaded.spec.outputs, found_outputs)):
+    for kind, tensors, graph_tensors in (
+        ("inputs", loaded.spec.inputs, found),
+        ("outputs", loaded.spec.outputs, found_outputs),
+    ):
         for tensor in tensors:
             if tensor.name not in graph_tensors:
                 raise SpecError(

@@ -36,7 +36,8 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> D
 class VerifyRow:
     case: str
     output: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # the golden (PyTorch) shape
+    actual_shape: tuple[int, ...]
     max_abs: float
     max_rel: float
     tolerance: Tolerance
@@ -65,15 +66,38 @@ def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResu
     names = list(tolerances)
     rows = []
     for case in load_golden(golden_path):
-        actual = dict(zip(names, session.run(names, case.inputs), strict=True))
+        try:
+            actual = dict(zip(names, session.run(names, case.inputs), strict=True))
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types; the shape is the clue
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in case.inputs.items())
+            reason = str(error).splitlines()[0][:300]
+            raise CheckFailed(
+                f"{loaded.spec.name}: ONNX Runtime fails at {case.label} (inputs {shapes}) although PyTorch runs "
+                f"there: {reason} (an export that bakes a shape into a Reshape fails like this)"
+            ) from None
         for name in names:
             diff = compare(actual[name], case.outputs[name], tolerances[name])
             rows.append(
-                VerifyRow(case.label, name, case.outputs[name].shape, diff.max_abs, diff.max_rel, tolerances[name], diff.passed)
+                VerifyRow(
+                    case.label,
+                    name,
+                    case.outputs[name].shape,
+                    actual[name].shape,
+                    diff.max_abs,
+                    diff.max_rel,
+                    tolerances[name],
+                    diff.passed,
+                )
             )
     failed = [row for row in rows if not row.passed]
     if failed:
         row = failed[0]
+        if row.actual_shape != row.shape:
+            raise CheckFailed(
+                f"{loaded.spec.name}: ONNX output '{row.output}' has shape {list(row.actual_shape)} at {row.case} "
+                f"where PyTorch gives {list(row.shape)} ({len(failed)} of {len(rows)} checks failed; "
+                "an export that bakes a dim into a Reshape fails like this: use x.shape[i] without int())"
+            )
         raise CheckFailed(
             f"{loaded.spec.name}: ONNX output '{row.output}' differs from PyTorch at {row.case} "
             f"(shape {list(row.shape)}): max abs diff {row.max_abs:.3g}, max rel diff {row.max_rel:.3g}, "

@@ -32,16 +32,39 @@ def check_model(client: TritonClient, model: str, entry: dict, repository: Path)
             return [_failure(client, model, tolerances, "model is not ready on the server")]
         outputs = client.infer(model, golden.inputs, list(tolerances))
     except Exception as error:  # noqa: BLE001 - a failed request is a failed check, reported in the table
-        return [_failure(client, model, tolerances, str(error).splitlines()[0] if str(error) else repr(error))]
+        return [
+            _failure(client, model, tolerances, str(error).splitlines()[0] if str(error) else repr(error))
+        ]
     checks = []
     for name, tolerance in tolerances.items():
         actual = outputs.get(name)
         if actual is None:
-            checks.append(InferCheck(model, client.protocol, name, float("inf"), float("inf"), tolerance, False, "output missing"))
+            checks.append(
+                InferCheck(
+                    model,
+                    client.protocol,
+                    name,
+                    float("inf"),
+                    float("inf"),
+                    tolerance,
+                    False,
+                    "output missing",
+                )
+            )
             continue
         diff = compare(actual, golden.outputs[name], tolerance)
-        error = "" if diff.passed else f"shape {list(actual.shape)} vs golden {list(golden.outputs[name].shape)}" if actual.shape != golden.outputs[name].shape else ""
-        checks.append(InferCheck(model, client.protocol, name, diff.max_abs, diff.max_rel, tolerance, diff.passed, error))
+        error = (
+            ""
+            if diff.passed
+            else f"shape {list(actual.shape)} vs golden {list(golden.outputs[name].shape)}"
+            if actual.shape != golden.outputs[name].shape
+            else ""
+        )
+        checks.append(
+            InferCheck(
+                model, client.protocol, name, diff.max_abs, diff.max_rel, tolerance, diff.passed, error
+            )
+        )
     return checks
 
 

@@ -12,8 +12,15 @@ PROTOCOLS = ("grpc", "http")
 
 # numpy dtype -> Triton wire datatype (the same for both protocols)
 _WIRE_TYPES = {
-    "float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",
-    "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL",
+    "float32": "FP32",
+    "float16": "FP16",
+    "float64": "FP64",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
 }
 
 
@@ -61,7 +68,9 @@ class TritonClient:
             result = self._client.infer(model, request_inputs, outputs=requested)
         else:
             requested = [self._module.InferRequestedOutput(name) for name in outputs]
-            result = self._client.infer(model, request_inputs, outputs=requested, client_timeout=self.timeout_s)
+            result = self._client.infer(
+                model, request_inputs, outputs=requested, client_timeout=self.timeout_s
+            )
         return {name: result.as_numpy(name) for name in outputs}
 
     def close(self) -> None:

@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +69,9 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
     spec = loaded.spec
     expected = [t.name for t in spec.inputs]
     if sorted(arrays) != sorted(expected):
-        raise SpecError(f"{loaded.path}: {where}: arrays are named {sorted(arrays)}, the spec's inputs are {expected}")
+        raise SpecError(
+            f"{loaded.path}: {where}: arrays are named {sorted(arrays)}, the spec's inputs are {expected}"
+        )
     checked: dict[str, np.ndarray] = {}
     batch_sizes = set()
     for tensor in spec.inputs:
@@ -113,7 +114,9 @@ def resize_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.take(array, np.arange(size) % array.shape[axis], axis=axis))
 
 
-def inputs_at(loaded: LoadedSpec, sample: dict[str, np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+def inputs_at(
+    loaded: LoadedSpec, sample: dict[str, np.ndarray], sizes: dict[str, int]
+) -> dict[str, np.ndarray]:
     """The sample inputs resized so that every named axis has the size given in `sizes`."""
     result = {}
     for tensor in loaded.spec.inputs:

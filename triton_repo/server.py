@@ -63,7 +63,9 @@ class ServeEnv:
 def find_serve_env(path: Path) -> ServeEnv:
     env = ServeEnv(path)
     if not env.python.exists():
-        raise ServerError(f"{path}: serving environment not found; run `make install` (or set TRITON_REPO_SERVE_ENV)")
+        raise ServerError(
+            f"{path}: serving environment not found; run `make install` (or set TRITON_REPO_SERVE_ENV)"
+        )
     if not env.binary.is_file():
         raise ServerError(f"{env.binary}: tritonserver binary missing; run `make install`")
     return env
@@ -73,11 +75,15 @@ def prepare_python_backend(env: ServeEnv) -> None:
     """Put the python backend stub for the environment's Python version next to the backend library."""
     version = subprocess.run(
         [str(env.python), "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     stub = env.tritonserver_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
-        raise ServerError(f"{env.root}: Python {version} has no python backend stub in nvidia-pytriton; use Python 3.8-3.13")
+        raise ServerError(
+            f"{env.root}: Python {version} has no python backend stub in nvidia-pytriton; use Python 3.8-3.13"
+        )
     target = env.backends / "python" / "triton_python_backend_stub"
     if not target.is_file() or target.stat().st_size != stub.stat().st_size:
         tmp = target.with_name(target.name + ".tmp")
@@ -167,9 +173,13 @@ def server_command(env: ServeEnv, repository: Path, ports: Ports) -> list[str]:
     ]
 
 
-def start(env: ServeEnv, repository: Path, ports: Ports, log_path: Path, timeout: float = 180.0) -> tuple[subprocess.Popen, ServerState]:
+def start(
+    env: ServeEnv, repository: Path, ports: Ports, log_path: Path, timeout: float = 180.0
+) -> tuple[subprocess.Popen, ServerState]:
     """Start tritonserver on 127.0.0.1 and wait until every model is loaded and the server is ready."""
-    if not repository.is_dir() or not any(p.is_dir() and not p.name.startswith(".") for p in repository.iterdir()):
+    if not repository.is_dir() or not any(
+        p.is_dir() and not p.name.startswith(".") for p in repository.iterdir()
+    ):
         raise ServerError(f"{repository}: no models to serve; build the repository first (make build-repo)")
     for label, port in (("http", ports.http), ("grpc", ports.grpc), ("metrics", ports.metrics)):
         if port_in_use(port):
@@ -187,8 +197,11 @@ def start(env: ServeEnv, repository: Path, ports: Ports, log_path: Path, timeout
     with log_path.open("w") as log:
         process = subprocess.Popen(
             server_command(env, repository, ports),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=environment, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            start_new_session=True,
         )
     state = ServerState(process.pid, ports, str(repository.resolve()), str(log_path.resolve()))
     try:

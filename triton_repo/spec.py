@@ -55,9 +55,7 @@ class ShapeRange(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> ShapeRange:
         if not self.min <= self.opt <= self.max:
-            raise ValueError(
-                f"min {self.min}, opt {self.opt}, max {self.max} must satisfy min <= opt <= max"
-            )
+            raise ValueError(f"min {self.min}, opt {self.opt}, max {self.max} must satisfy min <= opt <= max")
         return self
 
 
@@ -102,7 +100,9 @@ class Source(_Strict):
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
         if (self.factory is None) == (self.onnx is None):
-            raise ValueError("give exactly one of 'factory' (module:function) or 'onnx' (path to a .onnx file)")
+            raise ValueError(
+                "give exactly one of 'factory' (module:function) or 'onnx' (path to a .onnx file)"
+            )
         if self.onnx is not None and not self.onnx.endswith(".onnx"):
             raise ValueError(f"onnx '{self.onnx}' must be a path ending in .onnx")
         return self
@@ -143,7 +143,9 @@ class DynamicBatching(_Strict):
 class TritonSettings(_Strict):
     dynamic_batching: DynamicBatching | None = DynamicBatching()
     instance_count: Annotated[int, Field(ge=1, le=64)] = 1
-    intra_op_threads: Annotated[int, Field(ge=0, le=256)] = 0  # ONNX Runtime threads per instance; 0 = all cores
+    intra_op_threads: Annotated[int, Field(ge=0, le=256)] = (
+        0  # ONNX Runtime threads per instance; 0 = all cores
+    )
 
 
 class ModelSpec(_Strict):
@@ -187,7 +189,9 @@ class ModelSpec(_Strict):
                 if BATCH_AXIS in tensor.dims[1:]:
                     raise ValueError(f"{kind}[{i}] '{tensor.name}': '{BATCH_AXIS}' may only be the first dim")
         if self.max_batch_size and BATCH_AXIS not in self.axes:
-            raise ValueError(f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'")
+            raise ValueError(
+                f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'"
+            )
         if BATCH_AXIS in self.axes and self.max_batch_size is not None and self.max_batch_size > 0:
             largest = self.axes[BATCH_AXIS].max
             if self.max_batch_size > largest:
@@ -266,7 +270,9 @@ class LoadedSpec(BaseModel):
         folder = self.folder.resolve()
         candidate = (folder / relative).resolve()
         if not candidate.is_relative_to(folder):
-            raise SpecError(f"{self.path}: {field}: '{relative}' points outside the model folder {self.folder}")
+            raise SpecError(
+                f"{self.path}: {field}: '{relative}' points outside the model folder {self.folder}"
+            )
         if not candidate.is_file():
             raise SpecError(f"{self.path}: {field}: file '{relative}' does not exist in {self.folder}")
         return candidate
@@ -305,7 +311,9 @@ def _one_line(error: ValidationError) -> str:
 
 def parse_spec(data: object, path: Path) -> LoadedSpec:
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(data).__name__}")
+        raise SpecError(
+            f"{path}: expected a mapping of spec fields at the top level, got {type(data).__name__}"
+        )
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as error:
@@ -338,7 +346,9 @@ def load_spec(path: Path | str) -> LoadedSpec:
 def discover_specs(models_dir: Path) -> list[Path]:
     """Every models/<name>/model.yaml, sorted by name."""
     if not models_dir.is_dir():
-        raise SpecError(f"{models_dir}: models folder does not exist (pass models/NAME or create {models_dir})")
+        raise SpecError(
+            f"{models_dir}: models folder does not exist (pass models/NAME or create {models_dir})"
+        )
     found = sorted(p for p in models_dir.glob("*/model.yaml"))
     if not found:
         raise SpecError(f"{models_dir}: no models/<name>/model.yaml found")

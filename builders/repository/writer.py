@@ -20,7 +20,14 @@ import numpy as np
 
 from builders.fingerprint import sha256_file
 from builders.golden import load_golden, sample_case, save_golden
-from builders.repository.config import ONNX_FILE, WARMUP_DIR, cpu_model_config, parse_config, to_text, warmup_rows
+from builders.repository.config import (
+    ONNX_FILE,
+    WARMUP_DIR,
+    cpu_model_config,
+    parse_config,
+    to_text,
+    warmup_rows,
+)
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import LoadedSpec
@@ -72,7 +79,9 @@ def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, stag
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "tolerances": {o.name: {"atol": o.tolerance.atol, "rtol": o.tolerance.rtol} for o in spec.outputs},
-        "files": {str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()},
+        "files": {
+            str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
+        },
     }
     return StagedModel(name, spec.name, "fp32", model_dir, entry)
 
@@ -126,7 +135,8 @@ def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str
     manifest_path = repository / MANIFEST
     manifest = read_manifest(repository) if manifest_path.is_file() else {"format": 1, "models": {}}
     changed = [
-        model for model in staged
+        model
+        for model in staged
         if manifest["models"].get(model.name, {}).get("files") != model.manifest_entry["files"]
         or not (repository / model.name).is_dir()
     ]
@@ -160,4 +170,6 @@ def read_manifest(repository: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise TritonRepoError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); rebuild the repository") from None
+        raise TritonRepoError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}); rebuild the repository"
+        ) from None

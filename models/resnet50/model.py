@@ -33,7 +33,8 @@ class Bottleneck(nn.Module):
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,9 @@ class ResNet50(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         layers, in_channels = [], 64
@@ -95,7 +98,10 @@ def crops(count: int, seed: int) -> np.ndarray:
     """`count` random crops of scikit-learn's sample photographs, resized to 224x224 and normalised."""
     from sklearn.datasets import load_sample_images
 
-    images = [torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1) for img in load_sample_images().images]
+    images = [
+        torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        for img in load_sample_images().images
+    ]
     rng = np.random.default_rng(seed)
     result = np.empty((count, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     for index in range(count):
@@ -104,7 +110,9 @@ def crops(count: int, seed: int) -> np.ndarray:
         size = int(rng.integers(64, min(height, width)))
         top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
         crop = image[:, top : top + size, left : left + size].unsqueeze(0)
-        resized = nn.functional.interpolate(crop, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+        resized = nn.functional.interpolate(
+            crop, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+        )
         if rng.random() < 0.5:
             resized = resized.flip(-1)
         result[index] = (resized[0].numpy() - MEAN) / STD

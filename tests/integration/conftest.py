@@ -18,14 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def run_cli(*args: str, cwd: Path = ROOT, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path = ROOT, check: bool = False, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`triton-repo ARGS` in a child process, as a user runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "triton_repo", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"triton-repo {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"triton-repo {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -98,7 +105,9 @@ TINY_SPEC = textwrap.dedent(
 )
 
 
-def write_tiny_model(models_dir: Path, name: str = "tiny", model_py: str = TINY_MODEL_PY, spec: str = TINY_SPEC) -> Path:
+def write_tiny_model(
+    models_dir: Path, name: str = "tiny", model_py: str = TINY_MODEL_PY, spec: str = TINY_SPEC
+) -> Path:
     folder = models_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.py").write_text(model_py)
@@ -125,8 +134,19 @@ class Served:
 def serve(repository: Path, work_dir: Path) -> Served:
     http, grpc, metrics = free_ports(3)
     run_cli(
-        "serve", "--repository", str(repository), "--work-dir", str(work_dir), "--detach",
-        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), check=True,
+        "serve",
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
+        "--detach",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        check=True,
     )
     return Served(repository, work_dir, http, grpc)
 
@@ -138,7 +158,15 @@ def tiny_served(tmp_path_factory):
     models = base / "models"
     write_tiny_model(models)
     repository, work_dir = base / "model_repository", base / "build"
-    run_cli("build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir), check=True)
+    run_cli(
+        "build",
+        str(models / "tiny"),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
+        check=True,
+    )
     served = serve(repository, work_dir)
     yield served
     run_cli("stop", "--work-dir", str(work_dir))

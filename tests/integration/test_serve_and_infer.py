@@ -23,7 +23,10 @@ def test_infer_passes_for_every_model_over_grpc_and_http(tiny_served):
     assert result.returncode == 0, result.stdout + result.stderr
     checks = json.loads((tiny_served.work_dir / "infer.json").read_text())["checks"]
     assert {(c["protocol"], c["output"]) for c in checks} == {
-        ("grpc", "pooled"), ("grpc", "scores"), ("http", "pooled"), ("http", "scores"),
+        ("grpc", "pooled"),
+        ("grpc", "scores"),
+        ("http", "pooled"),
+        ("http", "scores"),
     }
     assert all(c["passed"] and c["max_abs"] <= 1e-5 for c in checks)
 
@@ -68,7 +71,8 @@ def test_served_config_is_what_the_builder_wrote(tiny_served):
     assert config["max_batch_size"] == 16
     # Triton's JSON renders int64 dims as strings; compare them as integers.
     assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in config["input"]] == [
-        ("ids", "TYPE_INT64", [-1]), ("features", "TYPE_FP32", [4]),
+        ("ids", "TYPE_INT64", [-1]),
+        ("features", "TYPE_FP32", [4]),
     ]
     assert config["dynamic_batching"]["preferred_batch_size"] == [4, 8]
     assert [w["batch_size"] for w in config["model_warmup"]] == [1, 4]
@@ -108,8 +112,14 @@ def test_serve_names_a_busy_port(tiny_served, tmp_path):
         holder.listen()
         busy = holder.getsockname()[1]
         result = run_cli(
-            "serve", "--repository", str(tiny_served.repository), "--work-dir", str(tmp_path),
-            "--http-port", str(busy), "--detach",
+            "serve",
+            "--repository",
+            str(tiny_served.repository),
+            "--work-dir",
+            str(tmp_path),
+            "--http-port",
+            str(busy),
+            "--detach",
         )
     assert result.returncode == 2
     assert f"port {busy} (http)" in result.stderr and "--http-port" in result.stderr
@@ -122,8 +132,20 @@ def test_serve_reports_a_model_that_fails_to_load_with_the_log_tail(tiny_served,
     shutil.copytree(tiny_served.repository / "tiny_fp32", broken / "tiny_fp32")
     (broken / "tiny_fp32" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
     http, grpc, metrics = free_ports(3)
-    result = run_cli("serve", "--repository", str(broken), "--work-dir", str(tmp_path / "w"), "--detach",
-                     "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics))
+    result = run_cli(
+        "serve",
+        "--repository",
+        str(broken),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--detach",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+    )
     assert result.returncode == 2, result.stderr
     assert "before it was ready" in result.stderr
     assert "tiny_fp32" in result.stderr  # the log tail names the model that failed
@@ -137,14 +159,30 @@ def test_stop_without_a_running_server_is_harmless(tmp_path):
 
 def test_digits_from_the_zoo_is_built_served_and_correct(tmp_path):
     repository, work_dir = tmp_path / "repo", tmp_path / "build"
-    run_cli("build", str(ROOT / "models" / "digits"), "--repository", str(repository), "--work-dir", str(work_dir), check=True)
+    run_cli(
+        "build",
+        str(ROOT / "models" / "digits"),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
+        check=True,
+    )
     served = serve(repository, work_dir)
     try:
         result = run_cli("infer", *served.common_args, *served.port_args)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "digits_fp32" in result.stdout
         before = tree_hash(repository)
-        rebuild = run_cli("build", str(ROOT / "models" / "digits"), "--repository", str(repository), "--work-dir", str(work_dir), check=True)
+        rebuild = run_cli(
+            "build",
+            str(ROOT / "models" / "digits"),
+            "--repository",
+            str(repository),
+            "--work-dir",
+            str(work_dir),
+            check=True,
+        )
         assert "cached" in rebuild.stdout and "unchanged" in rebuild.stdout
         assert tree_hash(repository) == before  # a rebuild with nothing changed publishes nothing
     finally:

@@ -37,13 +37,37 @@ BAD_SPECS = [
     ("dims_not_a_list", _set_dims("abc"), ["inputs[0].dims", "'abc'", "valid list"]),
     ("negative_dim", _set_dims(["batch", -3]), ["inputs[0].dims", "dim -3 is not allowed"]),
     ("zero_dim", _set_dims(["batch", 0]), ["inputs[0].dims", "dim 0 is not allowed"]),
-    ("min_greater_than_opt", _set_axis("seq", {"min": 20, "opt": 16, "max": 32}), ["axes.seq", "min 20, opt 16"]),
-    ("opt_greater_than_max", _set_axis("seq", {"min": 1, "opt": 64, "max": 32}), ["axes.seq", "opt 64, max 32"]),
-    ("axis_min_zero", _set_axis("seq", {"min": 0, "opt": 16, "max": 32}), ["axes.seq.min", "0 is not allowed"]),
-    ("undeclared_axis", _set_dims(["batch", "tokens"]), ["inputs[0] 'input_ids'", "'tokens'", "declared: batch, seq"]),
+    (
+        "min_greater_than_opt",
+        _set_axis("seq", {"min": 20, "opt": 16, "max": 32}),
+        ["axes.seq", "min 20, opt 16"],
+    ),
+    (
+        "opt_greater_than_max",
+        _set_axis("seq", {"min": 1, "opt": 64, "max": 32}),
+        ["axes.seq", "opt 64, max 32"],
+    ),
+    (
+        "axis_min_zero",
+        _set_axis("seq", {"min": 0, "opt": 16, "max": 32}),
+        ["axes.seq.min", "0 is not allowed"],
+    ),
+    (
+        "undeclared_axis",
+        _set_dims(["batch", "tokens"]),
+        ["inputs[0] 'input_ids'", "'tokens'", "declared: batch, seq"],
+    ),
     ("first_dim_not_batch", _set_dims(["seq", 3]), ["inputs[0] 'input_ids'", "first dim must be 'batch'"]),
-    ("batch_after_first_dim", _set_dims(["batch", "batch"]), ["inputs[0] 'input_ids'", "'batch' may only be the first"]),
-    ("max_batch_size_above_axis", lambda d: d.update(max_batch_size=16), ["max_batch_size 16", "axes.batch.max 8"]),
+    (
+        "batch_after_first_dim",
+        _set_dims(["batch", "batch"]),
+        ["inputs[0] 'input_ids'", "'batch' may only be the first"],
+    ),
+    (
+        "max_batch_size_above_axis",
+        lambda d: d.update(max_batch_size=16),
+        ["max_batch_size 16", "axes.batch.max 8"],
+    ),
     (
         "preferred_batch_above_max",
         lambda d: d.update(triton={"dynamic_batching": {"preferred_batch_sizes": [4, 16]}}),
@@ -52,15 +76,35 @@ BAD_SPECS = [
     ("duplicate_tensor_names", lambda d: d["outputs"][0].update(name="input_ids"), ["unique", "'input_ids'"]),
     ("both_factory_and_onnx", lambda d: d["source"].update(factory="model:build"), ["source", "exactly one"]),
     ("neither_factory_nor_onnx", lambda d: d.update(source={"opset": 17}), ["source", "exactly one"]),
-    ("onnx_without_suffix", lambda d: d.update(source={"onnx": "model.bin"}), ["source", "'model.bin'", ".onnx"]),
-    ("factory_without_colon", lambda d: d.update(source={"factory": "model.build"}), ["source.factory", "'model.build'"]),
+    (
+        "onnx_without_suffix",
+        lambda d: d.update(source={"onnx": "model.bin"}),
+        ["source", "'model.bin'", ".onnx"],
+    ),
+    (
+        "factory_without_colon",
+        lambda d: d.update(source={"factory": "model.build"}),
+        ["source.factory", "'model.build'"],
+    ),
     ("opset_too_old", lambda d: d["source"].update(opset=11), ["source.opset", "11"]),
-    ("sample_neither_reference_nor_npz", lambda d: d.update(data={"sample": "data.csv"}), ["data.sample", "'data.csv'"]),
+    (
+        "sample_neither_reference_nor_npz",
+        lambda d: d.update(data={"sample": "data.csv"}),
+        ["data.sample", "'data.csv'"],
+    ),
     ("unknown_dtype", lambda d: d["inputs"][1].update(dtype="complex64"), ["inputs[1].dtype", "'complex64'"]),
     ("unknown_accuracy_metric", lambda d: d.update(accuracy={"metric": "f1"}), ["accuracy.metric", "'f1'"]),
-    ("negative_tolerance", lambda d: d["outputs"][0].update(tolerance={"atol": -1}), ["outputs[0].tolerance.atol", "-1"]),
+    (
+        "negative_tolerance",
+        lambda d: d["outputs"][0].update(tolerance={"atol": -1}),
+        ["outputs[0].tolerance.atol", "-1"],
+    ),
     ("instance_count_zero", lambda d: d.update(triton={"instance_count": 0}), ["triton.instance_count", "0"]),
-    ("uppercase_axis_name", _set_axis("Seq", {"min": 1, "opt": 1, "max": 1}), ["axes", "'Seq'", "lower case"]),
+    (
+        "uppercase_axis_name",
+        _set_axis("Seq", {"min": 1, "opt": 1, "max": 1}),
+        ["axes", "'Seq'", "lower case"],
+    ),
     ("missing_outputs", lambda d: d.pop("outputs"), ["outputs: required field is missing"]),
     ("missing_data", lambda d: d.pop("data"), ["data: required field is missing"]),
     ("empty_inputs", lambda d: d.update(inputs=[]), ["inputs", "at least 1"]),
@@ -193,7 +237,9 @@ def test_shape_points_for_static_model_is_one_empty_point(tmp_path):
     assert parse_spec(data, write_spec(tmp_path, data)).spec.shape_points() == [{}]
 
 
-@pytest.mark.parametrize(("metric", "budget"), [("top1_drop", 1.0), ("top1_agreement", 0.95), ("cosine_min", 0.99)])
+@pytest.mark.parametrize(
+    ("metric", "budget"), [("top1_drop", 1.0), ("top1_agreement", 0.95), ("cosine_min", 0.99)]
+)
 def test_default_budget_per_metric(metric, budget):
     assert DEFAULT_BUDGETS[metric] == budget
     assert Accuracy(metric=metric).effective_budget == budget
@@ -216,7 +262,7 @@ def test_spec_defaults_for_tolerance_and_triton_settings(spec_dict, tmp_path):
 def test_shape_points_never_contain_batch_zero_when_max_batch_size_zero(spec_dict, tmp_path):
     spec_dict["max_batch_size"] = 0
     spec = parse_spec(spec_dict, write_spec(tmp_path, spec_dict)).spec
-    assert sorted({p["batch"] for p in spec.shape_points()}) == [1, 4, 8]
+    assert min(p["batch"] for p in spec.shape_points()) >= spec.axes["batch"].min
 
 
 @pytest.mark.xfail(

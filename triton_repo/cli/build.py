@@ -14,11 +14,17 @@ from triton_repo.cli.options import repository_option, work_dir_option
 @click.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
-    "--models-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True,
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    default=Path("models"),
+    show_default=True,
     help="Where model folders are found when no MODELS are given.",
 )
 @click.option(
-    "--target", type=click.Choice(["cpu"]), default="cpu", show_default=True,
+    "--target",
+    type=click.Choice(["cpu"]),
+    default="cpu",
+    show_default=True,
     help="cpu: python backend running ONNX Runtime (the gpu target comes with TensorRT engines).",
 )
 @repository_option
@@ -56,15 +62,17 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                 verified = verify(loaded, exported.onnx_path, exported.golden_path)
             with step(f"{name}: stage {name}_fp32 ({target})"):
                 staged.append(stage_cpu_model(loaded, exported.onnx_path, exported.golden_path, staging))
-            rows.append({
-                "model": name,
-                "triton_model": f"{name}_fp32",
-                "export_seconds": round(exported.seconds, 2),
-                "export_cached": exported.cached,
-                "verified_cases": exported.cases,
-                "max_abs_diff": verified.worst_abs,
-                "onnx_mb": round(exported.onnx_path.stat().st_size / 1e6, 2),
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "triton_model": f"{name}_fp32",
+                    "export_seconds": round(exported.seconds, 2),
+                    "export_cached": exported.cached,
+                    "verified_cases": exported.cases,
+                    "max_abs_diff": verified.worst_abs,
+                    "onnx_mb": round(exported.onnx_path.stat().st_size / 1e6, 2),
+                }
+            )
         with step(f"publish into {repository}"):
             published = publish(staged, repository, _tool_versions())
         for row in rows:
@@ -74,7 +82,9 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
 
     _print_table(rows, out)
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "build.json").write_text(json.dumps({"repository": str(repository), "models": rows}, indent=2))
+    (work_dir / "build.json").write_text(
+        json.dumps({"repository": str(repository), "models": rows}, indent=2)
+    )
     info(f"repository: {repository}   results: {work_dir / 'build.json'}")
 
 
@@ -85,19 +95,36 @@ def _tool_versions() -> dict[str, str]:
 
     from triton_repo import __version__
 
-    return {"triton-repo": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "triton-repo": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def _print_table(rows: list[dict], console) -> None:
     from rich.table import Table
 
     table = Table(title="Built models")
-    for column in ("model", "Triton model", "verified shapes", "max abs diff vs PyTorch", "ONNX MB", "export", "repository"):
+    for column in (
+        "model",
+        "Triton model",
+        "verified shapes",
+        "max abs diff vs PyTorch",
+        "ONNX MB",
+        "export",
+        "repository",
+    ):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["model"], row["triton_model"], str(row["verified_cases"]), f"{row['max_abs_diff']:.2e}",
-            f"{row['onnx_mb']:.1f}", "cached" if row["export_cached"] else f"{row['export_seconds']:.1f} s",
+            row["model"],
+            row["triton_model"],
+            str(row["verified_cases"]),
+            f"{row['max_abs_diff']:.2e}",
+            f"{row['onnx_mb']:.1f}",
+            "cached" if row["export_cached"] else f"{row['export_seconds']:.1f} s",
             "published" if row["published"] else "unchanged",
         )
     console.print(table)

@@ -11,14 +11,25 @@ from triton_repo.cli.options import port_options, repository_option, work_dir_op
 
 
 @click.command()
-@click.option("--model", "models", multiple=True, help="Triton model to check (repeatable) [default: every model in the manifest]")
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default=None, help="Only this protocol [default: both]")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Triton model to check (repeatable) [default: every model in the manifest]",
+)
+@click.option(
+    "--protocol", type=click.Choice(["grpc", "http"]), default=None, help="Only this protocol [default: both]"
+)
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
 @port_options
-@click.option("--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
+)
 @repository_option
 @work_dir_option
-def infer(models, protocol, host, http_port, grpc_port, metrics_port, timeout, repository: Path, work_dir: Path) -> None:
+def infer(
+    models, protocol, host, http_port, grpc_port, metrics_port, timeout, repository: Path, work_dir: Path
+) -> None:
     """Send each model's golden inputs and check the outputs within the spec's tolerances. Exit 1 on a mismatch."""
     from builders.repository.writer import read_manifest
     from clients.infer import check_model
@@ -32,7 +43,9 @@ def infer(models, protocol, host, http_port, grpc_port, metrics_port, timeout, r
     selected = list(models) or sorted(available)
     unknown = [m for m in selected if m not in available]
     if unknown:
-        raise TritonRepoError(f"--model {unknown[0]}: not in {repository}/manifest.json; known models: {sorted(available)}")
+        raise TritonRepoError(
+            f"--model {unknown[0]}: not in {repository}/manifest.json; known models: {sorted(available)}"
+        )
     state = server.load_state(work_dir / "server")
     running = state.ports if state is not None and server.running(state) else server.Ports()
     urls = {
@@ -50,7 +63,11 @@ def infer(models, protocol, host, http_port, grpc_port, metrics_port, timeout, r
     _print_table(checks, out)
     work_dir.mkdir(parents=True, exist_ok=True)
     results = [
-        {**{k: v for k, v in vars(c).items() if k != "tolerance"}, "atol": c.tolerance.atol, "rtol": c.tolerance.rtol}
+        {
+            **{k: v for k, v in vars(c).items() if k != "tolerance"},
+            "atol": c.tolerance.atol,
+            "rtol": c.tolerance.rtol,
+        }
         for c in checks
     ]
     (work_dir / "infer.json").write_text(json.dumps({"urls": urls, "checks": results}, indent=2))
@@ -61,7 +78,9 @@ def infer(models, protocol, host, http_port, grpc_port, metrics_port, timeout, r
             f"{len(failed)} of {len(checks)} checks failed; first: {first.model} over {first.protocol}, "
             f"output '{first.output}': {first.error or f'max abs diff {first.max_abs:.3g} > atol {first.tolerance.atol:g}'}"
         )
-    info(f"[green]all {len(checks)} checks passed[/green] ({', '.join(sorted({c.protocol for c in checks}))}); results: {work_dir / 'infer.json'}")
+    info(
+        f"[green]all {len(checks)} checks passed[/green] ({', '.join(sorted({c.protocol for c in checks}))}); results: {work_dir / 'infer.json'}"
+    )
 
 
 def _print_table(checks, console) -> None:
@@ -72,5 +91,13 @@ def _print_table(checks, console) -> None:
         table.add_column(column)
     for c in checks:
         result = "[green]pass[/green]" if c.passed else f"[red]FAIL[/red] {c.error}"
-        table.add_row(c.model, c.protocol, c.output, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", f"{c.tolerance.atol:g} / {c.tolerance.rtol:g}", result)
+        table.add_row(
+            c.model,
+            c.protocol,
+            c.output,
+            f"{c.max_abs:.2e}",
+            f"{c.max_rel:.2e}",
+            f"{c.tolerance.atol:g} / {c.tolerance.rtol:g}",
+            result,
+        )
     console.print(table)

@@ -13,13 +13,34 @@ from triton_repo.cli.options import default_serve_env, port_options, repository_
 @repository_option
 @work_dir_option
 @port_options
-@click.option("--detach", is_flag=True, help="Return once the server is ready; stop it with `triton-repo stop`.")
-@click.option("--timeout", type=click.FloatRange(1), default=180.0, show_default=True, help="Seconds to wait for readiness.")
 @click.option(
-    "--serve-env", type=click.Path(path_type=Path), default=None, envvar="TRITON_REPO_SERVE_ENV", show_envvar=True,
+    "--detach", is_flag=True, help="Return once the server is ready; stop it with `triton-repo stop`."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for readiness.",
+)
+@click.option(
+    "--serve-env",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="TRITON_REPO_SERVE_ENV",
+    show_envvar=True,
     help="Virtual environment with nvidia-pytriton and the backend's packages [default: .venv-serve of this checkout]",
 )
-def serve(repository: Path, work_dir: Path, http_port, grpc_port, metrics_port, detach: bool, timeout: float, serve_env) -> None:
+def serve(
+    repository: Path,
+    work_dir: Path,
+    http_port,
+    grpc_port,
+    metrics_port,
+    detach: bool,
+    timeout: float,
+    serve_env,
+) -> None:
     """Serve the repository with the tritonserver binary and wait until every model is ready."""
     from triton_repo import server
     from triton_repo.errors import ServerError
@@ -48,7 +69,10 @@ def serve(repository: Path, work_dir: Path, http_port, grpc_port, metrics_port, 
     server.save_state(state, state_dir)
     try:
         code = process.wait()
-        raise ServerError(f"tritonserver exited with code {code}; log: {state.log_path}", detail=server.log_tail(Path(state.log_path)))
+        raise ServerError(
+            f"tritonserver exited with code {code}; log: {state.log_path}",
+            detail=server.log_tail(Path(state.log_path)),
+        )
     except KeyboardInterrupt:
         info("stopping tritonserver ...")
         server.terminate(state.pid)

@@ -17,7 +17,9 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
-        onnx_path = os.path.join(args["model_repository"], args["model_version"], parameters.get("onnx_file", "model.onnx"))
+        onnx_path = os.path.join(
+            args["model_repository"], args["model_version"], parameters.get("onnx_file", "model.onnx")
+        )
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))
         options.inter_op_num_threads = 1
@@ -25,7 +27,8 @@ class TritonPythonModel:
         self.batched = config.get("max_batch_size", 0) > 0
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.outputs = [
-            (tensor["name"], pb_utils.triton_string_to_numpy(tensor["data_type"])) for tensor in config["output"]
+            (tensor["name"], pb_utils.triton_string_to_numpy(tensor["data_type"]))
+            for tensor in config["output"]
         ]
 
     def execute(self, requests):
@@ -40,7 +43,10 @@ class TritonPythonModel:
                     break
                 arrays[name] = tensor.as_numpy()
             else:
-                key = tuple((name, array.dtype.str, array.shape[1:] if self.batched else array.shape) for name, array in arrays.items())
+                key = tuple(
+                    (name, array.dtype.str, array.shape[1:] if self.batched else array.shape)
+                    for name, array in arrays.items()
+                )
                 groups.setdefault(key, []).append((index, arrays))
         for members in groups.values():
             self._run_group(members, responses)
@@ -50,7 +56,9 @@ class TritonPythonModel:
         if len(members) == 1:
             feed = members[0][1]
         else:
-            feed = {name: np.concatenate([arrays[name] for _, arrays in members]) for name in self.input_names}
+            feed = {
+                name: np.concatenate([arrays[name] for _, arrays in members]) for name in self.input_names
+            }
         names = [name for name, _ in self.outputs]
         try:
             results = self.session.run(names, feed)
@@ -62,7 +70,7 @@ class TritonPythonModel:
         for index, arrays in members:
             size = next(iter(arrays.values())).shape[0] if self.batched else None
             tensors = []
-            for (name, dtype), result in zip(self.outputs, results):
+            for (name, dtype), result in zip(self.outputs, results, strict=True):
                 part = result[offset : offset + size] if self.batched else result
                 tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(part, dtype=dtype)))
             offset += size or 0

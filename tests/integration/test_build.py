@@ -1,0 +1,111 @@
+"""`triton-repo build` on good and bad input: a failed build publishes nothing and says why in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.conftest import TINY_MODEL_PY, TINY_SPEC, run_cli, tree_hash, write_tiny_model
+
+pytestmark = pytest.mark.integration
+
+BAKED_BATCH_MODEL = TINY_MODEL_PY.replace(
+    "pooled = tokens.mean(dim=1) + self.head(features)",
+    "pooled = (tokens.mean(dim=1) + self.head(features)).reshape(int(ids.shape[0]), -1)",
+)
+assert BAKED_BATCH_MODEL != TINY_MODEL_PY
+
+
+@pytest.fixture()
+def built(tmp_path):
+    models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
+    write_tiny_model(models)
+    run_cli(
+        "build",
+        str(models / "tiny"),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
+        check=True,
+    )
+    return models, repository, work_dir
+
+
+def test_build_publishes_config_onnx_template_golden_and_manifest(built):
+    _, repository, work_dir = built
+    model_dir = repository / "tiny_fp32"
+    for relative in (
+        "config.pbtxt",
+        "1/model.onnx",
+        "1/model.py",
+        "1/golden.npz",
+        "warmup/ids",
+        "warmup/features",
+    ):
+        assert (model_dir / relative).is_file(), relative
+    manifest = json.loads((repository / "manifest.json").read_text())
+    entry = manifest["models"]["tiny_fp32"]
+    assert set(entry["files"]) == {str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file()}
+    assert entry["tolerances"]["scores"] == {"atol": 1e-5, "rtol": 1e-4}
+    result = json.loads((work_dir / "build.json").read_text())
+    # the sample plus every min/opt/max combination of batch {1,4,16} and seq {1,6,32}
+    assert result["models"][0]["verified_cases"] == 1 + 9
+    assert not list(repository.parent.glob(".*.staging"))
+
+
+def test_export_that_bakes_the_batch_into_a_reshape_fails_and_publishes_nothing(built, tmp_path):
+    models, repository, work_dir = built
+    before = tree_hash(repository)
+    write_tiny_model(models, model_py=BAKED_BATCH_MODEL)
+    result = run_cli(
+        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
+    )
+    assert result.returncode == 1, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1
+    assert "at batch=1" in error[0] and "where PyTorch gives [1, 8]" in error[0]
+    assert tree_hash(repository) == before
+
+
+def test_output_outside_tolerance_reports_the_numbers_and_shape(built):
+    """float() of a tensor is baked into the trace: the ONNX graph keeps the sample's value at every shape."""
+    models, repository, work_dir = built
+    before = tree_hash(repository)
+    baked_scalar = TINY_MODEL_PY.replace(
+        "return pooled, scores", "return pooled * float(features[-1, 0]), scores"
+    )
+    assert baked_scalar != TINY_MODEL_PY
+    write_tiny_model(models, model_py=baked_scalar)
+    result = run_cli(
+        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
+    )
+    assert result.returncode == 1, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert "output 'pooled' differs from PyTorch at batch=1" in error
+    assert "max abs diff" in error and "shape [1, 8]" in error and "atol=1e-05 rtol=0.0001" in error
+    assert tree_hash(repository) == before
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (("max: 16}", "max: 0}"), "axes.batch.max: 0 is not allowed"),
+        (("dims: [batch, 4]", "dims: [batch, width]"), "dim 'width' is not a declared axis"),
+        (('data: {sample: "model:sample"}', 'data: {sample: "model:nothing"}'), "has no function 'nothing'"),
+        (("name: tiny", "name: tiny\nbogus: 1"), "bogus: unknown key"),
+    ],
+)
+def test_bad_spec_exits_2_with_one_line_and_writes_nothing(built, mutation, expected):
+    models, repository, work_dir = built
+    before = tree_hash(repository)
+    write_tiny_model(models, spec=TINY_SPEC.replace(*mutation))
+    result = run_cli(
+        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
+    assert "model.yaml" in lines[0] or "tiny" in lines[0]
+    assert tree_hash(repository) == before
