@@ -6,6 +6,7 @@ own `model.py` without clashing), then as an importable dotted module.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -21,7 +22,8 @@ def load_callable(loaded: LoadedSpec, reference: str, field: str) -> Callable:
     module_name, function_name = reference.split(":")
     local_file = loaded.folder / (module_name.replace(".", "/") + ".py")
     if local_file.is_file():
-        qualified = f"triton_repo_zoo.{loaded.spec.name}.{module_name}"
+        folder_key = hashlib.sha256(str(loaded.folder.resolve()).encode()).hexdigest()[:12]
+        qualified = f"triton_repo_zoo.{loaded.spec.name}_{folder_key}.{module_name}"
         module = sys.modules.get(qualified)
         if module is None:
             import_spec = importlib.util.spec_from_file_location(qualified, local_file)
@@ -93,7 +95,12 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
                 raise SpecError(
                     f"{loaded.path}: {where}: input '{tensor.name}' dim {axis} is {size}, the spec fixes it at {dim}"
                 )
-            if isinstance(dim, str) and axis > 0 and not spec.axes[dim].min <= size <= spec.axes[dim].max:
+            is_batch_dim = spec.batched and axis == 0  # any batch size; chunked to max_batch_size by users
+            if (
+                isinstance(dim, str)
+                and not is_batch_dim
+                and not spec.axes[dim].min <= size <= spec.axes[dim].max
+            ):
                 limits = spec.axes[dim]
                 raise SpecError(
                     f"{loaded.path}: {where}: input '{tensor.name}' axis '{dim}' is {size}, "

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from triton_repo.errors import SpecError
 
@@ -66,7 +75,7 @@ class Tolerance(_Strict):
     rtol: Annotated[float, Field(ge=0)] = 1e-3
 
 
-Dim = int | str
+Dim = StrictInt | StrictStr  # strict: YAML `yes`/`true` must not become the dim 1
 
 
 class TensorSpec(_Strict):
@@ -121,7 +130,7 @@ class DataSpec(_Strict):
     @field_validator("sample", "calibration", "eval")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
-        if value is not None and not (value.endswith(".npz") or re.match(REFERENCE_PATTERN, value)):
+        if value is not None and not (value.endswith(".npz") or re.fullmatch(REFERENCE_PATTERN, value)):
             raise ValueError(f"'{value}' must be module:function or a path ending in .npz")
         return value
 
@@ -164,7 +173,7 @@ class ModelSpec(_Strict):
     @classmethod
     def _axis_names(cls, axes: dict[str, ShapeRange]) -> dict[str, ShapeRange]:
         for name in axes:
-            if not re.match(r"^[a-z][a-z0-9_]*$", name):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"axis name '{name}' must be lower case letters, digits and '_'")
         return axes
 
@@ -174,6 +183,10 @@ class ModelSpec(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"tensor names must be unique across inputs and outputs; repeated: {duplicates}")
+        if self.max_batch_size and BATCH_AXIS not in self.axes:
+            raise ValueError(
+                f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'"
+            )
         declared = ", ".join(self.axes) or "none"
         for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
             for i, tensor in enumerate(tensors):
@@ -188,12 +201,13 @@ class ModelSpec(_Strict):
                     )
                 if BATCH_AXIS in tensor.dims[1:]:
                     raise ValueError(f"{kind}[{i}] '{tensor.name}': '{BATCH_AXIS}' may only be the first dim")
-        if self.max_batch_size and BATCH_AXIS not in self.axes:
-            raise ValueError(
-                f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'"
-            )
         if BATCH_AXIS in self.axes and self.max_batch_size is not None and self.max_batch_size > 0:
-            largest = self.axes[BATCH_AXIS].max
+            largest, smallest = self.axes[BATCH_AXIS].max, self.axes[BATCH_AXIS].min
+            if self.max_batch_size < smallest:
+                raise ValueError(
+                    f"max_batch_size {self.max_batch_size} is smaller than axes.batch.min {smallest}: "
+                    "lower axes.batch.min or raise max_batch_size"
+                )
             if self.max_batch_size > largest:
                 raise ValueError(
                     f"max_batch_size {self.max_batch_size} is larger than axes.batch.max {largest}: "
@@ -243,7 +257,7 @@ class ModelSpec(_Strict):
         for axis in axes:
             shape_range = self.axes[axis]
             high = shape_range.max
-            if axis == BATCH_AXIS:
+            if axis == BATCH_AXIS and self.batched:
                 high = min(high, self.effective_max_batch_size)
             ranges.append(sorted({shape_range.min, min(shape_range.opt, high), high}))
         points = [dict(zip(axes, sizes, strict=True)) for sizes in itertools.product(*ranges)]
@@ -283,7 +297,7 @@ def _location(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in {"function-after", "function-before"} or "[" in str(part):
+        elif part in {"function-after", "function-before", "int", "str"} or "[" in str(part):
             continue  # pydantic's internal union/validator tags
         else:
             text += f".{part}" if text else str(part)
@@ -306,7 +320,7 @@ def _one_line(error: ValidationError) -> str:
         text = f"{where}: {value!r} is not allowed: {message}"
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return text
+    return text.replace("\n", "\\n")  # always one line, whatever the YAML held
 
 
 def parse_spec(data: object, path: Path) -> LoadedSpec:

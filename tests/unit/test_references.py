@@ -132,11 +132,6 @@ def test_load_arrays_rejects_function_not_returning_dict(tmp_path):
         load_arrays(loaded, "sample")
 
 
-@pytest.mark.xfail(
-    reason="references.py load_callable caches the module in sys.modules under the spec name only "
-    "(triton_repo_zoo.<name>.<module>), so a same-named model in another folder gets the first one's code",
-    strict=True,
-)
 def test_load_callable_resolves_per_model_folder_not_per_name(tmp_path):
     first = make_loaded(tmp_path / "a", "same_name", sample="inputs:value")
     second = make_loaded(tmp_path / "b", "same_name", sample="inputs:value")
@@ -195,11 +190,6 @@ def test_check_inputs_rejects_float_for_integer_input(tmp_path):
     rejected(make_loaded(tmp_path), arrays, "input 'input_ids' has dtype float32, the spec says int64")
 
 
-@pytest.mark.xfail(
-    reason="references.py check_inputs skips the range check for every named axis at position 0 "
-    "('axis > 0'), not just for the batch axis, so an unbatched spec's leading 'seq' is never checked",
-    strict=True,
-)
 def test_check_inputs_rejects_leading_seq_outside_range_when_unbatched(tmp_path):
     spec = minimal_spec()
     del spec["axes"]["batch"]

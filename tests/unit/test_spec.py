@@ -254,42 +254,23 @@ def test_spec_defaults_for_tolerance_and_triton_settings(spec_dict, tmp_path):
     assert spec.source.exporter == "torchscript" and spec.source.opset == 17
 
 
-@pytest.mark.xfail(
-    reason="spec.py shape_points: with max_batch_size 0 and a 'batch' axis the batch range is clamped to "
-    "effective_max_batch_size 0, so shape points with batch=0 are produced",
-    strict=True,
-)
 def test_shape_points_never_contain_batch_zero_when_max_batch_size_zero(spec_dict, tmp_path):
     spec_dict["max_batch_size"] = 0
     spec = parse_spec(spec_dict, write_spec(tmp_path, spec_dict)).spec
     assert min(p["batch"] for p in spec.shape_points()) >= spec.axes["batch"].min
 
 
-@pytest.mark.xfail(
-    reason="spec.py _consistent: max_batch_size below axes.batch.min is accepted (only the max is checked), "
-    "and shape_points then verifies at batch sizes larger than Triton's max_batch_size",
-    strict=True,
-)
 def test_spec_rejects_max_batch_size_below_batch_axis_min(spec_file, spec_dict):
     spec_dict["axes"]["batch"] = {"min": 4, "opt": 4, "max": 8}
     spec_dict["max_batch_size"] = 2
     assert "max_batch_size 2" in spec_error(spec_file(spec_dict))
 
 
-@pytest.mark.xfail(
-    reason="spec.py DataSpec._reference/_axis_names use re.match with '$', which also matches before a "
-    "trailing newline, so 'model:sample\\n' passes validation",
-    strict=True,
-)
 def test_spec_rejects_sample_reference_with_trailing_newline(spec_file, spec_dict):
     spec_dict["data"]["sample"] = "model:sample_inputs\n"
     assert "data.sample" in spec_error(spec_file(spec_dict))
 
 
-@pytest.mark.xfail(
-    reason="spec.py TensorSpec.dims: Dim = int | str in pydantic lax mode turns YAML true/yes/on into dim 1",
-    strict=True,
-)
 def test_spec_rejects_boolean_dim(spec_file, spec_dict):
     spec_dict["outputs"][0]["dims"] = ["batch", True]
     assert "outputs[0].dims" in spec_error(spec_file(spec_dict))
