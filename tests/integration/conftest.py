@@ -131,24 +131,29 @@ class Served:
         return ["--repository", str(self.repository), "--work-dir", str(self.work_dir)]
 
 
-def serve(repository: Path, work_dir: Path) -> Served:
-    http, grpc, metrics = free_ports(3)
-    run_cli(
-        "serve",
-        "--repository",
-        str(repository),
-        "--work-dir",
-        str(work_dir),
-        "--detach",
-        "--http-port",
-        str(http),
-        "--grpc-port",
-        str(grpc),
-        "--metrics-port",
-        str(metrics),
-        check=True,
+def build(
+    model_dir: Path, repository: Path, work_dir: Path, check: bool = True
+) -> subprocess.CompletedProcess:
+    """`triton-repo build MODEL_DIR` into `repository`."""
+    return run_cli(
+        "build", str(model_dir), "--repository", str(repository), "--work-dir", str(work_dir), check=check
     )
-    return Served(repository, work_dir, http, grpc)
+
+
+def start_server(
+    repository: Path, work_dir: Path, check: bool = True
+) -> tuple[subprocess.CompletedProcess, Served]:
+    """`triton-repo serve --detach` on three free ports."""
+    http, grpc, metrics = free_ports(3)
+    ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    result = run_cli(
+        "serve", "--repository", str(repository), "--work-dir", str(work_dir), "--detach", *ports, check=check
+    )
+    return result, Served(repository, work_dir, http, grpc)
+
+
+def serve(repository: Path, work_dir: Path) -> Served:
+    return start_server(repository, work_dir)[1]
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +163,7 @@ def tiny_served(tmp_path_factory):
     models = base / "models"
     write_tiny_model(models)
     repository, work_dir = base / "model_repository", base / "build"
-    run_cli(
-        "build",
-        str(models / "tiny"),
-        "--repository",
-        str(repository),
-        "--work-dir",
-        str(work_dir),
-        check=True,
-    )
+    build(models / "tiny", repository, work_dir)
     served = serve(repository, work_dir)
     yield served
     run_cli("stop", "--work-dir", str(work_dir))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import TINY_MODEL_PY, TINY_SPEC, run_cli, tree_hash, write_tiny_model
+from tests.integration.conftest import TINY_MODEL_PY, TINY_SPEC, build, tree_hash, write_tiny_model
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +21,7 @@ assert BAKED_BATCH_MODEL != TINY_MODEL_PY
 def built(tmp_path):
     models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
     write_tiny_model(models)
-    run_cli(
-        "build",
-        str(models / "tiny"),
-        "--repository",
-        str(repository),
-        "--work-dir",
-        str(work_dir),
-        check=True,
-    )
+    build(models / "tiny", repository, work_dir)
     return models, repository, work_dir
 
 
@@ -59,9 +51,7 @@ def test_export_that_bakes_the_batch_into_a_reshape_fails_and_publishes_nothing(
     models, repository, work_dir = built
     before = tree_hash(repository)
     write_tiny_model(models, model_py=BAKED_BATCH_MODEL)
-    result = run_cli(
-        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
-    )
+    result = build(models / "tiny", repository, work_dir, check=False)
     assert result.returncode == 1, result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1
@@ -78,9 +68,7 @@ def test_output_outside_tolerance_reports_the_numbers_and_shape(built):
     )
     assert baked_scalar != TINY_MODEL_PY
     write_tiny_model(models, model_py=baked_scalar)
-    result = run_cli(
-        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
-    )
+    result = build(models / "tiny", repository, work_dir, check=False)
     assert result.returncode == 1, result.stderr
     error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert "output 'pooled' differs from PyTorch at batch=1" in error
@@ -101,9 +89,7 @@ def test_bad_spec_exits_2_with_one_line_and_writes_nothing(built, mutation, expe
     models, repository, work_dir = built
     before = tree_hash(repository)
     write_tiny_model(models, spec=TINY_SPEC.replace(*mutation))
-    result = run_cli(
-        "build", str(models / "tiny"), "--repository", str(repository), "--work-dir", str(work_dir)
-    )
+    result = build(models / "tiny", repository, work_dir, check=False)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr

@@ -12,8 +12,7 @@ import pytest
 
 from builders.golden import load_golden, sample_case, save_golden
 from clients.triton_client import TritonClient
-from tests.integration.conftest import ROOT, run_cli, serve, tree_hash
-from triton_repo.server import free_ports
+from tests.integration.conftest import ROOT, build, run_cli, serve, start_server, tree_hash
 
 pytestmark = pytest.mark.integration
 
@@ -131,21 +130,7 @@ def test_serve_reports_a_model_that_fails_to_load_with_the_log_tail(tiny_served,
 
     shutil.copytree(tiny_served.repository / "tiny_fp32", broken / "tiny_fp32")
     (broken / "tiny_fp32" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
-    http, grpc, metrics = free_ports(3)
-    result = run_cli(
-        "serve",
-        "--repository",
-        str(broken),
-        "--work-dir",
-        str(tmp_path / "w"),
-        "--detach",
-        "--http-port",
-        str(http),
-        "--grpc-port",
-        str(grpc),
-        "--metrics-port",
-        str(metrics),
-    )
+    result, _ = start_server(broken, tmp_path / "w", check=False)
     assert result.returncode == 2, result.stderr
     assert "before it was ready" in result.stderr
     assert "tiny_fp32" in result.stderr  # the log tail names the model that failed
@@ -159,30 +144,14 @@ def test_stop_without_a_running_server_is_harmless(tmp_path):
 
 def test_digits_from_the_zoo_is_built_served_and_correct(tmp_path):
     repository, work_dir = tmp_path / "repo", tmp_path / "build"
-    run_cli(
-        "build",
-        str(ROOT / "models" / "digits"),
-        "--repository",
-        str(repository),
-        "--work-dir",
-        str(work_dir),
-        check=True,
-    )
+    build(ROOT / "models" / "digits", repository, work_dir)
     served = serve(repository, work_dir)
     try:
         result = run_cli("infer", *served.common_args, *served.port_args)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "digits_fp32" in result.stdout
         before = tree_hash(repository)
-        rebuild = run_cli(
-            "build",
-            str(ROOT / "models" / "digits"),
-            "--repository",
-            str(repository),
-            "--work-dir",
-            str(work_dir),
-            check=True,
-        )
+        rebuild = build(ROOT / "models" / "digits", repository, work_dir)
         assert "cached" in rebuild.stdout and "unchanged" in rebuild.stdout
         assert tree_hash(repository) == before  # a rebuild with nothing changed publishes nothing
     finally:
