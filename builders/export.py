@@ -63,7 +63,7 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         _export_torch(loaded, module, sample, onnx_path)
         run = _torch_runner(loaded, module)
     else:
-        shutil.copyfile(loaded.resolve_file(source.onnx, "source.onnx"), onnx_path)
+        _save_single_file(loaded, loaded.resolve_file(source.onnx, "source.onnx"), onnx_path)
         run = _onnxruntime_runner(onnx_path)
     _check_onnx(loaded, onnx_path)
 
@@ -102,19 +102,42 @@ def _export_torch(loaded: LoadedSpec, module, sample: dict[str, np.ndarray], onn
 
     spec = loaded.spec
     args = tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs)
-    tmp = onnx_path.with_name("model.tmp.onnx")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings are noise here; verify checks every shape
-        torch.onnx.export(
-            module,
-            args,
-            str(tmp),
-            input_names=[t.name for t in spec.inputs],
-            output_names=[t.name for t in spec.outputs],
-            dynamic_axes=_dynamic_axes(loaded),
-            opset_version=spec.source.opset,
-            dynamo=spec.source.exporter == "dynamo",
+    scratch = onnx_path.parent / "export-tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings are noise here; verify checks every shape
+            torch.onnx.export(
+                module,
+                args,
+                str(scratch / "model.onnx"),
+                input_names=[t.name for t in spec.inputs],
+                output_names=[t.name for t in spec.outputs],
+                dynamic_axes=_dynamic_axes(loaded),
+                opset_version=spec.source.opset,
+                dynamo=spec.source.exporter == "dynamo",
+            )
+        _save_single_file(loaded, scratch / "model.onnx", onnx_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_PROTOBUF_LIMIT = 2_000_000_000
+
+
+def _save_single_file(loaded: LoadedSpec, exported: Path, onnx_path: Path) -> None:
+    """One self-contained model.onnx: the dynamo exporter may write weights as external data beside it."""
+    import onnx
+
+    model = onnx.load(str(exported), load_external_data=True)
+    if model.ByteSize() > _PROTOBUF_LIMIT:
+        raise SpecError(
+            f"{loaded.path}: the exported model is {model.ByteSize() / 1e9:.1f} GB; models over 2 GB "
+            "(ONNX external data) are not supported yet"
         )
+    tmp = onnx_path.with_name("model.tmp.onnx")
+    onnx.save_model(model, str(tmp), save_as_external_data=False)
     tmp.replace(onnx_path)
 
 

@@ -76,6 +76,45 @@ def test_output_outside_tolerance_reports_the_numbers_and_shape(built):
     assert tree_hash(repository) == before
 
 
+def test_dynamo_exporter_gives_one_self_contained_onnx_that_verifies(tmp_path):
+    """The dynamo exporter writes weights as external data; the build must still publish one model.onnx."""
+    models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
+    dynamo_spec = TINY_SPEC.replace(
+        'source: {factory: "model:build"}', 'source: {factory: "model:build", exporter: dynamo, opset: 18}'
+    )
+    assert dynamo_spec != TINY_SPEC
+    write_tiny_model(models, spec=dynamo_spec)
+    build(models / "tiny", repository, work_dir)
+    assert sorted(p.name for p in (repository / "tiny_fp32" / "1").iterdir()) == [
+        "golden.npz",
+        "model.onnx",
+        "model.py",
+    ]
+    assert json.loads((work_dir / "build.json").read_text())["models"][0]["verified_cases"] == 10
+
+
+def test_onnx_source_is_built_without_pytorch_and_checked_at_every_shape(built, tmp_path):
+    """source.onnx: the golden outputs come from ONNX Runtime on the given file, at every min/opt/max shape."""
+    _, _, work_dir = built
+    models = tmp_path / "onnx_models"
+    folder = write_tiny_model(models, name="fromonnx")
+    (folder / "tiny.onnx").write_bytes((work_dir / "tiny" / "model.onnx").read_bytes())
+    spec = (
+        (folder / "model.yaml")
+        .read_text()
+        .replace('source: {factory: "model:build"}', "source: {onnx: tiny.onnx}")
+    )
+    (folder / "model.yaml").write_text(spec)
+    repository = tmp_path / "onnx_repo"
+    build(folder, repository, tmp_path / "onnx_build")
+    assert (repository / "fromonnx_fp32" / "1" / "model.onnx").read_bytes() == (
+        folder / "tiny.onnx"
+    ).read_bytes()
+    assert (
+        json.loads((tmp_path / "onnx_build" / "build.json").read_text())["models"][0]["verified_cases"] == 10
+    )
+
+
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
