@@ -53,12 +53,11 @@ def check_model(client: TritonClient, model: str, entry: dict, repository: Path)
             )
             continue
         diff = compare(actual, golden.outputs[name], tolerance)
+        expected_shape = golden.outputs[name].shape
         error = (
             ""
-            if diff.passed
-            else f"shape {list(actual.shape)} vs golden {list(golden.outputs[name].shape)}"
-            if actual.shape != golden.outputs[name].shape
-            else ""
+            if actual.shape == expected_shape
+            else f"shape {list(actual.shape)} vs golden {list(expected_shape)}"
         )
         checks.append(
             InferCheck(

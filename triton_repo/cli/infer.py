@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import port_options, repository_option, work_dir_option
+from triton_repo.cli.options import port_options, ports_or, repository_option, work_dir_option
 
 
 @click.command()
@@ -48,10 +48,8 @@ def infer(
         )
     state = server.load_state(work_dir / "server")
     running = state.ports if state is not None and server.running(state) else server.Ports()
-    urls = {
-        "grpc": f"{host}:{grpc_port or running.grpc}",
-        "http": f"{host}:{http_port or running.http}",
-    }
+    ports = ports_or(running, http_port, grpc_port, metrics_port)
+    urls = {"grpc": f"{host}:{ports.grpc}", "http": f"{host}:{ports.http}"}
     checks = []
     for proto in [protocol] if protocol else PROTOCOLS:
         client = TritonClient(proto, urls[proto], timeout)

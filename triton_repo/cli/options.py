@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
+from triton_repo.server import Ports
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def repository_option(function):
+def _path_option(flag: str, default: str, envvar: str, help_text: str):
     return click.option(
-        "--repository",
+        flag,
         type=click.Path(path_type=Path),
-        default=Path("model_repository"),
-        envvar="TRITON_REPO_REPOSITORY",
+        default=Path(default),
+        envvar=envvar,
         show_default=True,
         show_envvar=True,
-        help="The Triton model repository directory.",
-    )(function)
+        help=help_text,
+    )
 
 
-def work_dir_option(function):
-    return click.option(
-        "--work-dir",
-        type=click.Path(path_type=Path),
-        default=Path("build"),
-        envvar="TRITON_REPO_WORK_DIR",
-        show_default=True,
-        show_envvar=True,
-        help="Build artifacts (ONNX, golden data), results JSON and the local server's state and log.",
-    )(function)
+repository_option = _path_option(
+    "--repository", "model_repository", "TRITON_REPO_REPOSITORY", "The Triton model repository directory."
+)
+work_dir_option = _path_option(
+    "--work-dir",
+    "build",
+    "TRITON_REPO_WORK_DIR",
+    "Build artifacts (ONNX, golden data), results JSON and the local server's state and log.",
+)
 
 
 def port_options(function):
-    for label, default in (("metrics", 8002), ("grpc", 8001), ("http", 8000)):
+    """--http-port, --grpc-port, --metrics-port; None when not given (the caller picks the default)."""
+    for label, default in reversed(dataclasses.asdict(Ports()).items()):
         function = click.option(
             f"--{label}-port",
             type=click.IntRange(1, 65535),
@@ -44,6 +47,11 @@ def port_options(function):
             help=f"{label.upper()} port on 127.0.0.1 [default: the running server's, else {default}]",
         )(function)
     return function
+
+
+def ports_or(fallback: Ports, http: int | None, grpc: int | None, metrics: int | None) -> Ports:
+    """The ports given on the command line, the rest from `fallback`."""
+    return Ports(http=http or fallback.http, grpc=grpc or fallback.grpc, metrics=metrics or fallback.metrics)
 
 
 def default_serve_env() -> Path:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import default_serve_env, port_options, repository_option, work_dir_option
+from triton_repo.cli.options import (
+    default_serve_env,
+    port_options,
+    ports_or,
+    repository_option,
+    work_dir_option,
+)
 
 
 @click.command()
@@ -55,18 +61,17 @@ def serve(
         )
     server.clear_state(state_dir)
     env = server.find_serve_env(serve_env or default_serve_env())
-    ports = server.Ports(http=http_port or 8000, grpc=grpc_port or 8001, metrics=metrics_port or 8002)
+    ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
     info(f"starting tritonserver on {repository} ...")
     process, state = server.start(env, repository, ports, state_dir / "tritonserver.log", timeout)
     info(
         f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
         f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {state.log_path}"
     )
+    server.save_state(state, state_dir)
     if detach:
-        server.save_state(state, state_dir)
         info(f"pid {state.pid}; stop it with `triton-repo stop`")
         return
-    server.save_state(state, state_dir)
     try:
         code = process.wait()
         raise ServerError(
