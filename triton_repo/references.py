@@ -67,6 +67,29 @@ def load_arrays(loaded: LoadedSpec, field: str) -> dict[str, np.ndarray]:
     return check_inputs(loaded, arrays, where)
 
 
+def load_labels(loaded: LoadedSpec) -> np.ndarray:
+    """data.eval_labels: one integer class per eval row (module:function, or an .npz holding one array)."""
+    reference = loaded.spec.data.eval_labels
+    where = "data.eval_labels"
+    if reference is None:
+        raise SpecError(f"{loaded.path}: {where} is not set")
+    if reference.endswith(".npz"):
+        with np.load(loaded.resolve_file(reference, where), allow_pickle=False) as archive:
+            if len(archive.files) != 1:
+                raise SpecError(f"{loaded.path}: {where}: '{reference}' must hold exactly one array")
+            labels = archive[archive.files[0]]
+    else:
+        labels = np.asarray(load_callable(loaded, reference, where)())
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise SpecError(
+            f"{loaded.path}: {where}: expected a 1-D integer array of classes, got {labels.dtype} {labels.shape}"
+        )
+    rows = len(next(iter(load_arrays(loaded, "eval").values())))
+    if len(labels) != rows:
+        raise SpecError(f"{loaded.path}: {where}: {len(labels)} labels for {rows} eval rows")
+    return labels
+
+
 def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.ndarray]:
     spec = loaded.spec
     expected = [t.name for t in spec.inputs]

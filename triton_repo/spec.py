@@ -49,6 +49,10 @@ DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int
 # minilm min cosine >= 0.99).
 DEFAULT_BUDGETS = {"top1_drop": 1.0, "top1_agreement": 0.95, "cosine_min": 0.99}
 
+# The precisions a spec can ask for; each becomes the Triton model <name>_<precision>.
+PRECISIONS = ("fp32", "fp16", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -126,8 +130,9 @@ class DataSpec(_Strict):
     sample: DataRef
     calibration: DataRef | None = None
     eval: DataRef | None = None
+    eval_labels: DataRef | None = None  # module:function returning int labels, or .npz with one array
 
-    @field_validator("sample", "calibration", "eval")
+    @field_validator("sample", "calibration", "eval", "eval_labels")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
         if value is not None and not (value.endswith(".npz") or re.fullmatch(REFERENCE_PATTERN, value)):
@@ -136,8 +141,16 @@ class DataSpec(_Strict):
 
 
 class Accuracy(_Strict):
+    """How a lower-precision variant is judged against FP32 on the eval set.
+
+    top1_drop: FP32 top-1 minus variant top-1, in points (needs data.eval_labels), must be <= budget;
+    top1_agreement: fraction of eval rows where the variant's argmax equals FP32's, must be >= budget;
+    cosine_min: smallest per-row cosine similarity to FP32 (the mean is reported too), must be >= budget.
+    """
+
     metric: Literal["top1_drop", "top1_agreement", "cosine_min"]
     budget: float | None = None
+    output: str | None = None  # the output the metric reads; default: the first output
 
     @property
     def effective_budget(self) -> float:
@@ -157,6 +170,51 @@ class TritonSettings(_Strict):
     )
 
 
+class CpuInt8Settings(_Strict):
+    """ONNX Runtime quantization for the cpu target's <name>_int8 (ModelOpt Q/DQ graphs run slowly on CPU)."""
+
+    mode: Literal["static", "dynamic"] = "static"  # static: QDQ with calibrated activations
+    per_channel: bool = True
+    optimize: Literal["bert"] | None = None  # ONNX Runtime's transformer fusions before quantizing
+    op_types: (
+        Annotated[list[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]*$")]], Field(min_length=1)] | None
+    ) = None  # ONNX op types to quantize (e.g. [MatMul]); default: the quantizer's own list
+    # SmoothQuant: move activation outliers into the weights before quantizing (strength 0..1; needs
+    # data.calibration). Exact in FP32; helps transformers whose activations have outlier channels.
+    smooth_alpha: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class Int8Settings(_Strict):
+    calibration_method: Literal["max", "entropy"] = "max"  # ModelOpt PTQ (the TensorRT artifact)
+    cpu: CpuInt8Settings = CpuInt8Settings()
+
+
+class PrecisionSettings(_Strict):
+    """Which variants to build and publish, and how; node-level choices live in precision.yaml."""
+
+    # Default: fp32, plus fp16 when the spec has accuracy and data.eval, plus int8 when it also has
+    # data.calibration (a variant is only published when it can be measured against FP32).
+    variants: Annotated[list[Precision], Field(min_length=1)] | None = None
+    int8: Int8Settings = Int8Settings()
+    # Served-check tolerance per lower precision: the served output vs the artifact run in-process.
+    # Each output uses the larger of this and its own outputs[].tolerance.
+    tolerances: dict[Literal["fp16", "int8"], Tolerance] = {
+        "fp16": Tolerance(atol=1e-3, rtol=1e-2),
+        "int8": Tolerance(atol=1e-2, rtol=5e-2),
+    }
+
+    @field_validator("variants")
+    @classmethod
+    def _with_fp32(cls, variants: list[str] | None) -> list[str] | None:
+        if variants is None:
+            return None
+        if "fp32" not in variants:
+            raise ValueError(f"{variants} must include fp32, the reference every variant is measured against")
+        if len(set(variants)) != len(variants):
+            raise ValueError(f"{variants} names a precision twice")
+        return variants
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
@@ -167,6 +225,7 @@ class ModelSpec(_Strict):
     outputs: Annotated[list[OutputSpec], Field(min_length=1)]
     data: DataSpec
     accuracy: Accuracy | None = None
+    precision: PrecisionSettings = PrecisionSettings()
     triton: TritonSettings = TritonSettings()
 
     @field_validator("axes")
@@ -213,6 +272,7 @@ class ModelSpec(_Strict):
                     f"max_batch_size {self.max_batch_size} is larger than axes.batch.max {largest}: "
                     "raise axes.batch.max or lower max_batch_size"
                 )
+        self._check_precision()
         if self.triton.dynamic_batching is not None:
             for size in self.triton.dynamic_batching.preferred_batch_sizes:
                 if size > self.effective_max_batch_size:
@@ -221,6 +281,45 @@ class ModelSpec(_Strict):
                         f"max_batch_size {self.effective_max_batch_size}"
                     )
         return self
+
+    def _check_precision(self) -> None:
+        lower = self.lower_precisions
+        if lower and (self.accuracy is None or self.data.eval is None):
+            raise ValueError(
+                f"precision.variants {lower} are gated on accuracy: set 'accuracy' (metric, budget) and "
+                "data.eval, or set precision.variants: [fp32]"
+            )
+        if "int8" in lower and self.data.calibration is None:
+            raise ValueError("precision.variants has int8: set data.calibration (disjoint from data.eval)")
+        if self.accuracy is not None:
+            if self.accuracy.metric == "top1_drop" and self.data.eval_labels is None:
+                raise ValueError(
+                    "accuracy.metric top1_drop needs data.eval_labels (the true class per eval row)"
+                )
+            outputs = [o.name for o in self.outputs]
+            if self.accuracy.output is not None and self.accuracy.output not in outputs:
+                raise ValueError(
+                    f"accuracy.output '{self.accuracy.output}' is not an output (outputs: {outputs})"
+                )
+
+    @property
+    def precisions(self) -> list[str]:
+        """The variants to build, in PRECISIONS order (see PrecisionSettings.variants for the default)."""
+        chosen = self.precision.variants
+        if chosen is None:
+            gated = self.accuracy is not None and self.data.eval is not None
+            chosen = (
+                ["fp32"] + (["fp16"] if gated else []) + (["int8"] if gated and self.data.calibration else [])
+            )
+        return [p for p in PRECISIONS if p in chosen]
+
+    @property
+    def lower_precisions(self) -> list[str]:
+        return [p for p in self.precisions if p != "fp32"]
+
+    @property
+    def accuracy_output(self) -> str:
+        return (self.accuracy and self.accuracy.output) or self.outputs[0].name
 
     @property
     def batched(self) -> bool:
@@ -355,6 +454,15 @@ def load_spec(path: Path | str) -> LoadedSpec:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
     return parse_spec(data, path)
+
+
+def find_model(reference: Path | str, models_dir: Path = Path("models")) -> LoadedSpec:
+    """A model named on the command line: a folder or model.yaml path, or a bare name under models_dir."""
+    path = Path(reference)
+    named = models_dir / str(reference) / "model.yaml"
+    if not path.exists() and path.name == str(reference) and named.is_file():
+        path = named
+    return load_spec(path)
 
 
 def discover_specs(models_dir: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.fingerprint import sha256_file
-from builders.golden import load_golden, sample_case, save_golden
+from builders.golden import GoldenCase, load_golden, sample_case, save_golden
 from builders.repository.config import (
     ONNX_FILE,
     WARMUP_DIR,
@@ -30,7 +30,7 @@ from builders.repository.config import (
 )
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
-from triton_repo.spec import LoadedSpec
+from triton_repo.spec import LoadedSpec, Tolerance
 
 MANIFEST = "manifest.json"
 GOLDEN_FILE = "golden.npz"
@@ -51,10 +51,21 @@ def staging_root(repository: Path) -> Path:
     return repository.resolve().parent / f".{repository.resolve().name}.staging"
 
 
-def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, staging: Path) -> StagedModel:
-    """<name>_fp32: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/."""
+def stage_cpu_model(
+    loaded: LoadedSpec,
+    precision: str,
+    onnx_path: Path,
+    sample: GoldenCase,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+) -> StagedModel:
+    """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
+
+    `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
+    are the per-output limits `triton-repo infer` checks them with.
+    """
     spec = loaded.spec
-    name = f"{spec.name}_fp32"
+    name = f"{spec.name}_{precision}"
     model_dir = staging / name
     if model_dir.exists():
         shutil.rmtree(model_dir)
@@ -63,7 +74,6 @@ def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, stag
     shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
     template = resources.files("builders.repository") / "templates" / "onnxruntime_model.py"
     (version_dir / "model.py").write_text(template.read_text())
-    sample = sample_case(load_golden(golden_path))
     save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
@@ -71,22 +81,37 @@ def stage_cpu_model(loaded: LoadedSpec, onnx_path: Path, golden_path: Path, stag
         (model_dir / WARMUP_DIR / input_name).write_bytes(row.tobytes())
     config = cpu_model_config(loaded, name, rows)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config)
+    validate_staged(loaded, model_dir, config, tolerances)
     entry = {
         "source_model": spec.name,
-        "precision": "fp32",
+        "precision": precision,
         "spec": str(loaded.path),
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
-        "tolerances": {o.name: {"atol": o.tolerance.atol, "rtol": o.tolerance.rtol} for o in spec.outputs},
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
         "files": {
             str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
         },
     }
-    return StagedModel(name, spec.name, "fp32", model_dir, entry)
+    return StagedModel(name, spec.name, precision, model_dir, entry)
 
 
-def validate_staged(loaded: LoadedSpec, model_dir: Path, config) -> None:
+def served_tolerances(loaded: LoadedSpec, precision: str) -> dict[str, Tolerance]:
+    """fp32: each output's own tolerance; lower precisions: the larger of that and the precision's."""
+    spec = loaded.spec
+    tolerances = {}
+    for output in spec.outputs:
+        own = output.tolerance
+        wider = spec.precision.tolerances.get(precision) if precision != "fp32" else None
+        tolerances[output.name] = (
+            own
+            if wider is None
+            else Tolerance(atol=max(own.atol, wider.atol), rtol=max(own.rtol, wider.rtol))
+        )
+    return tolerances
+
+
+def validate_staged(loaded: LoadedSpec, model_dir: Path, config, tolerances: dict[str, Tolerance]) -> None:
     """The staged directory must parse back to the same config and its ONNX must reproduce the golden sample."""
     import onnxruntime as ort
 
@@ -104,8 +129,7 @@ def validate_staged(loaded: LoadedSpec, model_dir: Path, config) -> None:
     sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
     names = [o.name for o in loaded.spec.outputs]
     for output, actual in zip(names, session.run(names, sample.inputs), strict=True):
-        tolerance = next(o.tolerance for o in loaded.spec.outputs if o.name == output)
-        diff = compare(actual, sample.outputs[output], tolerance)
+        diff = compare(actual, sample.outputs[output], tolerances[output])
         if not diff.passed:
             raise CheckFailed(
                 f"{model_dir.name}: staged ONNX output '{output}' differs from golden: max abs diff {diff.max_abs:.3g}"
@@ -126,10 +150,14 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str, str]) -> list[str]:
+def publish(
+    staged: list[StagedModel], repository: Path, tool_versions: dict[str, str], retire: tuple[str, ...] = ()
+) -> list[str]:
     """Move each staged model into the repository atomically, then rewrite the repository manifest.
 
-    A model whose files are identical to the published ones is left alone. Returns the names published.
+    A model whose files are identical to the published ones is left alone. Models named in `retire`
+    (variants a build refused) are removed, so a server never keeps serving one that no longer passes.
+    Returns the names published.
     """
     repository.mkdir(parents=True, exist_ok=True)
     manifest_path = repository / MANIFEST
@@ -147,11 +175,18 @@ def publish(staged: list[StagedModel], repository: Path, tool_versions: dict[str
         elif _exchange(model.path, target):
             shutil.rmtree(model.path)  # now holds the previous directory
         else:
-            retired = model.path.with_name(model.name + ".old")
-            target.rename(retired)
+            previous = model.path.with_name(model.name + ".old")
+            target.rename(previous)
             model.path.rename(target)
-            shutil.rmtree(retired)
-    if not changed:
+            shutil.rmtree(previous)
+    retired = [name for name in retire if name in manifest["models"] or (repository / name).is_dir()]
+    for name in retired:
+        if (repository / name).is_dir():
+            gone = repository / f".{name}.retired"
+            (repository / name).rename(gone)  # out of the server's sight in one step, then deleted
+            shutil.rmtree(gone)
+        manifest["models"].pop(name, None)
+    if not changed and not retired:
         return []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     for model in changed:

@@ -16,7 +16,14 @@ from builders.fingerprint import folder_fingerprint, sha256_file
 from builders.golden import GoldenCase, case_label, load_golden, sample_case, save_golden
 from builders.repository import writer
 from builders.repository.config import parse_config
-from builders.repository.writer import publish, read_manifest, stage_cpu_model, staging_root, validate_staged
+from builders.repository.writer import (
+    publish,
+    read_manifest,
+    served_tolerances,
+    stage_cpu_model,
+    staging_root,
+    validate_staged,
+)
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import Tolerance, load_spec
 
@@ -67,8 +74,15 @@ def repository(tmp_path):
     return tmp_path / "repo"
 
 
+def stage_from_golden(loaded, onnx_path, golden_path, repository, precision="fp32"):
+    """Stage the ONNX file as <name>_<precision>, expecting the golden file's sample outputs."""
+    sample = sample_case(load_golden(golden_path))
+    tolerances = served_tolerances(loaded, precision)
+    return stage_cpu_model(loaded, precision, onnx_path, sample, tolerances, staging_root(repository))
+
+
 def stage(model, repository):
-    return stage_cpu_model(*model, staging_root(repository))
+    return stage_from_golden(*model, repository)
 
 
 def test_staging_root_is_a_hidden_sibling_of_the_repository(repository):
@@ -94,7 +108,7 @@ def test_stage_keeps_only_the_sample_case_in_the_model_golden(model, repository)
     loaded, onnx_path, golden_path = model
     other = GoldenCase("batch=1", {"x": X[:1]}, {"y": X[:1] * 2 + 1})
     save_golden([other, GoldenCase("sample", {"x": X}, {"y": X * 2 + 1})], golden_path)
-    staged = stage_cpu_model(loaded, onnx_path, golden_path, staging_root(repository))
+    staged = stage_from_golden(loaded, onnx_path, golden_path, repository)
     cases = load_golden(staged.path / "1" / "golden.npz")
     assert [c.label for c in cases] == ["sample"]
     np.testing.assert_array_equal(cases[0].inputs["x"], X)
@@ -136,9 +150,7 @@ def test_publish_again_replaces_model_directory(model, repository, monkeypatch, 
     monkeypatch.setattr(writer, "_exchange", spy)
     loaded, onnx_path, golden_path = model
     save_golden([GoldenCase("sample", {"x": X[:1]}, {"y": X[:1] * 2 + 1})], golden_path)
-    publish(
-        [stage_cpu_model(loaded, onnx_path, golden_path, staging_root(repository))], repository, {"v": "2"}
-    )
+    publish([stage_from_golden(loaded, onnx_path, golden_path, repository)], repository, {"v": "2"})
     target = repository / "tiny_fp32"
     assert results == [exchange]  # the path under test was taken
     assert not (target / "stale.txt").exists()
@@ -156,23 +168,24 @@ def test_stage_fails_when_golden_outputs_do_not_match_onnx(model, repository):
     loaded, onnx_path, golden_path = model
     save_golden([GoldenCase("sample", {"x": X}, {"y": X * 2 + 1.01})], golden_path)
     with pytest.raises(CheckFailed, match="tiny_fp32: staged ONNX output 'y' differs from golden"):
-        stage_cpu_model(loaded, onnx_path, golden_path, staging_root(repository))
+        stage_from_golden(loaded, onnx_path, golden_path, repository)
 
 
 def test_validate_staged_fails_on_tampered_golden(model, repository):
     staged = stage(model, repository)
     config = parse_config(staged.path / "config.pbtxt")
-    validate_staged(model[0], staged.path, config)  # untouched: passes
+    validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))  # untouched: passes
     save_golden([GoldenCase("sample", {"x": X}, {"y": -(X * 2 + 1)})], staged.path / "1" / "golden.npz")
     with pytest.raises(CheckFailed, match="max abs diff"):
-        validate_staged(model[0], staged.path, config)
+        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
 
 
 def test_validate_staged_fails_on_truncated_warmup_file(model, repository):
     staged = stage(model, repository)
     (staged.path / "warmup" / "x").write_bytes(b"\0" * 4)
     with pytest.raises(TritonRepoError, match="warmup file missing or not 16 bytes"):
-        validate_staged(model[0], staged.path, parse_config(staged.path / "config.pbtxt"))
+        config = parse_config(staged.path / "config.pbtxt")
+        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
 
 
 def test_validate_staged_fails_when_config_text_differs_from_proto(model, repository):
@@ -180,7 +193,7 @@ def test_validate_staged_fails_when_config_text_differs_from_proto(model, reposi
     config = parse_config(staged.path / "config.pbtxt")
     config.max_batch_size = 2
     with pytest.raises(TritonRepoError, match="does not parse back to the generated config"):
-        validate_staged(model[0], staged.path, config)
+        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
 
 
 def test_read_manifest_errors_when_missing(repository):
@@ -270,3 +283,21 @@ def test_manifest_is_valid_json_with_sorted_keys(model, repository):
     publish([stage(model, repository)], repository, {"b": "1", "a": "2"})
     text = (repository / "manifest.json").read_text()
     assert json.loads(text)["tools"] == {"a": "2", "b": "1"} and text.endswith("\n")
+
+
+def test_a_lower_precision_is_staged_under_its_own_name_with_wider_tolerances(model, repository):
+    staged = stage_from_golden(*model, repository, precision="int8")
+    assert staged.name == "tiny_int8" and staged.precision == "int8"
+    assert parse_config(staged.path / "config.pbtxt").name == "tiny_int8"
+    assert staged.manifest_entry["precision"] == "int8"
+    assert staged.manifest_entry["tolerances"]["y"] == {"atol": 1e-2, "rtol": 5e-2}
+
+
+def test_publish_retires_a_model_that_is_no_longer_produced(model, repository):
+    loaded, onnx_path, golden_path = model
+    publish([stage_from_golden(*model, repository, precision="int8")], repository, {})
+    assert (repository / "tiny_int8").is_dir()
+    publish([stage(model, repository)], repository, {}, retire=("tiny_int8",))
+    manifest = read_manifest(repository)
+    assert sorted(manifest["models"]) == ["tiny_fp32"]
+    assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]

@@ -8,7 +8,9 @@ import click
 
 from triton_repo import __version__
 from triton_repo.cli.build import build
+from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
+from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
 from triton_repo.errors import TritonRepoError
 
@@ -23,6 +25,8 @@ cli.add_command(build)
 cli.add_command(serve)
 cli.add_command(stop)
 cli.add_command(infer)
+cli.add_command(debug_int8)
+cli.add_command(search_precision)
 
 
 def main() -> None:

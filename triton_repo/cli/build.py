@@ -37,10 +37,19 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     nothing is published.
     """
     from builders.export import export
-    from builders.repository.writer import publish, stage_cpu_model, staging_root
+    from builders.precision.artifacts import CPU_SERVED
+    from builders.precision.stage import run_precision
+    from builders.report import model_report, write_report
+    from builders.repository.writer import (
+        publish,
+        read_manifest,
+        served_tolerances,
+        stage_cpu_model,
+        staging_root,
+    )
     from builders.verify import verify
     from triton_repo.log import info, out, step
-    from triton_repo.spec import discover_specs, load_spec
+    from triton_repo.spec import PRECISIONS, discover_specs, load_spec
 
     paths = list(models) or discover_specs(models_dir)
     specs = [load_spec(path) for path in paths]  # every spec is valid before anything is written
@@ -51,41 +60,92 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     staging = staging_root(repository)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    rows, staged = [], []
+    rows, staged, refused, reports = [], [], [], {}
     try:
         for loaded in specs:
-            name = loaded.spec.name
+            spec = loaded.spec
+            name = spec.name
             model_work = work_dir / name
             with step(f"{name}: export to ONNX and golden data"):
                 exported = export(loaded, model_work)
             with step(f"{name}: verify ONNX Runtime vs PyTorch at {exported.cases - 1} shapes + the sample"):
                 verified = verify(loaded, exported.onnx_path, exported.golden_path)
-            with step(f"{name}: stage {name}_fp32 ({target})"):
-                staged.append(stage_cpu_model(loaded, exported.onnx_path, exported.golden_path, staging))
-            rows.append(
-                {
-                    "model": name,
-                    "triton_model": f"{name}_fp32",
-                    "export_seconds": round(exported.seconds, 2),
-                    "export_cached": exported.cached,
-                    "verified_cases": exported.cases,
-                    "max_abs_diff": verified.worst_abs,
-                    "onnx_mb": round(exported.onnx_path.stat().st_size / 1e6, 2),
-                }
-            )
+            result = run_precision(loaded, exported.onnx_path, exported.golden_path, model_work)
+            for precision in spec.precisions:
+                variant = result.variants[CPU_SERVED[precision]]
+                if not variant.passed:
+                    refused.append((f"{name}_{precision}", variant))
+                    continue
+                with step(f"{name}: stage {name}_{precision} ({target})"):
+                    staged.append(
+                        stage_cpu_model(
+                            loaded,
+                            precision,
+                            variant.artifact.path,
+                            variant.sample,
+                            served_tolerances(loaded, precision),
+                            staging,
+                        )
+                    )
+            reports[name] = model_report(loaded, result, target)
+            rows += _rows(name, exported, verified, reports[name])
+        staged_names = {model.name for model in staged}
+        # Variants refused now, or no longer asked for, must not stay served from an earlier build.
+        retire = tuple(
+            f"{loaded.spec.name}_{precision}"
+            for loaded in specs
+            for precision in PRECISIONS
+            if f"{loaded.spec.name}_{precision}" not in staged_names
+        )
         with step(f"publish into {repository}"):
-            published = publish(staged, repository, _tool_versions())
-        for row in rows:
-            row["published"] = row["triton_model"] in published
+            published = publish(staged, repository, _tool_versions(), retire=retire)
+            write_report(repository, reports)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+    for row in rows:
+        row["published"] = row["triton_model"] in published
     _print_table(rows, out)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(
-        json.dumps({"repository": str(repository), "models": rows}, indent=2)
+        json.dumps({"repository": str(repository), "models": rows, "reports": reports}, indent=2)
     )
-    info(f"repository: {repository}   results: {work_dir / 'build.json'}")
+    info(f"repository: {repository}   report: {repository / 'BUILD_REPORT.md'}")
+    served = sorted(read_manifest(repository)["models"])
+    info(f"served models: {', '.join(served)}")
+    if refused:
+        from triton_repo.errors import CheckFailed
+
+        details = "; ".join(f"{model}: {variant.accuracy.verdict}" for model, variant in refused)
+        raise CheckFailed(
+            f"{len(refused)} variant(s) outside the accuracy budget, not published ({details}); "
+            "see BUILD_REPORT.md, `triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
+        )
+
+
+def _rows(name: str, exported, verified, report: dict) -> list[dict]:
+    """Table rows: one per artifact, the export facts on the FP32 row."""
+    rows = []
+    for variant in report["variants"]:
+        fp32 = variant["artifact"] == "fp32"
+        rows.append(
+            {
+                "model": name,
+                "artifact": variant["artifact"],
+                "triton_model": variant["triton_model"],
+                "check": variant["verdict"],
+                "verified_cases": exported.cases if fp32 else None,
+                "max_abs_diff": verified.worst_abs if fp32 else None,
+                "within_budget": variant["within_budget"],
+                "mb": variant["size_mb"],
+                "b1_ms": variant["latency_ms_batch1"],
+                "b8": variant["throughput_per_s"],
+                "kept": len(variant["kept_nodes"]),
+                "status": variant["status"],
+                "export": ("cached" if exported.cached else f"{exported.seconds:.1f} s") if fp32 else "",
+            }
+        )
+    return rows
 
 
 def _tool_versions() -> dict[str, str]:
@@ -106,25 +166,39 @@ def _tool_versions() -> dict[str, str]:
 def _print_table(rows: list[dict], console) -> None:
     from rich.table import Table
 
-    table = Table(title="Built models")
+    table = Table(title="Built models (accuracy vs FP32 on the eval set; speed in-process, ONNX Runtime CPU)")
     for column in (
         "model",
+        "artifact",
         "Triton model",
-        "verified shapes",
-        "max abs diff vs PyTorch",
-        "ONNX MB",
-        "export",
+        "check",
+        "MB",
+        "b1 ms",
+        "b8 inf/s",
+        "kept",
         "repository",
     ):
         table.add_column(column)
     for row in rows:
+        if row["triton_model"] is None:
+            status = "[dim]not served (cpu)[/dim]"
+        elif not row["within_budget"]:
+            status = "[bold red]REFUSED[/bold red]"
+        else:
+            status = "published" if row["published"] else "unchanged"
+        if row["verified_cases"] is not None:
+            check = f"vs PyTorch: {row['verified_cases']} shapes, max abs {row['max_abs_diff']:.1e}; export {row['export']}"
+        else:
+            check = row["check"] if row["within_budget"] else f"[red]{row['check']}[/red]"
         table.add_row(
             row["model"],
-            row["triton_model"],
-            str(row["verified_cases"]),
-            f"{row['max_abs_diff']:.2e}",
-            f"{row['onnx_mb']:.1f}",
-            "cached" if row["export_cached"] else f"{row['export_seconds']:.1f} s",
-            "published" if row["published"] else "unchanged",
+            row["artifact"],
+            row["triton_model"] or "—",
+            check,
+            f"{row['mb']:.1f}",
+            f"{row['b1_ms']:.2f}",
+            f"{row['b8']:.0f}",
+            str(row["kept"]),
+            status,
         )
     console.print(table)

@@ -1,0 +1,107 @@
+"""Accuracy gate: every variant against FP32 on the eval set, with the spec's metric and budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from triton_repo.spec import DEFAULT_BUDGETS, ModelSpec
+
+HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": True}
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    metric: str
+    value: float
+    budget: float
+    passed: bool
+    details: dict[str, float]  # e.g. cosine_mean, top1_fp32, top1_variant
+    max_abs: dict[str, float]  # per output, vs FP32 over the eval set
+    max_rel: dict[str, float]
+
+    @property
+    def verdict(self) -> str:
+        """'min cosine 0.9934 >= 0.99' or 'top-1 drop 3.5 > 1 (over by 2.5)'."""
+        label = {"top1_drop": "top-1 drop", "top1_agreement": "top-1 agreement", "cosine_min": "min cosine"}
+        higher = HIGHER_IS_BETTER[self.metric]
+        if self.passed:
+            return f"{label[self.metric]} {self.value:.4g} {'>=' if higher else '<='} {self.budget:g}"
+        gap = (self.budget - self.value) if higher else (self.value - self.budget)
+        relation = "<" if higher else ">"
+        word = "short" if higher else "over"
+        return f"{label[self.metric]} {self.value:.4g} {relation} {self.budget:g} ({word} by {gap:.3g})"
+
+
+def eval_batch_size(spec: ModelSpec) -> int:
+    if not spec.batched:
+        return 1
+    return max(1, min(spec.axes["batch"].opt, spec.effective_max_batch_size))
+
+
+def run_onnx(
+    path: Path, inputs: dict[str, np.ndarray], batch_size: int, output_names: list[str], threads: int = 0
+) -> dict[str, np.ndarray]:
+    """All rows of `inputs` through ONNX Runtime (CPU) in chunks of batch_size; outputs concatenated."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    rows = len(next(iter(inputs.values())))
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in output_names}
+    for start in range(0, rows, batch_size):
+        feed = {name: array[start : start + batch_size] for name, array in inputs.items()}
+        for name, value in zip(output_names, session.run(output_names, feed), strict=True):
+            chunks[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def measure(
+    spec: ModelSpec,
+    reference: dict[str, np.ndarray],
+    variant: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+) -> AccuracyResult:
+    """The spec's metric for `variant` against the FP32 `reference` outputs (same eval rows)."""
+    accuracy = spec.accuracy
+    metric = accuracy.metric
+    budget = accuracy.budget if accuracy.budget is not None else DEFAULT_BUDGETS[metric]
+    name = spec.accuracy_output
+    ref, out = _rows(reference[name]), _rows(variant[name])
+    if metric == "cosine_min":
+        cosine = _cosine(ref, out)
+        value = float(cosine.min())
+        details = {"cosine_min": value, "cosine_mean": float(cosine.mean())}
+    else:
+        agreement = float(np.mean(ref.argmax(axis=1) == out.argmax(axis=1)))
+        details = {"top1_agreement": agreement}
+        value = agreement
+        if metric == "top1_drop":
+            if labels is None:
+                raise ValueError("top1_drop needs eval labels")
+            top1_ref = float(np.mean(ref.argmax(axis=1) == labels))
+            top1_out = float(np.mean(out.argmax(axis=1) == labels))
+            details |= {"top1_fp32": top1_ref, "top1_variant": top1_out}
+            value = round((top1_ref - top1_out) * 100.0, 6)
+    passed = bool(np.isfinite(out).all()) and (
+        value >= budget if HIGHER_IS_BETTER[metric] else value <= budget
+    )
+    max_abs, max_rel = {}, {}
+    for output, expected in reference.items():
+        diff = np.abs(variant[output].astype(np.float64) - expected.astype(np.float64))
+        max_abs[output] = float(diff.max()) if diff.size else 0.0
+        max_rel[output] = float((diff / np.maximum(np.abs(expected), 1e-12)).max()) if diff.size else 0.0
+    return AccuracyResult(metric, value, budget, passed, details, max_abs, max_rel)
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    return array.reshape(array.shape[0], -1).astype(np.float64)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)

@@ -1,0 +1,70 @@
+"""In-process ONNX Runtime speed of each artifact, measured in one interleaved run so they compare fairly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+THROUGHPUT_BATCH = 8
+
+
+@dataclass(frozen=True)
+class Timing:
+    latency_ms_b1: float  # median latency of one batch-1 inference
+    throughput_b8: float  # inferences/s at batch 8 (median batch time)
+    batch: int  # the batch the throughput was measured at (8, or the model's max batch if smaller)
+    threads: int
+    rounds: int
+
+
+def measure_speed(
+    artifacts: dict[str, Path],
+    batch1: dict[str, np.ndarray],
+    batch8: dict[str, np.ndarray],
+    threads: int,
+    seconds: float = 12.0,
+    min_rounds: int = 5,
+) -> dict[str, Timing]:
+    """Round-robin over the artifacts (one batch-1 and one batch-8 run each per round) until `seconds` pass."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for kind, path in artifacts.items():
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        sessions[kind] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for session in sessions.values():  # warm-up: first runs allocate and pick kernels
+        for _ in range(2):
+            session.run(None, batch1)
+            session.run(None, batch8)
+    single: dict[str, list[float]] = {kind: [] for kind in sessions}
+    batched: dict[str, list[float]] = {kind: [] for kind in sessions}
+    deadline = time.perf_counter() + seconds
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() < deadline:
+        for kind, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, batch1)
+            single[kind].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            session.run(None, batch8)
+            batched[kind].append(time.perf_counter() - start)
+        rounds += 1
+        if rounds >= 200:
+            break
+    batch = len(next(iter(batch8.values())))
+    return {
+        kind: Timing(
+            latency_ms_b1=float(np.median(single[kind]) * 1000),
+            throughput_b8=float(batch / np.median(batched[kind])),
+            batch=batch,
+            threads=threads,
+            rounds=rounds,
+        )
+        for kind in sessions
+    }

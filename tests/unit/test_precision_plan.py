@@ -1,0 +1,69 @@
+"""precision.yaml: round trip, clear errors, and node names checked against the FP32 graph."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders.precision.plan import (
+    PLAN_FILE,
+    ArtifactPlan,
+    KeptNode,
+    PrecisionPlan,
+    SearchResult,
+    check_nodes,
+    load_plan,
+    save_plan,
+)
+from triton_repo.errors import SpecError
+
+
+def _plan() -> PrecisionPlan:
+    kept = ArtifactPlan(
+        keep=[KeptNode(node="/encoder/layer.5/output/dense/MatMul", op_type="MatMul", why="rank 1")],
+        result=SearchResult(metric="cosine_min", value=0.993, budget=0.99, default_value=0.47, trials=5),
+    )
+    return (
+        PrecisionPlan()
+        .with_artifact("int8-cpu", kept)
+        .with_artifact("fp16", ArtifactPlan(keep=[KeptNode(node="/Softmax")]))
+    )
+
+
+def test_plan_round_trips_through_yaml(tmp_path):
+    path = save_plan(_plan(), tmp_path)
+    assert path == tmp_path / PLAN_FILE
+    text = path.read_text()
+    assert text.startswith("# Node-level precision choices")
+    assert "int8-cpu:" in text and "int8:" not in text.replace("int8-cpu:", "")  # empty artifacts left out
+    loaded = load_plan(tmp_path)
+    assert loaded == _plan()
+    assert loaded.for_artifact("int8-cpu").node_names == ("/encoder/layer.5/output/dense/MatMul",)
+    assert loaded.for_artifact("int8").node_names == ()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_missing_plan_is_empty(tmp_path):
+    assert load_plan(tmp_path) == PrecisionPlan()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("int9: {}\n", "int9"),
+        ("int8: {keep: [{nod: x}]}\n", "int8.keep.0"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("int8: {keep: [\n", "malformed YAML"),
+    ],
+)
+def test_bad_plan_is_a_one_line_error_naming_the_file(tmp_path, text, message):
+    (tmp_path / PLAN_FILE).write_text(text)
+    with pytest.raises(SpecError) as error:
+        load_plan(tmp_path)
+    assert message in str(error.value) and PLAN_FILE in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_node_missing_from_the_graph_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="not in the FP32 ONNX graph"):
+        check_nodes(_plan(), {"/Softmax"}, tmp_path / PLAN_FILE)
+    check_nodes(_plan(), {"/Softmax", "/encoder/layer.5/output/dense/MatMul"}, tmp_path / PLAN_FILE)

@@ -1,0 +1,62 @@
+"""The mixed-precision search on a synthetic model: only keeping the truly sensitive nodes passes."""
+
+from __future__ import annotations
+
+from builders.precision.accuracy import AccuracyResult
+from builders.precision.debug import LayerwiseReport, NodeError
+from builders.precision.search import candidates, search
+
+
+def _result(value: float) -> AccuracyResult:
+    return AccuracyResult("cosine_min", value, 0.99, value >= 0.99, {}, {}, {})
+
+
+def _model(sensitive: set[str]):
+    """Each sensitive node left quantized costs 0.2 cosine; others cost 0.001 each."""
+    calls = []
+
+    def evaluate(kept):
+        calls.append(kept)
+        value = 1.0 - sum(0.2 if n in sensitive else 0.001 for n in "ABCDEFGH" if n not in kept)
+        return _result(value)
+
+    return evaluate, calls
+
+
+def test_search_keeps_exactly_the_sensitive_nodes():
+    evaluate, calls = _model({"B", "E"})
+    outcome = search("int8-cpu", evaluate, ranked=list("EBACDFGH"))
+    assert not outcome.default.passed
+    assert sorted(outcome.found) == ["B", "E"]
+    assert outcome.accuracy.passed
+    assert "quantizing it too gives" in outcome.why["B"]
+    assert len(calls) == len(outcome.trials) <= 24
+
+
+def test_a_default_that_passes_keeps_nothing():
+    evaluate, calls = _model(set())
+    outcome = search("int8", evaluate, ranked=list("ABC"))
+    assert outcome.found == () and len(calls) == 1
+
+
+def test_search_stops_at_the_trial_bound_and_reports_why():
+    evaluate, _ = _model({"H"})  # ranked last: doubling needs 4 trials to reach it
+    outcome = search("int8", evaluate, ranked=list("ABCDEFGH"), max_trials=3)
+    assert outcome.found is None and outcome.stopped_early == "3 trials"
+
+
+def test_search_gives_up_when_keeping_every_candidate_is_not_enough():
+    outcome = search("int8", lambda kept: _result(0.5), ranked=list("AB"))
+    assert outcome.found is None and "still outside budget" in outcome.stopped_early
+
+
+def test_candidates_are_the_changed_nodes_by_rank_and_any_node_for_fp16():
+    nodes = [
+        NodeError(0, "/mm1", "MatMul", "a", 0.1, 0.1, 0.99, 0.1),
+        NodeError(1, "/softmax", "Softmax", "b", 0.9, 0.1, 0.9, 0.8),
+        NodeError(2, "/mm2", "MatMul", "c", 0.95, 0.1, 0.9, 0.05),
+        NodeError(3, "/add", "Add", "d", 0.95, 0.1, 0.9, 0.0),
+    ]
+    report = LayerwiseReport(nodes=nodes, matched=4, fp32_tensors=4, outputs={"d": 0.95})
+    assert candidates(report, {"/mm1", "/mm2", "/gather"}) == ["/mm1", "/mm2", "/gather"]
+    assert candidates(report, None) == ["/softmax", "/mm1", "/mm2", "/add"]

@@ -1,0 +1,155 @@
+"""`triton-repo search-precision MODEL`: find the nodes to keep in higher precision, write precision.yaml."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import work_dir_option
+
+
+@click.command("search-precision")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--artifact",
+    "artifacts",
+    type=click.Choice(["int8-cpu", "int8", "fp16"]),
+    multiple=True,
+    help="Artifact(s) to search (repeatable). Default: every lower-precision artifact the spec builds.",
+)
+@click.option("--max-trials", default=24, show_default=True, type=click.IntRange(2), help="Per artifact.")
+@click.option(
+    "--max-minutes", default=20.0, show_default=True, type=click.FloatRange(0.5), help="Per artifact."
+)
+@click.option(
+    "--rows", default=16, show_default=True, type=click.IntRange(1), help="Eval rows for the ranking."
+)
+@work_dir_option
+def search_precision(
+    model: Path, artifacts: tuple[str, ...], max_trials: int, max_minutes: float, rows: int, work_dir: Path
+) -> None:
+    """Search the mixed precision of MODEL (a name under models/, or a folder holding model.yaml) that meets its accuracy budget.
+
+    Ranks nodes by the error they add (as debug-int8 does), keeps the top 1, 2, 4... in higher precision
+    until the variant is within budget, then drops every kept node the budget does not need. Each trial
+    quantizes and measures on the eval set for real. The result goes to MODEL/precision.yaml, which every
+    later build applies. Exits 1 when no passing set is found within the bounds.
+    """
+    from builders.precision.artifacts import artifacts_for
+    from triton_repo.errors import CheckFailed
+    from triton_repo.log import info
+    from triton_repo.spec import find_model
+
+    loaded = find_model(model)
+    kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k != "fp32"]
+    if not kinds:
+        raise click.UsageError(f"{loaded.spec.name} builds only fp32 (precision.variants): nothing to search")
+    failed = []
+    for kind in kinds:
+        outcome = _search_one(loaded, kind, max_trials, max_minutes * 60, rows, work_dir)
+        if outcome is None:
+            failed.append(kind)
+    if len(failed) < len(kinds):
+        info(f"written: {loaded.folder / 'precision.yaml'} (rebuild with `make build-repo` to apply it)")
+    if failed:
+        raise CheckFailed(f"{loaded.spec.name}: no passing mixed precision found for {', '.join(failed)}")
+
+
+def _search_one(loaded, kind: str, max_trials: int, max_seconds: float, rows: int, work_dir: Path):
+    from builders.precision.debug import layerwise_errors
+    from builders.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
+    from builders.precision.search import candidates, changed_nodes, eval_feeds, kept_nodes, search
+    from builders.precision.workbench import open_workbench
+    from triton_repo.log import info, out, step
+
+    name = loaded.spec.name
+    bench = open_workbench(loaded, work_dir, kind)
+    default_path = bench.scratch(kind, "all")
+    with step(f"{name}: {kind} with every node quantized, measured on the eval set"):
+        default = bench.evaluate(kind, (), default_path)
+    info(f"{name} {kind}, nothing kept: {default.verdict}")
+    ranked: list[str] = []
+    if not default.passed:
+        feeds = eval_feeds(bench.eval_inputs, bench.batch, rows)
+        with step(f"{name}: rank nodes by the error they add (Polygraphy, {rows} eval rows)"):
+            changed = None if kind == "fp16" else changed_nodes(bench.fp32, default_path)
+            ranked = candidates(layerwise_errors(bench.fp32, default_path, feeds), changed)
+        info(f"{len(ranked)} candidate nodes; top 5: {', '.join(ranked[:5])}")
+
+    def evaluate(kept: tuple[str, ...]):
+        if not kept:
+            return default
+        with step(f"{name}: {kind} keeping {len(kept)} node(s)"):
+            return bench.evaluate(kind, kept, bench.scratch(kind, "trial"))
+
+    outcome = search(kind, evaluate, ranked, max_trials, max_seconds, progress=info)
+    _print_trials(name, kind, outcome, out)
+    if outcome.found is None:
+        info(f"[red]{name} {kind}: no passing set ({outcome.stopped_early})[/red]")
+        return None
+    speed = _speed_cost(bench, kind, outcome.found, default_path)
+    result = SearchResult(
+        metric=outcome.accuracy.metric,
+        value=round(outcome.accuracy.value, 6),
+        budget=outcome.accuracy.budget,
+        default_value=round(default.value, 6),
+        trials=len(outcome.trials),
+        seconds=round(outcome.seconds, 1),
+        searched_on=datetime.date.today().isoformat(),
+        throughput_per_s=speed,
+    )
+    plan = load_plan(loaded.folder).with_artifact(
+        kind, ArtifactPlan(keep=kept_nodes(outcome, bench.op_types), result=result)
+    )
+    save_plan(plan, loaded.folder)
+    info(
+        f"{name} {kind}: keep {len(outcome.found)} node(s) -> {outcome.accuracy.verdict}; "
+        f"batch-8 inferences/s: {', '.join(f'{k} {v:.0f}' for k, v in speed.items())}"
+    )
+    for path in bench.work.joinpath("precision-trials").glob("*"):
+        path.unlink()
+    return outcome
+
+
+def _speed_cost(bench, kind: str, kept: tuple[str, ...], default_path: Path) -> dict[str, float]:
+    """In-process batch-8 throughput of FP32, the fully quantized graph and the found plan, one interleaved run."""
+    from builders.golden import load_golden, sample_case
+    from builders.precision.stage import speed_inputs
+    from builders.precision.timing import measure_speed
+    from triton_repo.log import step
+
+    found_path = bench.scratch(kind, "found")
+    bench.build(kind, kept, found_path)
+    sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
+    threads = bench.loaded.spec.triton.intra_op_threads or 0
+    paths = {"fp32": bench.fp32, f"{kind} all nodes": default_path, f"{kind} this plan": found_path}
+    if not kept:
+        paths.pop(f"{kind} all nodes")
+    with step(f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, in-process)"):
+        timings = measure_speed(
+            paths,
+            speed_inputs(bench.loaded, sample, 1),
+            speed_inputs(bench.loaded, sample, 8),
+            threads,
+            seconds=8,
+        )
+    return {label: round(t.throughput_b8, 1) for label, t in timings.items()}
+
+
+def _print_trials(name: str, kind: str, outcome, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{name} {kind}: search trials ({outcome.seconds:.0f} s)")
+    for column in ("trial", "nodes kept", "result", "seconds"):
+        table.add_column(column)
+    for number, trial in enumerate(outcome.trials, 1):
+        verdict = trial.accuracy.verdict
+        table.add_row(
+            str(number),
+            str(len(trial.kept)),
+            verdict if trial.accuracy.passed else f"[red]{verdict}[/red]",
+            f"{trial.seconds:.1f}",
+        )
+    console.print(table)
