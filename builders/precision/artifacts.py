@@ -121,18 +121,12 @@ def _build_here(
     kept: tuple[str, ...],
     calibration: dict[str, np.ndarray] | None,
 ) -> Path:
+    """The child's side: one artifact, the quantizers' chatter silenced."""
     with _quiet():
-        return _build_kind(kind, fp32_onnx, output, settings, kept, calibration)
+        return _dispatch(kind, fp32_onnx, output, settings, kept, calibration)
 
 
-def _build_kind(
-    kind: str,
-    fp32_onnx: Path,
-    output: Path,
-    settings: Int8Settings,
-    kept: tuple[str, ...],
-    calibration: dict[str, np.ndarray] | None,
-) -> Path:
+def _dispatch(kind, fp32_onnx, output, settings, kept, calibration) -> Path:
     if kind == "fp16":
         return _autocast_fp16(fp32_onnx, output, kept)
     if kind == "int8":
