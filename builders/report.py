@@ -23,7 +23,10 @@ ARTIFACT_ROLE = {
 
 def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> dict:
     """One model's section: a row per artifact, whether (and as what) it is served."""
+    from builders.precision.stage import graph_node_names
+
     spec = loaded.spec
+    op_types = graph_node_names(result.variants["fp32"].artifact.path)
     served_by = {kind: precision for precision, kind in CPU_SERVED.items() if precision in spec.precisions}
     rows = []
     for kind, variant in result.variants.items():
@@ -51,6 +54,7 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> di
                 "throughput_batch": variant.timing.batch,
                 "throughput_per_s": round(variant.timing.throughput_b8, 1),
                 "kept_nodes": list(variant.artifact.kept),
+                "kept_op_types": [op_types.get(node, "?") for node in variant.artifact.kept],
             }
         )
     timing = next(iter(result.variants.values())).timing
@@ -107,12 +111,34 @@ def render_markdown(report: dict) -> str:
                 f"{row['size_mb']:.1f} | {row['latency_ms_batch1']:.2f} | {row['throughput_per_s']:.0f} | "
                 f"{len(row['kept_nodes'])} | {row['status']} |"
             )
-        kept = [(row["artifact"], node) for row in model["variants"] for node in row["kept_nodes"]]
-        if kept:
-            lines += ["", "Nodes kept in higher precision (from precision.yaml):", ""]
-            lines += [f"- {artifact}: `{node}`" for artifact, node in kept]
+        lines += _kept_lines(model)
         lines.append("")
     return "\n".join(lines)
+
+
+def _kept_lines(model: dict, listed: int = 8) -> list[str]:
+    """Nodes kept in higher precision: listed when few, else counted by op type (the JSON has them all)."""
+    rows = [row for row in model["variants"] if row["kept_nodes"]]
+    if not rows:
+        return []
+    lines = ["", "Nodes kept in higher precision (from precision.yaml):", ""]
+    for row in rows:
+        nodes = row["kept_nodes"]
+        if len(nodes) <= listed:
+            lines += [f"- {row['artifact']}: `{node}`" for node in nodes]
+        else:
+            lines.append(
+                f"- {row['artifact']}: {len(nodes)} nodes ({_by_op(row['kept_op_types'])}); "
+                f"all of them in {REPORT_JSON} and the model's precision.yaml"
+            )
+    return lines
+
+
+def _by_op(op_types: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for op_type in op_types:
+        counts[op_type] = counts.get(op_type, 0) + 1
+    return ", ".join(f"{count} {op}" for op, count in sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _write(path: Path, text: str) -> None:

@@ -68,11 +68,11 @@ def run_precision(loaded: LoadedSpec, fp32_onnx: Path, golden_path: Path, work_d
         with step(label):
             artifacts[kind] = make_artifact(kind, fp32_onnx, work_dir, spec.precision.int8, plan, calibration)
     eval_inputs = load_arrays(loaded, "eval") if spec.lower_precisions else None
-    key = _results_key(loaded, artifacts, eval_inputs)
+    labels = load_labels(loaded) if eval_inputs is not None and spec.accuracy.metric == "top1_drop" else None
+    key = _results_key(loaded, artifacts, eval_inputs, labels, golden_path)
     cached = _load_results(work_dir, key, artifacts, golden_path)
     if cached is not None:
         return cached
-    labels = load_labels(loaded) if spec.accuracy and spec.accuracy.metric == "top1_drop" else None
     outputs = [o.name for o in spec.outputs]
     accuracy: dict[str, AccuracyResult | None] = {"fp32": None}
     if eval_inputs is not None:
@@ -126,7 +126,10 @@ def _own_sample(artifact: Artifact, sample: GoldenCase, outputs: list[str]) -> G
     return GoldenCase(sample.label, sample.inputs, run_onnx(artifact.path, sample.inputs, batch, outputs))
 
 
-def _results_key(loaded: LoadedSpec, artifacts: dict[str, Artifact], eval_inputs) -> str:
+def _results_key(
+    loaded: LoadedSpec, artifacts: dict[str, Artifact], eval_inputs, labels, golden_path: Path
+) -> str:
+    """Everything the measurements depend on: artifacts, eval data and labels, golden sample, settings."""
     spec = loaded.spec
     payload = {
         "artifacts": {
@@ -135,6 +138,8 @@ def _results_key(loaded: LoadedSpec, artifacts: dict[str, Artifact], eval_inputs
         },
         "fp32": sha256_file(artifacts["fp32"].path),
         "eval": arrays_digest(eval_inputs),
+        "labels": arrays_digest(None if labels is None else {"labels": labels}),
+        "golden": sha256_file(golden_path),
         "accuracy": spec.accuracy.model_dump(mode="json") if spec.accuracy else None,
         "threads": spec.triton.intra_op_threads,
         "axes": {name: r.model_dump() for name, r in spec.axes.items()},
