@@ -33,8 +33,11 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     """Build MODELS (folders holding model.yaml; default: every folder under models/) into the repository.
 
     Each model is exported to ONNX, checked against PyTorch at the min/opt/max of every dynamic axis,
-    staged beside the repository, validated, and only then moved into place. If any model fails,
-    nothing is published.
+    made in FP16 and INT8 (applying the model's precision.yaml), each variant measured against FP32 on
+    the eval set, then staged beside the repository, validated, and only then moved into place. If a
+    model fails to export or verify, nothing is published. A variant outside its accuracy budget is not
+    published (and removed if an earlier build published it); the others are, and the build exits 1.
+    The report goes to <repository>/BUILD_REPORT.md and .json.
     """
     from builders.export import export
     from builders.precision.artifacts import CPU_SERVED
