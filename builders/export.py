@@ -28,6 +28,7 @@ class ExportResult:
     seconds: float
     cached: bool
     fingerprint: str
+    onnx_sha256: str
 
 
 def _tool_versions() -> str:
@@ -49,11 +50,15 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         out_dir / "golden.npz",
         out_dir / "export.json",
     )
-    fingerprint = folder_fingerprint(loaded.folder, _tool_versions())
+    # precision.yaml only steers the precision stage; editing it must not re-export the model.
+    fingerprint = folder_fingerprint(
+        loaded.folder, _tool_versions(), skip_files=frozenset({"precision.yaml"})
+    )
     if record_path.is_file() and onnx_path.is_file() and golden_path.is_file():
         record = json.loads(record_path.read_text())
-        if record.get("fingerprint") == fingerprint and record.get("onnx_sha256") == sha256_file(onnx_path):
-            return ExportResult(onnx_path, golden_path, record["cases"], 0.0, True, fingerprint)
+        onnx_sha256 = sha256_file(onnx_path)
+        if record.get("fingerprint") == fingerprint and record.get("onnx_sha256") == onnx_sha256:
+            return ExportResult(onnx_path, golden_path, record["cases"], 0.0, True, fingerprint, onnx_sha256)
     record_path.unlink(missing_ok=True)
 
     sample = load_arrays(loaded, "sample")
@@ -72,9 +77,11 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         inputs = inputs_at(loaded, sample, sizes)
         cases.append(GoldenCase(case_label(sizes), inputs, run(inputs)))
     save_golden(cases, golden_path)
-    record = {"fingerprint": fingerprint, "onnx_sha256": sha256_file(onnx_path), "cases": len(cases)}
+    onnx_sha256 = sha256_file(onnx_path)
+    record = {"fingerprint": fingerprint, "onnx_sha256": onnx_sha256, "cases": len(cases)}
     record_path.write_text(json.dumps(record, indent=2))
-    return ExportResult(onnx_path, golden_path, len(cases), time.perf_counter() - start, False, fingerprint)
+    seconds = time.perf_counter() - start
+    return ExportResult(onnx_path, golden_path, len(cases), seconds, False, fingerprint, onnx_sha256)
 
 
 def _build_module(loaded: LoadedSpec):
@@ -167,9 +174,9 @@ def _torch_runner(loaded: LoadedSpec, module):
 
 
 def _onnxruntime_runner(onnx_path: Path):
-    import onnxruntime as ort
+    from builders.onnx_runtime import cpu_session
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = cpu_session(onnx_path)
     names = [o.name for o in session.get_outputs()]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,11 +16,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def folder_fingerprint(folder: Path, *extra: str) -> str:
-    """sha256 over every file's relative path and content below `folder`, plus `extra` strings."""
+def folder_fingerprint(folder: Path, *extra: str, skip_files: frozenset[str] = frozenset()) -> str:
+    """sha256 over every file's relative path and content below `folder` (but `skip_files`), plus `extra`."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not _SKIP_DIRS.intersection(path.relative_to(folder).parts):
+        relative = path.relative_to(folder)
+        if path.is_file() and not _SKIP_DIRS.intersection(relative.parts) and str(relative) not in skip_files:
             digest.update(str(path.relative_to(folder)).encode())
             digest.update(sha256_file(path).encode())
     for item in extra:

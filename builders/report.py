@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,10 +24,7 @@ ARTIFACT_ROLE = {
 
 def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> dict:
     """One model's section: a row per artifact, whether (and as what) it is served."""
-    from builders.precision.stage import graph_node_names
-
     spec = loaded.spec
-    op_types = graph_node_names(result.variants["fp32"].artifact.path)
     served_by = {kind: precision for precision, kind in CPU_SERVED.items() if precision in spec.precisions}
     rows = []
     for kind, variant in result.variants.items():
@@ -54,7 +52,7 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> di
                 "throughput_batch": variant.timing.batch,
                 "throughput_per_s": round(variant.timing.throughput_b8, 1),
                 "kept_nodes": list(variant.artifact.kept),
-                "kept_op_types": [op_types.get(node, "?") for node in variant.artifact.kept],
+                "kept_op_types": [result.op_types.get(node, "?") for node in variant.artifact.kept],
             }
         )
     timing = next(iter(result.variants.values())).timing
@@ -135,10 +133,7 @@ def _kept_lines(model: dict, listed: int = 8) -> list[str]:
 
 
 def _by_op(op_types: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for op_type in op_types:
-        counts[op_type] = counts.get(op_type, 0) + 1
-    return ", ".join(f"{count} {op}" for op, count in sorted(counts.items(), key=lambda item: -item[1]))
+    return ", ".join(f"{count} {op}" for op, count in Counter(op_types).most_common())
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.golden import load_golden
+from builders.onnx_runtime import cpu_session
 from triton_repo.errors import CheckFailed
 from triton_repo.spec import LoadedSpec, Tolerance
 
@@ -56,12 +57,8 @@ class VerifyResult:
 
 def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResult:
     """Run the ONNX model on every golden case; raise CheckFailed naming the first shape outside tolerance."""
-    import onnxruntime as ort
-
     start = time.perf_counter()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(onnx_path)
     tolerances = {o.name: o.tolerance for o in loaded.spec.outputs}
     names = list(tolerances)
     rows = []

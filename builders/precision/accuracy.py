@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from builders.onnx_runtime import cpu_session
 from triton_repo.spec import DEFAULT_BUDGETS, ModelSpec
 
 HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": True}
@@ -45,19 +47,23 @@ def run_onnx(
     path: Path, inputs: dict[str, np.ndarray], batch_size: int, output_names: list[str], threads: int = 0
 ) -> dict[str, np.ndarray]:
     """All rows of `inputs` through ONNX Runtime (CPU) in chunks of batch_size; outputs concatenated."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    rows = len(next(iter(inputs.values())))
+    session = cpu_session(path, threads)
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in output_names}
-    for start in range(0, rows, batch_size):
-        feed = {name: array[start : start + batch_size] for name, array in inputs.items()}
+    for feed in row_batches(inputs, batch_size):
         for name, value in zip(output_names, session.run(output_names, feed), strict=True):
             chunks[name].append(value)
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def row_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, rows: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive slices of `batch_size` rows of every array (of the first `rows`; the last may be shorter)."""
+    total = len(next(iter(arrays.values())))
+    total = total if rows is None else min(rows, total)
+    for start in range(0, total, max(1, batch_size)):
+        end = min(start + batch_size, total)
+        yield {name: np.ascontiguousarray(array[start:end]) for name, array in arrays.items()}
 
 
 def measure(

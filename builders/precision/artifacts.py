@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.fingerprint import sha256_file
 from builders.precision.plan import PrecisionPlan
 from triton_repo.errors import TritonRepoError
 from triton_repo.spec import Int8Settings
@@ -41,6 +40,7 @@ class Artifact:
     seconds: float
     cached: bool
     kept: tuple[str, ...]  # FP32-graph nodes kept in higher precision
+    key: str  # what it was built from (see _cache_key); empty for fp32, which the export stage keys
 
 
 def artifacts_for(precisions: list[str]) -> list[str]:
@@ -65,6 +65,7 @@ def arrays_digest(arrays: dict[str, np.ndarray] | None) -> str:
 def make_artifact(
     kind: str,
     fp32_onnx: Path,
+    fp32_sha256: str,
     out_dir: Path,
     settings: Int8Settings,
     plan: PrecisionPlan,
@@ -72,18 +73,18 @@ def make_artifact(
 ) -> Artifact:
     """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed."""
     if kind == "fp32":
-        return Artifact("fp32", fp32_onnx, 0.0, True, ())
+        return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
     output = out_dir / ARTIFACT_FILES[kind]
-    key = _cache_key(kind, fp32_onnx, settings, kept, calibration)
+    key = _cache_key(kind, fp32_sha256, settings, kept, calibration)
     key_file = output.with_name(output.name + ".key")
     if output.is_file() and key_file.is_file() and key_file.read_text() == key:
-        return Artifact(kind, output, 0.0, True, kept)
+        return Artifact(kind, output, 0.0, True, kept, key)
     start = time.perf_counter()
     key_file.unlink(missing_ok=True)
     build_artifact(kind, fp32_onnx, output, settings, kept, calibration)
     key_file.write_text(key)
-    return Artifact(kind, output, time.perf_counter() - start, False, kept)
+    return Artifact(kind, output, time.perf_counter() - start, False, kept, key)
 
 
 def build_artifact(
@@ -122,38 +123,34 @@ def _build_here(
     calibration: dict[str, np.ndarray] | None,
 ) -> Path:
     """The child's side: one artifact, the quantizers' chatter silenced."""
+    from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
+
     with _quiet():
-        return _dispatch(kind, fp32_onnx, output, settings, kept, calibration)
-
-
-def _dispatch(kind, fp32_onnx, output, settings, kept, calibration) -> Path:
-    if kind == "fp16":
-        return _autocast_fp16(fp32_onnx, output, kept)
-    if kind == "int8":
-        return _modelopt_int8(fp32_onnx, output, settings.calibration_method, kept, calibration)
-    if kind == "int8-cpu":
-        from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
-
-        cpu = settings.cpu
-        cpu_settings = CpuInt8Settings(
-            mode=cpu.mode,
-            per_channel=cpu.per_channel,
-            optimize=cpu.optimize,
-            exclude_nodes=kept,
-            op_types=tuple(cpu.op_types) if cpu.op_types else None,
-            smooth_alpha=cpu.smooth_alpha,
-        )
-        return quantize_for_cpu(fp32_onnx, output, cpu_settings, calibration, batch_size=CALIBRATION_BATCH)
+        if kind == "fp16":
+            return _autocast_fp16(fp32_onnx, output, kept)
+        if kind == "int8":
+            return _modelopt_int8(fp32_onnx, output, settings.calibration_method, kept, calibration)
+        if kind == "int8-cpu":
+            cpu = settings.cpu
+            cpu_settings = CpuInt8Settings(
+                mode=cpu.mode,
+                per_channel=cpu.per_channel,
+                optimize=cpu.optimize,
+                exclude_nodes=kept,
+                op_types=tuple(cpu.op_types) if cpu.op_types else None,
+                smooth_alpha=cpu.smooth_alpha,
+            )
+            return quantize_for_cpu(fp32_onnx, output, cpu_settings, calibration, CALIBRATION_BATCH)
     raise ValueError(f"unknown artifact kind {kind!r}")
 
 
-def _cache_key(kind, fp32_onnx, settings, kept, calibration) -> str:
+def _cache_key(kind, fp32_sha256, settings, kept, calibration) -> str:
     from importlib.metadata import version
 
     tools = {name: version(name) for name in ("nvidia-modelopt", "onnxruntime-gpu", "onnx")}
     payload = {
         "kind": kind,
-        "fp32": sha256_file(fp32_onnx),
+        "fp32": fp32_sha256,
         "settings": settings.model_dump(mode="json") if kind != "fp16" else None,
         "kept": list(kept),
         "calibration": arrays_digest(calibration) if kind.startswith("int8") else None,
@@ -166,13 +163,12 @@ def _autocast_fp16(fp32_onnx: Path, output: Path, kept: tuple[str, ...]) -> Path
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    with _quiet():
-        model = convert_to_mixed_precision(
-            onnx_path=str(fp32_onnx),
-            low_precision_type="fp16",
-            keep_io_types=True,
-            nodes_to_exclude=list(kept) or None,
-        )
+    model = convert_to_mixed_precision(
+        onnx_path=str(fp32_onnx),
+        low_precision_type="fp16",
+        keep_io_types=True,
+        nodes_to_exclude=list(kept) or None,
+    )
     tmp = output.with_name(output.name + ".tmp")
     onnx.save(model, str(tmp))
     os.replace(tmp, output)
@@ -203,18 +199,17 @@ def _modelopt_int8(
         source = scratch / "model.onnx"
         shutil.copyfile(fp32_onnx, source)
         result = scratch / "model.int8.onnx"
-        with _quiet():
-            quantize(
-                onnx_path=str(source),
-                quantize_mode="int8",
-                calibration_data=calibration,
-                calibration_method=calibration_method,
-                calibration_eps=["cpu"],
-                nodes_to_exclude=list(kept) or None,
-                high_precision_dtype="fp32",
-                output_path=str(result),
-                log_level="ERROR",
-            )
+        quantize(
+            onnx_path=str(source),
+            quantize_mode="int8",
+            calibration_data=calibration,
+            calibration_method=calibration_method,
+            calibration_eps=["cpu"],
+            nodes_to_exclude=list(kept) or None,
+            high_precision_dtype="fp32",
+            output_path=str(result),
+            log_level="ERROR",
+        )
         os.replace(result, output)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from builders.onnx_runtime import cpu_session
+from builders.precision.accuracy import row_batches
 from triton_repo.errors import TritonRepoError
 
 MODES = ("static", "dynamic")
@@ -171,7 +172,6 @@ def _weight_matmuls(graph) -> dict[str, list]:
 def _activation_absmax(model, tensors: list[str], calibration: dict[str, np.ndarray], batch_size: int):
     """Per-channel (last axis) max |value| of each tensor over the calibration batches."""
     import onnx
-    import onnxruntime as ort
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -181,9 +181,9 @@ def _activation_absmax(model, tensors: list[str], calibration: dict[str, np.ndar
         for t in tensors
         if t not in outputs
     )
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = cpu_session(probe.SerializeToString())
     amax: dict[str, np.ndarray] = {}
-    for batch in _batches(calibration, batch_size):
+    for batch in row_batches(calibration, batch_size):
         for tensor, value in zip(tensors, session.run(tensors, batch), strict=True):
             channel = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             amax[tensor] = np.maximum(amax[tensor], channel) if tensor in amax else channel
@@ -273,18 +273,9 @@ def _reader(calibration: dict[str, np.ndarray], batch_size: int):
 
     class _Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = _batches(calibration, batch_size)
+            self._batches = row_batches(calibration, batch_size)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
     return _Batches()
-
-
-def _batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive slices of `batch_size` rows of every array (the last may be shorter)."""
-    total = len(next(iter(arrays.values())))
-    for start in range(0, total, max(1, batch_size)):
-        yield {
-            name: np.ascontiguousarray(value[start : start + batch_size]) for name, value in arrays.items()
-        }

@@ -15,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.precision.accuracy import AccuracyResult
-from builders.precision.debug import LayerwiseReport
+from builders.precision.accuracy import AccuracyResult, row_batches
+from builders.precision.debug import SHAPE_OPS, LayerwiseReport
 from builders.precision.plan import KeptNode
-
-# Nodes that read only a tensor's shape: a quantizer may rewire them, but they compute nothing to keep.
-SHAPE_OPS = {"Shape", "Size"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,7 @@ def changed_nodes(fp32_onnx: Path, quantized_onnx: Path) -> set[str]:
     """FP32 nodes a quantizer changed: ones fed by a DequantizeLinear (Q/DQ) or replaced (dynamic, QOperator)."""
     import onnx
 
+    # Nodes that read only a tensor's shape may be rewired by a quantizer but compute nothing to keep.
     fp32_nodes = onnx.load(str(fp32_onnx), load_external_data=False).graph.node
     original = {n.name for n in fp32_nodes if n.op_type not in SHAPE_OPS}
     graph = onnx.load(str(quantized_onnx), load_external_data=False).graph
@@ -151,8 +149,4 @@ def kept_nodes(outcome: SearchOutcome, op_types: dict[str, str]) -> list[KeptNod
 
 def eval_feeds(inputs: dict[str, np.ndarray], batch_size: int, rows: int) -> list[dict[str, np.ndarray]]:
     """The first `rows` eval rows as feeds of `batch_size` (what the layer-wise comparison runs)."""
-    total = min(rows, len(next(iter(inputs.values()))))
-    return [
-        {name: array[start : min(start + batch_size, total)] for name, array in inputs.items()}
-        for start in range(0, total, batch_size)
-    ]
+    return list(row_batches(inputs, batch_size, rows))

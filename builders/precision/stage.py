@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.export import ExportResult
 from builders.fingerprint import sha256_file
 from builders.golden import GoldenCase, load_golden, sample_case
 from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure, run_onnx
@@ -45,6 +46,7 @@ class PrecisionResult:
     variants: dict[str, VariantResult]  # by artifact kind: fp32, fp16, int8, int8-cpu
     measured_at: str
     cached: bool
+    op_types: dict[str, str]  # FP32 node name -> op type
 
 
 def graph_node_names(onnx_path: Path) -> dict[str, str]:
@@ -55,10 +57,12 @@ def graph_node_names(onnx_path: Path) -> dict[str, str]:
     return {node.name: node.op_type for node in model.graph.node}
 
 
-def run_precision(loaded: LoadedSpec, fp32_onnx: Path, golden_path: Path, work_dir: Path) -> PrecisionResult:
+def run_precision(loaded: LoadedSpec, exported: ExportResult, work_dir: Path) -> PrecisionResult:
     spec = loaded.spec
+    fp32_onnx, golden_path = exported.onnx_path, exported.golden_path
     plan = load_plan(loaded.folder)
-    check_nodes(plan, set(graph_node_names(fp32_onnx)), loaded.folder / PLAN_FILE)
+    op_types = graph_node_names(fp32_onnx)
+    check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
     calibration = load_arrays(loaded, "calibration") if "int8" in spec.precisions else None
     artifacts: dict[str, Artifact] = {}
     for kind in artifacts_for(spec.precisions):
@@ -66,11 +70,13 @@ def run_precision(loaded: LoadedSpec, fp32_onnx: Path, golden_path: Path, work_d
             f" ({len(plan.for_artifact(kind).keep)} nodes kept)" if kind != "fp32" else ""
         )
         with step(label):
-            artifacts[kind] = make_artifact(kind, fp32_onnx, work_dir, spec.precision.int8, plan, calibration)
+            artifacts[kind] = make_artifact(
+                kind, fp32_onnx, exported.onnx_sha256, work_dir, spec.precision.int8, plan, calibration
+            )
     eval_inputs = load_arrays(loaded, "eval") if spec.lower_precisions else None
     labels = load_labels(loaded) if eval_inputs is not None and spec.accuracy.metric == "top1_drop" else None
-    key = _results_key(loaded, artifacts, eval_inputs, labels, golden_path)
-    cached = _load_results(work_dir, key, artifacts, golden_path)
+    key = _results_key(loaded, exported, artifacts, eval_inputs, labels)
+    cached = _load_results(work_dir, key, artifacts, golden_path, op_types)
     if cached is not None:
         return cached
     outputs = [o.name for o in spec.outputs]
@@ -102,9 +108,8 @@ def run_precision(loaded: LoadedSpec, fp32_onnx: Path, golden_path: Path, work_d
         kind: VariantResult(artifact, accuracy[kind], timings[kind], _own_sample(artifact, sample, outputs))
         for kind, artifact in artifacts.items()
     }
-    result = PrecisionResult(
-        variants, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), False
-    )
+    measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    result = PrecisionResult(variants, measured_at, False, op_types)
     _save_results(work_dir, key, result)
     return result
 
@@ -127,19 +132,16 @@ def _own_sample(artifact: Artifact, sample: GoldenCase, outputs: list[str]) -> G
 
 
 def _results_key(
-    loaded: LoadedSpec, artifacts: dict[str, Artifact], eval_inputs, labels, golden_path: Path
+    loaded: LoadedSpec, exported: ExportResult, artifacts: dict[str, Artifact], eval_inputs, labels
 ) -> str:
     """Everything the measurements depend on: artifacts, eval data and labels, golden sample, settings."""
     spec = loaded.spec
     payload = {
-        "artifacts": {
-            kind: a.path.with_name(a.path.name + ".key").read_text() if kind != "fp32" else ""
-            for kind, a in artifacts.items()
-        },
-        "fp32": sha256_file(artifacts["fp32"].path),
+        "artifacts": {kind: artifact.key for kind, artifact in artifacts.items()},
+        "fp32": exported.onnx_sha256,
         "eval": arrays_digest(eval_inputs),
         "labels": arrays_digest(None if labels is None else {"labels": labels}),
-        "golden": sha256_file(golden_path),
+        "golden": sha256_file(exported.golden_path),
         "accuracy": spec.accuracy.model_dump(mode="json") if spec.accuracy else None,
         "threads": spec.triton.intra_op_threads,
         "axes": {name: r.model_dump() for name, r in spec.axes.items()},
@@ -168,7 +170,7 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
 
 
 def _load_results(
-    work_dir: Path, key: str, artifacts: dict[str, Artifact], golden_path: Path
+    work_dir: Path, key: str, artifacts: dict[str, Artifact], golden_path: Path, op_types: dict[str, str]
 ) -> PrecisionResult | None:
     path = work_dir / RESULTS_FILE
     try:
@@ -188,4 +190,4 @@ def _load_results(
             Timing(**entry["timing"]),
             GoldenCase(sample.label, sample.inputs, outputs),
         )
-    return PrecisionResult(variants, data["measured_at"], True)
+    return PrecisionResult(variants, data["measured_at"], True, op_types)

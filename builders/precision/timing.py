@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.onnx_runtime import cpu_session
+
 THROUGHPUT_BATCH = 8
 BLOCK = 3
 
@@ -34,15 +36,7 @@ def measure_speed(
     Each turn is a block (one untimed run, then BLOCK timed runs) rather than a single run: switching
     sessions on every run evicts caches and slowed every model by about 40%.
     """
-    import onnxruntime as ort
-
-    sessions = {}
-    for kind, path in artifacts.items():
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        sessions[kind] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    sessions = {kind: cpu_session(path, threads) for kind, path in artifacts.items()}
     for session in sessions.values():  # warm-up: first runs allocate and pick kernels
         for _ in range(2):
             session.run(None, batch1)

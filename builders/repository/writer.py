@@ -20,6 +20,7 @@ import numpy as np
 
 from builders.fingerprint import sha256_file
 from builders.golden import GoldenCase, load_golden, sample_case, save_golden
+from builders.onnx_runtime import cpu_session
 from builders.repository.config import (
     ONNX_FILE,
     WARMUP_DIR,
@@ -113,8 +114,6 @@ def served_tolerances(loaded: LoadedSpec, precision: str) -> dict[str, Tolerance
 
 def validate_staged(loaded: LoadedSpec, model_dir: Path, config, tolerances: dict[str, Tolerance]) -> None:
     """The staged directory must parse back to the same config and its ONNX must reproduce the golden sample."""
-    import onnxruntime as ort
-
     parsed = parse_config(model_dir / "config.pbtxt")
     if parsed != config:
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
@@ -125,7 +124,7 @@ def validate_staged(loaded: LoadedSpec, model_dir: Path, config, tolerances: dic
             expected = int(np.prod(data.dims)) * np.dtype(tensor.dtype).itemsize
             if not path.is_file() or path.stat().st_size != expected:
                 raise TritonRepoError(f"{path}: warmup file missing or not {expected} bytes (a bug)")
-    session = ort.InferenceSession(str(model_dir / VERSION / ONNX_FILE), providers=["CPUExecutionProvider"])
+    session = cpu_session(model_dir / VERSION / ONNX_FILE)
     sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
     names = [o.name for o in loaded.spec.outputs]
     for output, actual in zip(names, session.run(names, sample.inputs), strict=True):

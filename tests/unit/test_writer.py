@@ -301,3 +301,11 @@ def test_publish_retires_a_model_that_is_no_longer_produced(model, repository):
     manifest = read_manifest(repository)
     assert sorted(manifest["models"]) == ["tiny_fp32"]
     assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]
+
+
+def test_folder_fingerprint_can_skip_named_files(tmp_path):
+    (tmp_path / "model.py").write_text("x = 1")
+    before = folder_fingerprint(tmp_path, skip_files=frozenset({"precision.yaml"}))
+    (tmp_path / "precision.yaml").write_text("int8: {}")
+    assert folder_fingerprint(tmp_path, skip_files=frozenset({"precision.yaml"})) == before
+    assert folder_fingerprint(tmp_path) != before

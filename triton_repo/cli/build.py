@@ -73,7 +73,7 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                 exported = export(loaded, model_work)
             with step(f"{name}: verify ONNX Runtime vs PyTorch at {exported.cases - 1} shapes + the sample"):
                 verified = verify(loaded, exported.onnx_path, exported.golden_path)
-            result = run_precision(loaded, exported.onnx_path, exported.golden_path, model_work)
+            result = run_precision(loaded, exported, model_work)
             for precision in spec.precisions:
                 variant = result.variants[CPU_SERVED[precision]]
                 if not variant.passed:
