@@ -6,12 +6,14 @@ SERVE_VENV := .venv-serve
 CLI := $(VENV)/bin/triton-repo
 REPO ?= model_repository
 MODELS ?=
+BENCH_ARGS ?=
+READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
 
 BUILD_STAMP := $(VENV)/.installed
 SERVE_STAMP := $(SERVE_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install build-repo serve stop test test-unit lint format clean
+.PHONY: help install build-repo serve stop bench test test-unit lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +46,14 @@ serve: install ## Serve model_repository/ on 127.0.0.1 (8000 HTTP, 8001 gRPC, 80
 
 stop: install ## Stop the server started by `make serve`
 	$(CLI) stop
+
+bench: install ## Benchmark every published variant over gRPC (BENCH_ARGS="minilm --concurrency 1,4" to narrow); results in bench/results/
+	@if $(VENV)/bin/python -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
+		$(CLI) bench --repository $(REPO) $(BENCH_ARGS); \
+	else \
+		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
+		$(CLI) bench --repository $(REPO) $(BENCH_ARGS); status=$$?; $(CLI) stop; exit $$status; \
+	fi
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
 	$(VENV)/bin/python -m pytest tests

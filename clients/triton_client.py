@@ -11,7 +11,7 @@ from triton_repo.errors import ServerError
 PROTOCOLS = ("grpc", "http")
 
 # numpy dtype -> Triton wire datatype (the same for both protocols)
-_WIRE_TYPES = {
+WIRE_TYPES = {
     "float32": "FP32",
     "float16": "FP16",
     "float64": "FP64",
@@ -57,7 +57,7 @@ class TritonClient:
     def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         request_inputs = []
         for name, array in inputs.items():
-            tensor = self._module.InferInput(name, list(array.shape), _WIRE_TYPES[array.dtype.name])
+            tensor = self._module.InferInput(name, list(array.shape), WIRE_TYPES[array.dtype.name])
             if self.protocol == "http":
                 tensor.set_data_from_numpy(array, binary_data=True)  # JSON would round floats
             else:

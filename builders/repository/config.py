@@ -34,6 +34,12 @@ def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray
     if spec.batched and batching is not None:
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
+        if batching.has_queue_policy:  # touching the field at all would add it to every config.pbtxt
+            policy = config.dynamic_batching.default_queue_policy
+            policy.max_queue_size = batching.max_queue_size
+            policy.default_timeout_microseconds = batching.queue_timeout_microseconds
+            policy.timeout_action = mc.ModelQueuePolicy.REJECT
+            policy.allow_timeout_override = False
     config.parameters["onnx_file"].string_value = ONNX_FILE
     config.parameters["intra_op_threads"].string_value = str(spec.triton.intra_op_threads)
     for batch_size in warmup_batch_sizes(loaded):

@@ -91,6 +91,47 @@ def test_config_dynamic_batching_preferred_sizes_and_delay(config):
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
 
 
+def test_config_has_no_queue_policy_when_queue_size_and_timeout_are_zero(config):
+    assert not config.dynamic_batching.HasField("default_queue_policy")
+    assert "default_queue_policy" not in to_text(config)
+
+
+def queue_policy_config(tmp_path, **queue):
+    batching = {"preferred_batch_sizes": [2, 4], "max_queue_delay_microseconds": 500, **queue}
+    loaded = batched_spec(tmp_path, triton={"dynamic_batching": batching})
+    return cpu_model_config(loaded, "toy_fp32", batched_warmup(loaded))
+
+
+def test_config_queue_policy_rejects_beyond_queue_size_and_timeout(tmp_path):
+    config = queue_policy_config(tmp_path, max_queue_size=64, queue_timeout_microseconds=250_000)
+    policy = config.dynamic_batching.default_queue_policy
+    assert config.dynamic_batching.HasField("default_queue_policy")
+    assert policy.max_queue_size == 64
+    assert policy.default_timeout_microseconds == 250_000
+    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert policy.allow_timeout_override is False
+
+
+def test_config_queue_policy_parses_back_to_the_same_proto(tmp_path):
+    config = queue_policy_config(tmp_path, max_queue_size=64, queue_timeout_microseconds=250_000)
+    path = tmp_path / "config.pbtxt"
+    path.write_text(to_text(config))
+    parsed = parse_config(path)
+    assert parsed == config
+    assert parsed.dynamic_batching.default_queue_policy.max_queue_size == 64
+    assert parsed.dynamic_batching.default_queue_policy.default_timeout_microseconds == 250_000
+
+
+@pytest.mark.parametrize(
+    ("queue", "size", "timeout"),
+    [({"max_queue_size": 16}, 16, 0), ({"queue_timeout_microseconds": 1000}, 0, 1000)],
+)
+def test_config_queue_policy_when_only_one_value_is_set(tmp_path, queue, size, timeout):
+    policy = queue_policy_config(tmp_path, **queue).dynamic_batching.default_queue_policy
+    assert (policy.max_queue_size, policy.default_timeout_microseconds) == (size, timeout)
+    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+
+
 def test_config_instance_group_count_and_cpu_kind(config):
     assert len(config.instance_group) == 1
     group = config.instance_group[0]

@@ -73,6 +73,25 @@ BAD_SPECS = [
         lambda d: d.update(triton={"dynamic_batching": {"preferred_batch_sizes": [4, 16]}}),
         ["preferred_batch_sizes: 16", "max_batch_size 8"],
     ),
+    (
+        "negative_max_queue_size",
+        lambda d: d.update(triton={"dynamic_batching": {"max_queue_size": -1}}),
+        ["triton.dynamic_batching.max_queue_size", "-1 is not allowed", "greater than or equal to 0"],
+    ),
+    (
+        "max_queue_size_above_uint32",
+        lambda d: d.update(triton={"dynamic_batching": {"max_queue_size": 2**32}}),
+        ["triton.dynamic_batching.max_queue_size", "4294967296 is not allowed", "less than or equal to"],
+    ),
+    (
+        "negative_queue_timeout",
+        lambda d: d.update(triton={"dynamic_batching": {"queue_timeout_microseconds": -5}}),
+        [
+            "triton.dynamic_batching.queue_timeout_microseconds",
+            "-5 is not allowed",
+            "greater than or equal to 0",
+        ],
+    ),
     ("duplicate_tensor_names", lambda d: d["outputs"][0].update(name="input_ids"), ["unique", "'input_ids'"]),
     ("both_factory_and_onnx", lambda d: d["source"].update(factory="model:build"), ["source", "exactly one"]),
     ("neither_factory_nor_onnx", lambda d: d.update(source={"opset": 17}), ["source", "exactly one"]),
@@ -251,6 +270,8 @@ def test_spec_defaults_for_tolerance_and_triton_settings(spec_dict, tmp_path):
     assert (spec.outputs[0].tolerance.atol, spec.outputs[0].tolerance.rtol) == (1e-4, 1e-3)
     assert spec.triton.instance_count == 1 and spec.triton.intra_op_threads == 0
     assert spec.triton.dynamic_batching.max_queue_delay_microseconds == 100
+    assert spec.triton.dynamic_batching.max_queue_size == 0
+    assert spec.triton.dynamic_batching.queue_timeout_microseconds == 0
     assert spec.source.exporter == "torchscript" and spec.source.opset == 17
 
 

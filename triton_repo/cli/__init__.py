@@ -7,6 +7,7 @@ import sys
 import click
 
 from triton_repo import __version__
+from triton_repo.cli.bench import bench
 from triton_repo.cli.build import build
 from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
@@ -27,6 +28,7 @@ cli.add_command(stop)
 cli.add_command(infer)
 cli.add_command(debug_int8)
 cli.add_command(search_precision)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -56,3 +56,15 @@ def ports_or(fallback: Ports, http: int | None, grpc: int | None, metrics: int |
 
 def default_serve_env() -> Path:
     return PROJECT_ROOT / ".venv-serve"
+
+
+def serve_env_option(help_text: str):
+    """--serve-env: the serving environment (tritonserver binary, the backend's Python); None = default."""
+    return click.option(
+        "--serve-env",
+        type=click.Path(path_type=Path),
+        default=None,
+        envvar="TRITON_REPO_SERVE_ENV",
+        show_envvar=True,
+        help=f"{help_text} [default: .venv-serve of this checkout]",
+    )

@@ -11,6 +11,7 @@ from triton_repo.cli.options import (
     port_options,
     ports_or,
     repository_option,
+    serve_env_option,
     work_dir_option,
 )
 
@@ -29,14 +30,7 @@ from triton_repo.cli.options import (
     show_default=True,
     help="Seconds to wait for readiness.",
 )
-@click.option(
-    "--serve-env",
-    type=click.Path(path_type=Path),
-    default=None,
-    envvar="TRITON_REPO_SERVE_ENV",
-    show_envvar=True,
-    help="Virtual environment with nvidia-pytriton and the backend's packages [default: .venv-serve of this checkout]",
-)
+@serve_env_option("Virtual environment with nvidia-pytriton and the backend's packages.")
 def serve(
     repository: Path,
     work_dir: Path,

@@ -1,0 +1,1 @@
+"""The benchmark: load generator, measurement method, server breakdown, in-process floor, reports."""

@@ -1,0 +1,147 @@
+"""`triton-repo bench`: load the served models, measure them like perf_analyzer, explain where time goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import (
+    default_serve_env,
+    port_options,
+    ports_or,
+    repository_option,
+    serve_env_option,
+    work_dir_option,
+)
+
+DEFAULT_CONCURRENCY = "1,2,4,8,16,32"
+
+
+def _numbers(kind: type, label: str):
+    def convert(_ctx, _param, value: str | None):
+        if value is None:
+            return None
+        try:
+            numbers = [kind(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected comma-separated {label}, e.g. 1,2,4") from None
+        if not numbers or any(n <= 0 for n in numbers):
+            raise click.BadParameter(f"{value!r}: expected comma-separated {label} > 0, e.g. 1,2,4")
+        return numbers
+
+    return convert
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
+@click.option(
+    "--concurrency",
+    callback=_numbers(int, "integers"),
+    default=None,
+    help=f"Closed loop: requests in flight, one point each [default: {DEFAULT_CONCURRENCY}]",
+)
+@click.option(
+    "--request-rate",
+    callback=_numbers(float, "requests per second"),
+    default=None,
+    help="Open loop instead: requests per second, one point each (e.g. 50,100,200)",
+)
+@click.option(
+    "--arrivals",
+    type=click.Choice(["constant", "poisson"]),
+    default="constant",
+    show_default=True,
+    help="Gaps between open-loop requests.",
+)
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size per request.")
+@click.option(
+    "--shape",
+    multiple=True,
+    metavar="AXIS=SIZE",
+    help="Size of a named axis for every request, e.g. seq=64 [default: the axis' opt size]",
+)
+@click.option(
+    "--data",
+    type=click.Choice(["golden", "random"]),
+    default="golden",
+    show_default=True,
+    help="golden: the golden sample resized to the shape; random: values within the golden inputs' range.",
+)
+@click.option("--shared-memory", is_flag=True, help="Pass inputs and outputs through system shared memory.")
+@click.option(
+    "--window", type=click.FloatRange(0.1), default=2.0, show_default=True, help="Seconds per window."
+)
+@click.option(
+    "--min-requests",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="A window lasts until at least this many requests completed (up to 10 windows' time).",
+)
+@click.option(
+    "--max-windows",
+    type=click.IntRange(3),
+    default=10,
+    show_default=True,
+    help="Windows per point before it is reported unstable.",
+)
+@click.option(
+    "--warmup", type=click.FloatRange(0), default=1.0, show_default=True, help="Seconds of warm-up."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
+)
+@click.option(
+    "--floor/--no-floor",
+    default=True,
+    show_default=True,
+    help="Measure the in-process floor (the served ONNX file in the server's ONNX Runtime).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("bench/results"),
+    show_default=True,
+    envvar="TRITON_REPO_BENCH_OUTPUT",
+    show_envvar=True,
+    help="Results go to OUTPUT/<date>-<model>/.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
+@port_options
+@repository_option
+@work_dir_option
+@serve_env_option("Environment whose Python runs the in-process floor (the server's ONNX Runtime).")
+def bench(models, **options) -> None:
+    """Benchmark MODELS (a source model means all its published variants; none: the whole repository).
+
+    Per point: warm-up, then fixed windows until throughput and p99 over the last 3 windows are within
+    10% (else the point is reported unstable). Exit 1 if any request failed.
+    """
+    from clients.bench.session import BenchOptions, run_bench
+    from triton_repo.server import Ports
+
+    state = _local_server(options["work_dir"])
+    ports = ports_or(
+        state.ports if state else Ports(), *(options.pop(f"{k}_port") for k in ("http", "grpc", "metrics"))
+    )
+    local = state is not None and state.ports == ports and options["host"] in ("127.0.0.1", "localhost")
+    serve_env = options.pop("serve_env") or default_serve_env()
+    run_bench(
+        BenchOptions(
+            models=list(models),
+            urls={"grpc": f"{options['host']}:{ports.grpc}", "http": f"{options['host']}:{ports.http}"},
+            floor_python=serve_env / "bin" / "python3",
+            server_pid=state.pid if local else None,
+            **{k: v for k, v in options.items() if k not in ("host",)},
+        )
+    )
+
+
+def _local_server(work_dir: Path):
+    """The server `triton-repo serve` started, if it is running."""
+    from triton_repo import server
+
+    state = server.load_state(work_dir / "server")
+    return state if state is not None and server.running(state) else None
