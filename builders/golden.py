@@ -47,3 +47,43 @@ def load_golden(path: Path) -> list[GoldenCase]:
 
 def sample_case(cases: list[GoldenCase]) -> GoldenCase:
     return next(case for case in cases if case.label == SAMPLE_CASE)
+
+
+def save_raw_golden(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], path: Path) -> None:
+    """Golden data for a model fed raw client data: BYTES inputs (object arrays of bytes) stored as one
+    uint8 buffer with end offsets, so the file loads without pickle."""
+    arrays = {}
+    for name, array in inputs.items():
+        if array.dtype == object:
+            items = [bytes(v) for v in array.reshape(-1)]
+            arrays[f"bytes{_SEPARATOR}{name}"] = np.frombuffer(b"".join(items), dtype=np.uint8)
+            arrays[f"ends{_SEPARATOR}{name}"] = np.cumsum([len(v) for v in items], dtype=np.int64)
+            arrays[f"shape{_SEPARATOR}{name}"] = np.array(array.shape, dtype=np.int64)
+        else:
+            arrays[f"array{_SEPARATOR}{name}"] = array
+    for name, array in outputs.items():
+        arrays[f"output{_SEPARATOR}{name}"] = array
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_raw_golden(path: Path) -> GoldenCase:
+    inputs, outputs, parts = {}, {}, {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in archive.files:
+            kind, name = key.split(_SEPARATOR, 1)
+            if kind == "array":
+                inputs[name] = archive[key]
+            elif kind == "output":
+                outputs[name] = archive[key]
+            else:
+                parts.setdefault(name, {})[kind] = archive[key]
+    for name, part in parts.items():
+        buffer, ends = part["bytes"].tobytes(), part["ends"]
+        starts = np.concatenate([[0], ends[:-1]])
+        items = [buffer[s:e] for s, e in zip(starts, ends, strict=True)]
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        inputs[name] = array.reshape(tuple(part["shape"]))
+    return GoldenCase(label=SAMPLE_CASE, inputs=inputs, outputs=outputs)

@@ -110,6 +110,13 @@ def render_markdown(report: dict) -> str:
                 f"{len(row['kept_nodes'])} | {row['status']} |"
             )
         lines += _kept_lines(model)
+        if model.get("ensemble"):
+            ensemble = model["ensemble"]
+            lines += [
+                "",
+                f"Ensemble `{ensemble['triton_model']}` (raw input, `{name}_preprocess`, then "
+                f"`{ensemble['variant']}`): {ensemble['why']}.",
+            ]
         lines.append("")
     return "\n".join(lines)
 

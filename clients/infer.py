@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.golden import load_golden, sample_case
+import numpy as np
+
+from builders.golden import load_golden, load_raw_golden, sample_case
 from builders.verify import compare
 from clients.triton_client import TritonClient
 from triton_repo.spec import Tolerance
@@ -23,10 +25,64 @@ class InferCheck:
     error: str = ""
 
 
+CLASS_COUNT = 5
+
+
 def check_model(client: TritonClient, model: str, entry: dict, repository: Path) -> list[InferCheck]:
-    """Golden sample in, outputs compared with the manifest's per-output tolerances."""
-    golden = sample_case(load_golden(repository / model / entry["golden"]))
+    """Golden sample in, outputs compared with the manifest's per-output tolerances.
+
+    An ensemble gets its raw golden inputs (text, image bytes, pixels); with a labels file it is also
+    asked for the top classes through Triton's classification extension. A pre-processing step model
+    is checked through its ensemble.
+    """
+    kind = entry.get("kind", "model")
+    if kind == "preprocess":
+        return []
+    path = repository / model / entry["golden"]
+    golden = load_raw_golden(path) if kind == "ensemble" else sample_case(load_golden(path))
     tolerances = {name: Tolerance(**values) for name, values in entry["tolerances"].items()}
+    checks = _check_outputs(client, model, golden, tolerances)
+    if entry.get("labels") and all(c.passed for c in checks):
+        labels = (repository / model / entry["labels"]).read_text().splitlines()
+        name = next(iter(tolerances))
+        checks.append(check_classification(client, model, golden, name, tolerances[name], labels))
+    return checks
+
+
+def check_classification(
+    client: TritonClient, model: str, golden, output: str, tolerance: Tolerance, labels: list[str]
+) -> InferCheck:
+    """class_count=5: every row's 'score:index:label' strings must be the golden top 5, in order."""
+    label = f"{output} (class_count={CLASS_COUNT})"
+    try:
+        result = client.infer(model, golden.inputs, [output], class_count=CLASS_COUNT)[output]
+    except Exception as error:  # noqa: BLE001 - a failed request is a failed check
+        return InferCheck(
+            model, client.protocol, label, float("inf"), float("inf"), tolerance, False, str(error)
+        )
+    expected = golden.outputs[output]
+    worst = 0.0
+    for row, entries in enumerate(result.reshape(len(expected), -1)):
+        parsed = [v.decode() if isinstance(v, bytes) else str(v) for v in entries]
+        fields = [p.split(":", 2) for p in parsed]
+        indices = [int(f[1]) for f in fields]
+        order = np.argsort(-expected[row], kind="stable")[:CLASS_COUNT]
+        scores = expected[row][indices]
+        worst = max(worst, float(np.max(np.abs(scores - [float(f[0]) for f in fields]))))
+        wrong_label = next((f for f in fields if len(f) < 3 or f[2] != labels[int(f[1])]), None)
+        if wrong_label or not np.allclose(
+            expected[row][order], scores, atol=tolerance.atol, rtol=tolerance.rtol
+        ):
+            problem = (
+                f"row {row}: got {parsed}, golden top {CLASS_COUNT} {[f'{i}:{labels[i]}' for i in order]}"
+            )
+            return InferCheck(model, client.protocol, label, worst, float("nan"), tolerance, False, problem)
+    return InferCheck(model, client.protocol, label, worst, 0.0, tolerance, True)
+
+
+def _check_outputs(
+    client: TritonClient, model: str, golden, tolerances: dict[str, Tolerance]
+) -> list[InferCheck]:
     try:
         if not client.is_model_ready(model):
             return [_failure(client, model, tolerances, "model is not ready on the server")]

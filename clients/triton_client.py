@@ -21,6 +21,7 @@ WIRE_TYPES = {
     "int8": "INT8",
     "uint8": "UINT8",
     "bool": "BOOL",
+    "object": "BYTES",  # numpy object arrays of bytes or str: text, encoded images
 }
 
 
@@ -54,7 +55,11 @@ class TritonClient:
         except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
             raise ServerError(f"cannot reach Triton at {self.url} over {self.protocol}: {error}") from None
 
-    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    def infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], class_count: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Outputs as numpy; with `class_count`, Triton's classification extension returns, per row, the
+        top classes as 'score:index[:label]' bytes instead of the tensor."""
         request_inputs = []
         for name, array in inputs.items():
             tensor = self._module.InferInput(name, list(array.shape), WIRE_TYPES[array.dtype.name])
@@ -64,10 +69,13 @@ class TritonClient:
                 tensor.set_data_from_numpy(array)
             request_inputs.append(tensor)
         if self.protocol == "http":
-            requested = [self._module.InferRequestedOutput(name, binary_data=True) for name in outputs]
+            requested = [
+                self._module.InferRequestedOutput(name, binary_data=True, class_count=class_count)
+                for name in outputs
+            ]
             result = self._client.infer(model, request_inputs, outputs=requested)
         else:
-            requested = [self._module.InferRequestedOutput(name) for name in outputs]
+            requested = [self._module.InferRequestedOutput(name, class_count=class_count) for name in outputs]
             result = self._client.infer(
                 model, request_inputs, outputs=requested, client_timeout=self.timeout_s
             )

@@ -183,6 +183,65 @@ class TritonSettings(_Strict):
     )
 
 
+class TokenizeStep(_Strict):
+    """Text in (Triton BYTES, one UTF-8 string per batch row), token ids and attention mask out.
+
+    Truncation to the largest size of the outputs' sequence axis, padding to the longest in the request.
+    """
+
+    kind: Literal["tokenize"]
+    tokenizer: str  # a tokenizer.json in the model folder, or module:function returning its path
+    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "TEXT"
+    ids: str  # the model input that takes the token ids
+    mask: str  # the model input that takes the attention mask
+    pad_id: Annotated[int, Field(ge=0)] = 0
+
+
+class ImageStep(_Strict):
+    """Encoded image bytes in (PNG, JPEG; one per batch row), a normalised float CHW tensor out.
+
+    Decode to RGB, resize the shorter side to `resize` (bilinear), centre-crop `size` x `size`, scale
+    to 0..1, subtract `mean` and divide by `std` per channel.
+    """
+
+    kind: Literal["image"]
+    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "IMAGE"
+    output: str  # the model input that takes the tensor
+    resize: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=1)]
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=3, max_length=3)]
+
+
+class PixelsStep(_Strict):
+    """Raw uint8 pixels in (`dims` per batch row), float32 out: pixels times `scale`, in the model's shape."""
+
+    kind: Literal["pixels"]
+    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "PIXELS"
+    output: str  # the model input that takes the tensor
+    dims: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    scale: Annotated[float, Field(gt=0)] = 1.0
+
+
+STEP_KINDS = ("tokenize", "image", "pixels")
+
+
+class EnsembleSpec(_Strict):
+    """An ensemble `<name>` that clients call with raw data: pre-processing step, then a served variant."""
+
+    preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep, Field(discriminator="kind")]
+    variant: Literal["auto", "fp32", "fp16", "int8"] = "auto"  # auto: the fastest published variant
+    labels: str | None = None  # a text file in the model folder, one label per class of the first output
+    samples: DataRef  # module:function returning the raw golden inputs (strings, bytes, or uint8 array)
+
+    @field_validator("samples")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if not re.fullmatch(REFERENCE_PATTERN, value):
+            raise ValueError(f"'{value}' must be module:function")
+        return value
+
+
 class CpuInt8Settings(_Strict):
     """ONNX Runtime quantization for the cpu target's <name>_int8 (ModelOpt Q/DQ graphs run slowly on CPU)."""
 
@@ -240,6 +299,7 @@ class ModelSpec(_Strict):
     accuracy: Accuracy | None = None
     precision: PrecisionSettings = PrecisionSettings()
     triton: TritonSettings = TritonSettings()
+    ensemble: EnsembleSpec | None = None
 
     @field_validator("axes")
     @classmethod
@@ -286,6 +346,7 @@ class ModelSpec(_Strict):
                     "raise axes.batch.max or lower max_batch_size"
                 )
         self._check_precision()
+        self._check_ensemble()
         if self.triton.dynamic_batching is not None:
             for size in self.triton.dynamic_batching.preferred_batch_sizes:
                 if size > self.effective_max_batch_size:
@@ -294,6 +355,46 @@ class ModelSpec(_Strict):
                         f"max_batch_size {self.effective_max_batch_size}"
                     )
         return self
+
+    def _check_ensemble(self) -> None:
+        if self.ensemble is None:
+            return
+        step = self.ensemble.preprocess
+        if not self.batched:
+            raise ValueError(
+                "ensemble needs a batched model (a 'batch' axis): raw inputs come one per batch row"
+            )
+        fed = [step.ids, step.mask] if isinstance(step, TokenizeStep) else [step.output]
+        if len(set(fed)) != len(fed):
+            raise ValueError(
+                f"ensemble.preprocess: ids and mask must be two different inputs, got '{step.ids}'"
+            )
+        names = [t.name for t in self.inputs]
+        for name in fed:
+            if name not in names:
+                raise ValueError(
+                    f"ensemble.preprocess feeds '{name}', which is not an input; inputs: {names}"
+                )
+        if sorted(fed) != sorted(names):
+            raise ValueError(
+                f"ensemble.preprocess must feed every input; not fed: {sorted(set(names) - set(fed))}"
+            )
+        if step.input in names + [t.name for t in self.outputs]:
+            raise ValueError(
+                f"ensemble.preprocess.input '{step.input}' is also a model tensor name; the ensemble's raw "
+                "input needs its own name (e.g. TEXT, IMAGE, PIXELS)"
+            )
+        if isinstance(step, TokenizeStep):
+            for tensor in (t for t in self.inputs if t.name in fed):
+                if len(tensor.dims) != 2 or not isinstance(tensor.dims[1], str):
+                    raise ValueError(
+                        f"ensemble.preprocess (tokenize): input '{tensor.name}' must be [batch, <seq axis>] "
+                        f"with a named sequence axis (texts are padded to the longest), got {tensor.dims}"
+                    )
+        if self.ensemble.variant != "auto" and self.ensemble.variant not in self.precisions:
+            raise ValueError(
+                f"ensemble.variant {self.ensemble.variant} is not built; precision variants: {self.precisions}"
+            )
 
     def _check_precision(self) -> None:
         lower = self.lower_precisions
@@ -406,7 +507,9 @@ class LoadedSpec(BaseModel):
 
 def _location(loc: tuple) -> str:
     text = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        if index and loc[index - 1] == "preprocess" and part in STEP_KINDS:
+            continue  # the discriminated union's tag: the YAML has `kind: image`, not an `image:` key
         if isinstance(part, int):
             text += f"[{part}]"
         elif part in {"function-after", "function-before", "int", "str"} or "[" in str(part):

@@ -33,14 +33,21 @@ class Variant:
 
 def select_variants(manifest: dict, repository: Path, names: list[str]) -> list[Variant]:
     """Each name is a source model (all its published variants) or a Triton model; none = the whole zoo."""
-    models = manifest["models"]
+    everything = manifest["models"]
+    # Ensembles take raw data and their step models are internal: the benchmark loads the variants.
+    models = {m: e for m, e in everything.items() if e.get("kind", "model") == "model"}
     sources = sorted({entry["source_model"] for entry in models.values()})
     chosen: list[str] = []
     for name in names or sources:
-        if name in models:
-            matches = [name]
-        else:
+        if name in sources:
             matches = sorted(m for m, entry in models.items() if entry["source_model"] == name)
+        else:
+            matches = [name] if name in models else []
+        if name in everything and name not in models and name not in sources:
+            raise TritonRepoError(
+                f"bench: '{name}' is an ensemble or one of its steps; bench the variant it calls "
+                f"({everything[name].get('variant', 'see manifest.json')}) or its source model"
+            )
         if not matches:
             raise TritonRepoError(
                 f"bench: '{name}' is neither a published model nor a source model in "

@@ -66,3 +66,9 @@ def eval_inputs() -> dict[str, np.ndarray]:
 
 def eval_labels() -> np.ndarray:
     return splits()["eval"][1]
+
+
+def ensemble_samples() -> np.ndarray:
+    """Raw pixels for the `digits` ensemble: the first eval images as uint8 [n, 8, 8], values 0..16 as
+    scikit-learn's digits data set stores them (the ensemble scales them by 1/16)."""
+    return np.rint(splits()["eval"][0][:8, 0] * 16.0).astype(np.uint8)

@@ -74,3 +74,13 @@ def calibration_inputs() -> dict[str, np.ndarray]:
 
 def eval_inputs() -> dict[str, np.ndarray]:
     return tokenize(sentences()[CALIBRATION_SIZE:])
+
+
+def tokenizer_file() -> Path:
+    """The model's own tokenizer.json, which the ensemble's pre-processing step ships with."""
+    return model_dir() / "tokenizer.json"
+
+
+def ensemble_samples() -> list[str]:
+    """Raw text for the `minilm` ensemble's golden check: the sample sentences."""
+    return sentences()[CALIBRATION_SIZE : CALIBRATION_SIZE + 8]

@@ -129,3 +129,19 @@ def calibration_inputs() -> dict[str, np.ndarray]:
 
 def eval_inputs() -> dict[str, np.ndarray]:
     return {"image": crops(64, seed=3)}
+
+
+def ensemble_samples() -> list[bytes]:
+    """Encoded images for the `resnet50` ensemble: crops of the two sample photographs, as PNG and JPEG."""
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    encoded = []
+    for photo in load_sample_images().images:
+        for box, form in (((0, 0, 320, 240), "PNG"), ((100, 50, 420, 400), "JPEG")):
+            buffer = io.BytesIO()
+            Image.fromarray(photo).crop(box).save(buffer, format=form)
+            encoded.append(buffer.getvalue())
+    return encoded

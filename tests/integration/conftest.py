@@ -140,6 +140,21 @@ def build(
     )
 
 
+def build_all(models_dir: Path, repository: Path, work_dir: Path) -> subprocess.CompletedProcess:
+    """`triton-repo build --models-dir MODELS_DIR`: every model folder in it, into `repository`."""
+    return run_cli(
+        "build",
+        "--models-dir",
+        str(models_dir),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
+        check=True,
+        timeout=900,
+    )
+
+
 def start_server(
     repository: Path, work_dir: Path, check: bool = True
 ) -> tuple[subprocess.CompletedProcess, Served]:

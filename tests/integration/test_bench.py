@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import TINY_SPEC, run_cli, serve, write_tiny_model
+from tests.integration.conftest import TINY_SPEC, build_all, run_cli, serve, write_tiny_model
 
 # Short windows: these tests check the method and the accounting, not speed.
 FAST = ["--window", "0.4", "--max-windows", "4", "--warmup", "0.2", "--min-requests", "5"]
@@ -25,16 +25,7 @@ def bench_served(tmp_path_factory):
     write_tiny_model(models)
     write_tiny_model(models, "tinyq", spec=QUEUED_SPEC)
     repository, work_dir = base / "model_repository", base / "build"
-    run_cli(
-        "build",
-        "--models-dir",
-        str(models),
-        "--repository",
-        str(repository),
-        "--work-dir",
-        str(work_dir),
-        check=True,
-    )
+    build_all(models, repository, work_dir)
     served = serve(repository, work_dir)
     yield served
     run_cli("stop", "--work-dir", str(work_dir))

@@ -25,6 +25,30 @@ def minimal_spec(name: str = "toy") -> dict:
     }
 
 
+TOKENIZE_ENSEMBLE = {
+    "preprocess": {
+        "kind": "tokenize",
+        "tokenizer": "tokenizer.json",
+        "ids": "input_ids",
+        "mask": "attention_mask",
+    },
+    "samples": "model:ensemble_samples",
+}
+
+
+def spec_error(path: Path) -> str:
+    """The one-line SpecError that loading `path` raises; it must start with the path."""
+    from triton_repo.errors import SpecError
+    from triton_repo.spec import load_spec
+
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message
+
+
 def write_spec(root: Path, data: dict | str, folder: str | None = None) -> Path:
     """Write data (a dict, dumped as YAML, or raw text) to root/<folder or name>/model.yaml."""
     folder = folder or (data["name"] if isinstance(data, dict) else "toy")

@@ -5,21 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import minimal_spec, write_spec
+from conftest import minimal_spec, spec_error, write_spec
 
 from triton_repo.errors import SpecError
 from triton_repo.spec import DEFAULT_BUDGETS, Accuracy, load_spec, parse_spec
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-
-
-def spec_error(path: Path) -> str:
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ")
-    return message
 
 
 def _set_dims(dims):

@@ -91,14 +91,17 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                         )
                     )
             reports[name] = model_report(loaded, result, target)
+            if spec.ensemble is not None:
+                staged += _stage_ensemble(loaded, result, reports[name], staged, staging)
             rows += _rows(name, exported, verified, reports[name])
         staged_names = {model.name for model in staged}
         # Variants refused now, or no longer asked for, must not stay served from an earlier build.
         retire = tuple(
-            f"{loaded.spec.name}_{precision}"
+            model
             for loaded in specs
-            for precision in PRECISIONS
-            if f"{loaded.spec.name}_{precision}" not in staged_names
+            for model in [f"{loaded.spec.name}_{p}" for p in PRECISIONS]
+            + [loaded.spec.name, f"{loaded.spec.name}_preprocess"]
+            if model not in staged_names
         )
         with step(f"publish into {repository}"):
             published = publish(staged, repository, _tool_versions(), retire=retire)
@@ -123,6 +126,30 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
         raise CheckFailed(
             f"{len(refused)} variant(s) outside the accuracy budget, not published ({details}); "
             "see BUILD_REPORT.md, `triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
+        )
+
+
+def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path) -> list:
+    """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
+    from builders.precision.artifacts import CPU_SERVED
+    from builders.repository.ensemble import choose_variant, stage_ensemble
+    from builders.repository.writer import served_tolerances
+    from triton_repo.log import step
+
+    name = loaded.spec.name
+    mine = {model.name: model for model in staged if model.source_model == name}
+    if not mine:
+        return []
+    variant, why = choose_variant(loaded, report, list(mine))
+    precision = mine[variant].precision
+    report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
+    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why})"):
+        return stage_ensemble(
+            loaded,
+            mine[variant].path,
+            result.variants[CPU_SERVED[precision]].artifact.path,
+            served_tolerances(loaded, precision),
+            staging,
         )
 
 

@@ -1,0 +1,272 @@
+"""Ensembles: `<name>` takes raw client data, `<name>_preprocess` turns it into the model's inputs, and a
+published variant (`<name>_<precision>`) computes the outputs.
+
+The wiring is checked when it is written: every tensor the pre-processing step produces must match the
+variant input it feeds in dtype and shape, or the build stops naming both ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from builders.fingerprint import sha256_file
+from builders.golden import load_raw_golden, save_raw_golden
+from builders.onnx_runtime import cpu_session
+from builders.repository.config import parse_config, to_text
+from builders.repository.writer import VERSION, StagedModel
+from triton_repo.errors import SpecError, TritonRepoError
+from triton_repo.references import load_callable
+from triton_repo.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
+
+GOLDEN_FILE = "golden.npz"
+LABELS_FILE = "labels.txt"
+TOKENIZER_FILE = "tokenizer.json"
+TEMPLATES = resources.files("builders.repository") / "templates"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    data_type: str  # Triton's TYPE_*
+    dims: tuple[int, ...]  # without the batch dim; -1 for a dynamic size
+
+    def __str__(self) -> str:
+        return f"'{self.name}' {self.data_type.removeprefix('TYPE_')} {list(self.dims)}"
+
+
+def step_tensors(loaded: LoadedSpec) -> tuple[Tensor, list[Tensor]]:
+    """The raw input clients send, and the tensors the pre-processing step produces."""
+    step = loaded.spec.ensemble.preprocess
+    if isinstance(step, TokenizeStep):
+        raw = Tensor(step.input, "TYPE_STRING", (1,))
+        return raw, [Tensor(step.ids, "TYPE_INT64", (-1,)), Tensor(step.mask, "TYPE_INT64", (-1,))]
+    if isinstance(step, ImageStep):
+        return Tensor(step.input, "TYPE_STRING", (1,)), [
+            Tensor(step.output, "TYPE_FP32", (3, step.size, step.size))
+        ]
+    model_input = next(t for t in loaded.spec.inputs if t.name == step.output)
+    return Tensor(step.input, "TYPE_UINT8", tuple(step.dims)), [
+        Tensor(step.output, "TYPE_FP32", tuple(loaded.spec.triton_dims(model_input)))
+    ]
+
+
+def check_wiring(ensemble: str, step_name: str, produced: list[Tensor], variant: mc.ModelConfig) -> None:
+    """Each produced tensor must fit the variant input of the same name (dtype, rank, fixed sizes)."""
+    inputs = {t.name: Tensor(t.name, mc.DataType.Name(t.data_type), tuple(t.dims)) for t in variant.input}
+    for tensor in produced:
+        consumer = inputs.get(tensor.name)
+        fits = (
+            consumer is not None
+            and consumer.data_type == tensor.data_type
+            and len(consumer.dims) == len(tensor.dims)
+            and all(a == b or -1 in (a, b) for a, b in zip(consumer.dims, tensor.dims, strict=True))
+        )
+        if not fits:
+            where = (
+                f"{variant.name} input {consumer}" if consumer else f"{variant.name}, which has no such input"
+            )
+            raise SpecError(f"ensemble {ensemble}: {step_name} output {tensor} does not fit {where}")
+
+
+def _step_parameters(loaded: LoadedSpec) -> dict:
+    step = loaded.spec.ensemble.preprocess
+    parameters = step.model_dump(exclude={"tokenizer", "input"})
+    if isinstance(step, TokenizeStep):
+        seq_axes = {
+            d for t in loaded.spec.inputs if t.name == step.ids for d in t.dims[1:] if isinstance(d, str)
+        }
+        parameters["max_length"] = max((loaded.spec.axes[a].max for a in seq_axes), default=512)
+        parameters["tokenizer_file"] = TOKENIZER_FILE
+    if isinstance(step, PixelsStep):
+        model_input = next(t for t in loaded.spec.inputs if t.name == step.output)
+        parameters["dims"] = list(loaded.spec.triton_dims(model_input))
+        if int(np.prod(step.dims)) != int(np.prod(parameters["dims"])):
+            raise SpecError(
+                f"{loaded.path}: ensemble.preprocess.dims {step.dims} has {int(np.prod(step.dims))} pixels, "
+                f"but input '{step.output}' takes {parameters['dims']}"
+            )
+    return parameters
+
+
+def tokenizer_path(loaded: LoadedSpec) -> Path | None:
+    step = loaded.spec.ensemble.preprocess
+    if not isinstance(step, TokenizeStep):
+        return None
+    if ":" in step.tokenizer:
+        path = Path(load_callable(loaded, step.tokenizer, "ensemble.preprocess.tokenizer")())
+        if not path.is_file():
+            raise SpecError(
+                f"{loaded.path}: ensemble.preprocess.tokenizer: {step.tokenizer} returned {path}, not a file"
+            )
+        return path
+    return loaded.resolve_file(step.tokenizer, "ensemble.preprocess.tokenizer")
+
+
+def _new_dir(staging: Path, name: str) -> Path:
+    model_dir = staging / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    (model_dir / VERSION).mkdir(parents=True)
+    return model_dir
+
+
+def _add(tensors, tensor: Tensor) -> None:
+    tensors.add(name=tensor.name, data_type=mc.DataType.Value(tensor.data_type), dims=tensor.dims)
+
+
+def preprocess_config(loaded: LoadedSpec, name: str, raw: Tensor, produced: list[Tensor]) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=loaded.spec.effective_max_batch_size)
+    _add(config.input, raw)
+    for tensor in produced:
+        _add(config.output, tensor)
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    config.parameters["step"].string_value = json.dumps(_step_parameters(loaded), sort_keys=True)
+    return config
+
+
+def ensemble_config(
+    loaded: LoadedSpec, raw: Tensor, produced: list[Tensor], step_model: str, variant: mc.ModelConfig
+) -> mc.ModelConfig:
+    spec = loaded.spec
+    config = mc.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=spec.effective_max_batch_size)
+    _add(config.input, raw)
+    for index, output in enumerate(variant.output):
+        added = config.output.add(name=output.name, data_type=output.data_type, dims=output.dims)
+        if index == 0 and spec.ensemble.labels:
+            added.label_filename = LABELS_FILE  # Triton's classification extension (class_count)
+    first = config.ensemble_scheduling.step.add(model_name=step_model, model_version=-1)
+    first.input_map[raw.name] = raw.name
+    for tensor in produced:
+        first.output_map[tensor.name] = tensor.name
+    second = config.ensemble_scheduling.step.add(model_name=variant.name, model_version=-1)
+    for tensor in produced:
+        second.input_map[tensor.name] = tensor.name
+    for output in variant.output:
+        second.output_map[output.name] = output.name
+    return config
+
+
+def raw_samples(loaded: LoadedSpec, raw: Tensor) -> np.ndarray:
+    """The spec's `ensemble.samples` as the array clients would send ([n, 1] bytes, or [n, *dims] uint8)."""
+    values = load_callable(loaded, loaded.spec.ensemble.samples, "ensemble.samples")()
+    if len(values) == 0:
+        raise SpecError(
+            f"{loaded.path}: ensemble.samples: {loaded.spec.ensemble.samples} returned no samples"
+        )
+    if raw.data_type == "TYPE_STRING":
+        items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
+        array = np.empty((len(items), 1), dtype=object)
+        array[:, 0] = items
+        return array
+    array = np.asarray(values)
+    if array.dtype != np.uint8 or array.shape[1:] != raw.dims:
+        raise SpecError(
+            f"{loaded.path}: ensemble.samples must return uint8 [n, {', '.join(map(str, raw.dims))}], "
+            f"got {array.dtype} {list(array.shape)}"
+        )
+    return array
+
+
+def stage_ensemble(
+    loaded: LoadedSpec,
+    variant_dir: Path,
+    variant_onnx: Path,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+) -> list[StagedModel]:
+    """`<name>_preprocess` and the ensemble `<name>` in the staging area, golden data computed in-process."""
+    from builders.repository.templates import preprocessing
+
+    spec = loaded.spec
+    variant = parse_config(variant_dir / "config.pbtxt")
+    raw, produced = step_tensors(loaded)
+    step_name = f"{spec.name}_preprocess"
+    check_wiring(spec.name, step_name, produced, variant)
+
+    step_dir = _new_dir(staging, step_name)
+    (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
+    (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
+    tokenizer = tokenizer_path(loaded)
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, step_dir / VERSION / TOKENIZER_FILE)
+    step_config = preprocess_config(loaded, step_name, raw, produced)
+    (step_dir / "config.pbtxt").write_text(to_text(step_config))
+
+    ensemble_dir = _new_dir(staging, spec.name)
+    config = ensemble_config(loaded, raw, produced, step_name, variant)
+    if spec.ensemble.labels:
+        labels = loaded.resolve_file(spec.ensemble.labels, "ensemble.labels").read_text().splitlines()
+        classes = variant.output[0].dims[-1]
+        if classes > 0 and len(labels) != classes:  # a dynamic class axis (-1) cannot be checked here
+            raise SpecError(
+                f"{loaded.path}: ensemble.labels has {len(labels)} lines, but output "
+                f"'{variant.output[0].name}' has {classes} classes"
+            )
+        (ensemble_dir / LABELS_FILE).write_text("\n".join(labels) + "\n")
+    (ensemble_dir / "config.pbtxt").write_text(to_text(config))
+
+    # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX.
+    samples = raw_samples(loaded, raw)
+    step = json.loads(step_config.parameters["step"].string_value)
+    if tokenizer is not None:
+        step["tokenizer_file"] = str(tokenizer)
+    # One request with every sample, as `triton-repo infer` sends it: padding to the longest text and
+    # dynamic INT8 ranges depend on what is batched together.
+    feed = preprocessing.run(step, samples)
+    names = [o.name for o in variant.output]
+    outputs = dict(zip(names, cpu_session(variant_onnx).run(names, feed), strict=True))
+    save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
+
+    for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):
+        if parse_config(model_dir / "config.pbtxt") != model_config:
+            raise TritonRepoError(
+                f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)"
+            )
+    load_raw_golden(ensemble_dir / VERSION / GOLDEN_FILE)  # it must load back
+    common = {"source_model": spec.name, "spec": str(loaded.path), "version": int(VERSION)}
+    step_entry = {**common, "kind": "preprocess", "precision": "-", "files": _hashes(step_dir)}
+    ensemble_entry = {
+        **common,
+        "kind": "ensemble",
+        "precision": variant.name.removeprefix(f"{spec.name}_"),
+        "variant": variant.name,
+        "steps": [step_name, variant.name],
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "labels": LABELS_FILE if spec.ensemble.labels else None,
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        "files": _hashes(ensemble_dir),
+    }
+    return [
+        StagedModel(step_name, spec.name, "-", step_dir, step_entry),
+        StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry),
+    ]
+
+
+def _hashes(model_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
+    }
+
+
+def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple[str, str]:
+    """The variant the ensemble calls, and why: the spec's choice, else the fastest published one."""
+    spec = loaded.spec
+    if spec.ensemble.variant != "auto":
+        name = f"{spec.name}_{spec.ensemble.variant}"
+        if name not in staged:
+            raise SpecError(
+                f"{loaded.path}: ensemble.variant {spec.ensemble.variant}: {name} was not published"
+            )
+        return name, "chosen in the spec"
+    candidates = [v for v in report["variants"] if v["triton_model"] in staged]
+    best = max(candidates, key=lambda v: v["throughput_per_s"])
+    return best[
+        "triton_model"
+    ], f"fastest published variant within budget ({best['throughput_per_s']:,.0f} inf/s in-process, batch 8)"

@@ -1,0 +1,291 @@
+"""Ensembles from the zoo, built, served by the real tritonserver, and called with raw data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.integration.conftest import ROOT, build_all, run_cli, serve, tree_hash
+
+ZOO = ("digits", "minilm", "resnet50")
+
+
+def fp32_only(models: Path, name: str) -> Path:
+    """A copy of a zoo model that builds only FP32 (the precision stage is tested elsewhere)."""
+    folder = models / name
+    shutil.copytree(ROOT / "models" / name, folder)
+    spec = yaml.safe_load((folder / "model.yaml").read_text())
+    spec.setdefault("precision", {})["variants"] = ["fp32"]
+    (folder / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def zoo_served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("zoo")
+    models = base / "models"
+    for name in ZOO:
+        fp32_only(models, name)
+    repository, work_dir = base / "model_repository", base / "build"
+    build_all(models, repository, work_dir)
+    served = serve(repository, work_dir)
+    yield served
+    run_cli("stop", "--work-dir", str(work_dir))
+
+
+def test_build_publishes_an_ensemble_and_its_step_for_each_zoo_model(zoo_served):
+    manifest = json.loads((zoo_served.repository / "manifest.json").read_text())["models"]
+    for name in ZOO:
+        assert manifest[name]["kind"] == "ensemble"
+        assert manifest[name]["steps"] == [f"{name}_preprocess", f"{name}_fp32"]
+        assert manifest[f"{name}_preprocess"]["kind"] == "preprocess"
+    report = (zoo_served.repository / "BUILD_REPORT.md").read_text()
+    assert "Ensemble `minilm` (raw input, `minilm_preprocess`, then `minilm_fp32`)" in report
+    tokenizer = zoo_served.repository / "minilm_preprocess" / "1" / "tokenizer.json"
+    assert tokenizer.is_file() and manifest["minilm_preprocess"]["files"]["1/tokenizer.json"]
+
+
+def test_infer_checks_every_ensemble_from_raw_data_over_both_protocols(zoo_served):
+    result = run_cli("infer", *zoo_served.common_args, *zoo_served.port_args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads((zoo_served.work_dir / "infer.json").read_text())["checks"]
+    for protocol in ("grpc", "http"):
+        mine = {(c["model"], c["output"]) for c in checks if c["protocol"] == protocol and c["passed"]}
+        assert ("minilm", "embedding") in mine
+        assert ("resnet50", "logits") in mine and ("resnet50", "logits (class_count=5)") in mine
+        assert ("digits", "logits") in mine and ("digits", "logits (class_count=5)") in mine
+    assert not any(c["model"].endswith("_preprocess") for c in checks)  # checked through its ensemble
+
+
+def test_standard_classification_request_returns_labelled_top_classes(zoo_served):
+    """A plain HTTP/JSON request, as any Triton client sends it: class_count on the ensemble's output."""
+    pixels = np.zeros((1, 8, 8), dtype=np.uint8)
+    pixels[0, 1:7, 3:5] = 16  # a vertical bar
+    body = {
+        "inputs": [
+            {"name": "PIXELS", "shape": [1, 8, 8], "datatype": "UINT8", "data": pixels.ravel().tolist()}
+        ],
+        "outputs": [{"name": "logits", "parameters": {"classification": 5}}],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{zoo_served.http_port}/v2/models/digits/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    (output,) = answer["outputs"]
+    assert output["datatype"] == "BYTES" and output["shape"] == [1, 5]
+    entries = [value.split(":") for value in output["data"]]
+    scores = [float(score) for score, _, _ in entries]
+    assert scores == sorted(scores, reverse=True)
+    assert all(label == index for _, index, label in entries)  # digits' labels.txt: "0".."9"
+    assert len({index for _, index, _ in entries}) == 5
+
+
+def test_ensemble_rejects_an_undecodable_image_with_the_reason(zoo_served):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{zoo_served.grpc_port}")
+    tensor = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"not an image"]], dtype=object))
+    with pytest.raises(InferenceServerException, match="pre-processing failed: UnidentifiedImageError"):
+        client.infer("resnet50", [tensor])
+    client.close()
+
+
+def _tiny_linear(models: Path, ensemble: str) -> Path:
+    folder = models / "lin"
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import torch
+
+
+            def build():
+                torch.manual_seed(0)
+                return torch.nn.Linear(4, 3).eval()
+
+
+            def sample():
+                return {"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)}
+
+
+            def raw():
+                return np.arange(8, dtype=np.uint8).reshape(2, 4)
+            """
+        )
+    )
+    (folder / "model.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: lin
+            source: {factory: "model:build"}
+            axes: {batch: {min: 1, opt: 2, max: 4}}
+            inputs: [{name: x, dtype: float32, dims: [batch, 4]}]
+            outputs: [{name: y, dtype: float32, dims: [batch, 3]}]
+            data: {sample: "model:sample"}
+            """
+        )
+        + ensemble
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "message"),
+    [
+        (
+            "ensemble: {preprocess: {kind: image, output: x, resize: 2, size: 2, mean: [0, 0, 0], "
+            'std: [1, 1, 1]}, samples: "model:raw"}',
+            "ensemble lin: lin_preprocess output 'x' FP32 [3, 2, 2] does not fit lin_fp32 input 'x' FP32 [4]",
+        ),
+        (
+            'ensemble: {preprocess: {kind: pixels, output: x, dims: [2, 3]}, samples: "model:raw"}',
+            "ensemble.preprocess.dims [2, 3] has 6 pixels, but input 'x' takes [4]",
+        ),
+    ],
+)
+def test_an_ensemble_that_does_not_fit_its_model_stops_the_build_naming_both_ends(
+    tmp_path, ensemble, message
+):
+    folder = _tiny_linear(tmp_path / "models", ensemble + "\n")
+    repository = tmp_path / "repo"
+    result = run_cli("build", str(folder), "--repository", str(repository), "--work-dir", str(tmp_path / "w"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not repository.exists() or not any(p.name.startswith("lin") for p in repository.iterdir())
+
+
+def test_removing_the_ensemble_from_the_spec_retires_it_on_the_next_build(tmp_path):
+    ensemble = (
+        'ensemble: {preprocess: {kind: pixels, output: x, dims: [4], scale: 0.5}, samples: "model:raw"}\n'
+    )
+    folder = _tiny_linear(tmp_path / "models", ensemble)
+    repository, work_dir = tmp_path / "repo", tmp_path / "w"
+    args = ("build", str(folder), "--repository", str(repository), "--work-dir", str(work_dir))
+    run_cli(*args, check=True)
+    assert (repository / "lin").is_dir() and (repository / "lin_preprocess").is_dir()
+    before = tree_hash(repository / "lin_fp32")
+    (folder / "model.yaml").write_text((folder / "model.yaml").read_text().replace(ensemble, ""))
+    run_cli(*args, check=True)
+    manifest = json.loads((repository / "manifest.json").read_text())["models"]
+    assert sorted(manifest) == ["lin_fp32"]
+    assert not (repository / "lin").exists() and not (repository / "lin_preprocess").exists()
+    assert tree_hash(repository / "lin_fp32") == before
+
+
+# --- the client applications in clients/examples/, run as a user runs them -------------------------
+
+EXAMPLES = ROOT / "clients" / "examples"
+
+
+def example(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The two sample photographs as PNG and JPEG files."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for index, photo in enumerate(load_sample_images().images):
+        for suffix in ("png", "jpg"):
+            path = folder / f"photo{index}.{suffix}"
+            Image.fromarray(photo).save(path)
+            paths.append(str(path))
+    return paths
+
+
+def test_text_examples_return_the_same_unit_embeddings_over_grpc_and_http(zoo_served):
+    sentences = ["A cat sits on the mat.", "Stocks fell sharply today.", "The train was late again."]
+    results = {}
+    for name, port in (
+        ("embed_text_grpc.py", zoo_served.grpc_port),
+        ("embed_text_http.py", zoo_served.http_port),
+    ):
+        run = example(name, "--url", f"127.0.0.1:{port}", "--json", *sentences)
+        assert run.returncode == 0, run.stderr
+        results[name] = np.array(json.loads(run.stdout))
+    grpc, http = results.values()
+    assert grpc.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(grpc, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(grpc, http, atol=1e-6)
+    assert float(grpc[0] @ grpc[1]) < 0.9  # different sentences, different embeddings
+
+
+def test_image_examples_agree_over_grpc_http_and_shared_memory(zoo_served, photos):
+    outputs = {}
+    for name, port, extra in (
+        ("classify_image_grpc.py", zoo_served.grpc_port, []),
+        ("classify_image_http.py", zoo_served.http_port, []),
+        ("classify_image_shm.py", zoo_served.grpc_port, ["--repository", str(zoo_served.repository)]),
+    ):
+        run = example(name, "--url", f"127.0.0.1:{port}", "--json", *extra, *photos)
+        assert run.returncode == 0, run.stderr
+        outputs[name] = json.loads(run.stdout)
+    grpc = outputs["classify_image_grpc.py"]
+    assert [entry["file"] for entry in grpc] == photos
+    labels = (zoo_served.repository / "resnet50" / "labels.txt").read_text().splitlines()
+    for entry in grpc:
+        assert len(entry["classes"]) == 5
+        assert all(c["label"] == labels[c["index"]] for c in entry["classes"])
+    for name in ("classify_image_http.py", "classify_image_shm.py"):
+        assert [[c["index"] for c in e["classes"]] for e in outputs[name]] == [
+            [c["index"] for c in e["classes"]] for e in grpc
+        ], name
+
+
+def test_digits_example_classifies_a_real_digit(zoo_served, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    chosen = [i for i in range(40) if digits.target[i] in (0, 1, 2)][:3]
+    path = tmp_path / "digits.npy"
+    np.save(path, digits.images[chosen].astype(np.uint8))
+    run = example("classify_digits_grpc.py", "--url", f"127.0.0.1:{zoo_served.grpc_port}", str(path))
+    assert run.returncode == 0, run.stderr
+    rows = [line.split("\t") for line in run.stdout.splitlines()]
+    best = {int(row): label for row, _, _, label in reversed(rows)}  # the first line per row is its best
+    assert [best[i] for i in range(3)] == [str(digits.target[i]) for i in chosen]
+
+
+def test_async_example_keeps_many_requests_in_flight_without_failures(zoo_served):
+    run = example(
+        "embed_many_async.py",
+        "--url",
+        f"127.0.0.1:{zoo_served.grpc_port}",
+        "--requests",
+        "48",
+        "--in-flight",
+        "12",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "requests=48 ok=48 failed=0 in_flight=12" in run.stdout
+
+
+def test_examples_name_an_unreachable_server_and_exit_2(photos):
+    from triton_repo.server import free_ports
+
+    (port,) = free_ports(1)
+    run = example("classify_image_grpc.py", "--url", f"127.0.0.1:{port}", photos[0])
+    assert run.returncode == 2
+    assert f"127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
