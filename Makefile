@@ -7,13 +7,14 @@ CLI := $(VENV)/bin/triton-repo
 REPO ?= model_repository
 MODELS ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?= digits_fp32 --minutes 10 --concurrency 16
 READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
 
 BUILD_STAMP := $(VENV)/.installed
 SERVE_STAMP := $(SERVE_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install build-repo serve stop bench test test-unit lint format clean
+.PHONY: help install build-repo serve stop bench soak test test-unit lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +54,14 @@ bench: install ## Benchmark every published variant over gRPC (BENCH_ARGS="minil
 	else \
 		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
 		$(CLI) bench --repository $(REPO) $(BENCH_ARGS); status=$$?; $(CLI) stop; exit $$status; \
+	fi
+
+soak: install ## 10 minutes at concurrency 16 on digits_fp32: 0 errors and server RSS growth <= 50 MB (SOAK_ARGS to change)
+	@if $(VENV)/bin/python -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
+		$(CLI) soak --repository $(REPO) $(SOAK_ARGS); \
+	else \
+		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
+		$(CLI) soak --repository $(REPO) $(SOAK_ARGS); status=$$?; $(CLI) stop; exit $$status; \
 	fi
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,13 +27,42 @@ WIRE_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Only UNAVAILABLE is retried (server starting, overloaded queue, connection refused), at most
+    `attempts` times in all, with exponential backoff and jitter; every other error fails at once."""
+
+    attempts: int = 4
+    first_delay_s: float = 0.05
+    max_delay_s: float = 1.0
+
+    def delay(self, retry: int) -> float:
+        return min(self.max_delay_s, self.first_delay_s * 2**retry) * random.uniform(0.5, 1.5)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """gRPC UNAVAILABLE, HTTP 503, or a refused/reset connection (the HTTP client's way of saying it)."""
+    if isinstance(error, ConnectionError):
+        return True
+    status = getattr(error, "status", None)
+    code = str(status() if callable(status) else "")
+    return code.removeprefix("StatusCode.") in ("UNAVAILABLE", "503")
+
+
 @dataclass
 class TritonClient:
-    """infer() with numpy in and numpy out, whichever protocol is underneath."""
+    """infer() with numpy in and numpy out, whichever protocol is underneath.
+
+    Every call has a timeout (`timeout_s`); UNAVAILABLE is retried per `retry`; NOT_FOUND,
+    INVALID_ARGUMENT and the rest raise at once with the server's message. `retries` counts the
+    retries made, for callers that report them.
+    """
 
     protocol: str
     url: str
     timeout_s: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retries: int = 0
 
     def __post_init__(self) -> None:
         if self.protocol == "grpc":
@@ -49,9 +80,21 @@ class TritonClient:
         else:
             self._client = module.InferenceServerClient(self.url)
 
+    def _call(self, function, *args, **kwargs):
+        for attempt in range(self.retry.attempts):
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
+                if not is_unavailable(error) or attempt == self.retry.attempts - 1:
+                    raise
+                self.retries += 1
+                time.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
     def is_model_ready(self, model: str) -> bool:
+        timeout = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         try:
-            return bool(self._client.is_model_ready(model))
+            return bool(self._call(self._client.is_model_ready, model, **timeout))
         except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
             raise ServerError(f"cannot reach Triton at {self.url} over {self.protocol}: {error}") from None
 
@@ -73,11 +116,11 @@ class TritonClient:
                 self._module.InferRequestedOutput(name, binary_data=True, class_count=class_count)
                 for name in outputs
             ]
-            result = self._client.infer(model, request_inputs, outputs=requested)
+            result = self._call(self._client.infer, model, request_inputs, outputs=requested)
         else:
             requested = [self._module.InferRequestedOutput(name, class_count=class_count) for name in outputs]
-            result = self._client.infer(
-                model, request_inputs, outputs=requested, client_timeout=self.timeout_s
+            result = self._call(
+                self._client.infer, model, request_inputs, outputs=requested, client_timeout=self.timeout_s
             )
         return {name: result.as_numpy(name) for name in outputs}
 

@@ -207,3 +207,39 @@ def read_manifest(repository: Path) -> dict:
         raise TritonRepoError(
             f"{path}: not valid JSON ({error.msg} at line {error.lineno}); rebuild the repository"
         ) from None
+
+
+def verify_published(repository: Path) -> int:
+    """Every file of every published model must hash to what manifest.json recorded when it was
+    published, and no model directory may hold a file the manifest does not list. Returns the number of
+    files checked; raises TritonRepoError naming the first file that was modified, removed or added."""
+    manifest = read_manifest(repository)
+    checked = 0
+    for model, entry in sorted(manifest["models"].items()):
+        folder = repository / model
+        recorded = entry.get("files", {})
+        present = (
+            {
+                str(p.relative_to(folder))
+                for p in folder.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts  # the python backend compiles model.py
+            }
+            if folder.is_dir()
+            else set()
+        )
+        for relative, digest in sorted(recorded.items()):
+            path = folder / relative
+            if relative not in present:
+                problem = "is missing"
+            elif sha256_file(path) != digest:
+                problem = "was modified after it was published (its sha256 differs from manifest.json)"
+            else:
+                checked += 1
+                continue
+            raise TritonRepoError(f"{path} {problem}; rebuild with `make build-repo` (or restore the file)")
+        extra = sorted(present - set(recorded))
+        if extra:
+            raise TritonRepoError(
+                f"{folder / extra[0]} is not in manifest.json (added after publishing); remove it or rebuild"
+            )
+    return checked

@@ -1,4 +1,4 @@
-"""CPU time of a local process tree (tritonserver and its python backend stubs), read from /proc."""
+"""CPU time and memory of a local process tree (tritonserver and its python backend stubs), from /proc."""
 
 from __future__ import annotations
 
@@ -41,3 +41,30 @@ def tree_cpu_seconds(root: int) -> float | None:
         total += times.get(pid, 0.0)
         stack.extend(children.get(pid, []))
     return total
+
+
+def tree_rss_mb(root: int) -> float | None:
+    """Resident memory (MB) of `root` and all its descendants alive now; None if `root` is gone."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    if root not in parents:
+        return None
+    members, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        members.append(pid)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    total_kb = 0
+    for pid in members:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total_kb += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return total_kb / 1024

@@ -148,3 +148,37 @@ def test_bench_names_the_server_it_cannot_reach(bench_served, tmp_path):
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot reach Triton at 127.0.0.1:{port} over grpc" in result.stderr
+
+
+def test_soak_of_30_seconds_has_no_errors_and_reports_server_memory(bench_served):
+    """The CI version of `make soak` (10 minutes there): steady load, every error counted, RSS sampled."""
+    result = run_cli(
+        "soak",
+        "tiny_fp32",
+        "--minutes",
+        "0.5",
+        "--concurrency",
+        "16",
+        *bench_served.common_args,
+        *bench_served.port_args,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((bench_served.work_dir / "soak.json").read_text())
+    assert record["errors"] == {} and record["requests"] > 0 and record["seconds"] >= 30
+    assert len(record["rss_mb"]) >= 5 and record["rss_growth_mb"] is not None
+    assert "server RSS" in result.stdout and "growth" in result.stdout
+
+
+def test_soak_fails_when_requests_fail(bench_served):
+    result = run_cli(
+        "soak",
+        "tinyq_fp32",
+        "--minutes",
+        "0.05",
+        "--concurrency",
+        "16",
+        *bench_served.common_args,
+        *bench_served.port_args,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "requests failed" in result.stderr and "UNAVAILABLE" in result.stderr

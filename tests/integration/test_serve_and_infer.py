@@ -13,6 +13,7 @@ import pytest
 from builders.golden import load_golden, sample_case, save_golden
 from clients.triton_client import TritonClient
 from tests.integration.conftest import ROOT, build, run_cli, serve, start_server, tree_hash
+from triton_repo.server import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +157,48 @@ def test_digits_from_the_zoo_is_built_served_and_correct(tmp_path):
         assert tree_hash(repository) == before  # a rebuild with nothing changed publishes nothing
     finally:
         run_cli("stop", "--work-dir", str(work_dir))
+
+
+def test_serve_refuses_a_repository_file_changed_after_publishing(tiny_served, tmp_path):
+    import shutil
+
+    copy = tmp_path / "repo"
+    shutil.copytree(tiny_served.repository, copy)
+    edited = copy / "tiny_fp32" / "1" / "model.py"
+    edited.write_text(edited.read_text() + "\n# edited by hand\n")
+    before = tree_hash(copy)
+    result, _ = start_server(copy, tmp_path / "w", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{edited} was modified after it was published" in result.stderr
+    assert "starting tritonserver" not in result.stderr  # refused before anything was loaded
+    assert tree_hash(copy) == before
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_fails_at_once_on_not_found_and_invalid_argument_with_the_servers_message(
+    tiny_served, protocol
+):
+    port = tiny_served.grpc_port if protocol == "grpc" else tiny_served.http_port
+    client = TritonClient(protocol, f"127.0.0.1:{port}", timeout_s=10)
+    good = {"ids": np.zeros((1, 3), dtype=np.int64), "features": np.zeros((1, 4), dtype=np.float32)}
+    with pytest.raises(Exception, match="unknown model"):
+        client.infer("no_such_model", good, ["pooled"])
+    bad = {**good, "features": np.zeros((1, 5), dtype=np.float32)}  # dims [4] in the config
+    with pytest.raises(Exception, match="features"):
+        client.infer("tiny_fp32", bad, ["pooled"])
+    assert client.retries == 0
+    assert client.infer("tiny_fp32", good, ["pooled"])["pooled"].shape == (1, 8)
+    client.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_client_retries_an_unreachable_server_a_bounded_number_of_times(protocol):
+    from clients.triton_client import RetryPolicy
+    from triton_repo.errors import ServerError
+
+    (port,) = free_ports(1)
+    policy = RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.02)
+    client = TritonClient(protocol, f"127.0.0.1:{port}", timeout_s=5, retry=policy)
+    with pytest.raises(ServerError, match=f"cannot reach Triton at 127.0.0.1:{port}"):
+        client.is_model_ready("tiny_fp32")
+    assert client.retries == 2

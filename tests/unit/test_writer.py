@@ -23,6 +23,7 @@ from builders.repository.writer import (
     stage_cpu_model,
     staging_root,
     validate_staged,
+    verify_published,
 )
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import Tolerance, load_spec
@@ -309,3 +310,35 @@ def test_folder_fingerprint_can_skip_named_files(tmp_path):
     (tmp_path / "precision.yaml").write_text("int8: {}")
     assert folder_fingerprint(tmp_path, skip_files=frozenset({"precision.yaml"})) == before
     assert folder_fingerprint(tmp_path) != before
+
+
+def test_verify_published_accepts_an_untouched_repository(model, repository):
+    publish([stage(model, repository)], repository, {})
+    assert verify_published(repository) == len(read_manifest(repository)["models"]["tiny_fp32"]["files"])
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda folder: (folder / "1" / "model.py").write_text("# edited\n"),
+            "was modified after it was published",
+        ),
+        (lambda folder: (folder / "config.pbtxt").unlink(), "is missing"),
+        (lambda folder: (folder / "1" / "extra.bin").write_bytes(b"x"), "is not in manifest.json"),
+    ],
+)
+def test_verify_published_names_a_modified_missing_or_added_file(model, repository, change, problem):
+    publish([stage(model, repository)], repository, {})
+    change(repository / "tiny_fp32")
+    with pytest.raises(TritonRepoError, match=problem) as info:
+        verify_published(repository)
+    assert str(repository / "tiny_fp32") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_verify_published_ignores_the_bytecode_the_python_backend_writes(model, repository):
+    publish([stage(model, repository)], repository, {})
+    cache = repository / "tiny_fp32" / "1" / "__pycache__"
+    cache.mkdir()
+    (cache / "model.cpython-311.pyc").write_bytes(b"\0")
+    assert verify_published(repository) > 0

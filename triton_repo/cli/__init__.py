@@ -13,6 +13,7 @@ from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
 from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
+from triton_repo.cli.soak import soak
 from triton_repo.errors import TritonRepoError
 
 
@@ -29,6 +30,7 @@ cli.add_command(infer)
 cli.add_command(debug_int8)
 cli.add_command(search_precision)
 cli.add_command(bench)
+cli.add_command(soak)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def serve(
     """Serve the repository with the tritonserver binary and wait until every model is ready."""
     from triton_repo import server
     from triton_repo.errors import ServerError
-    from triton_repo.log import info
+    from triton_repo.log import info, warn
 
     state_dir = work_dir / "server"
     previous = server.load_state(state_dir)
@@ -55,6 +55,13 @@ def serve(
         )
     server.clear_state(state_dir)
     env = server.find_serve_env(serve_env or default_serve_env())
+    if (repository / "manifest.json").is_file():
+        from builders.repository.writer import verify_published
+
+        checked = verify_published(repository)  # a file changed since publishing is never loaded
+        info(f"verified {checked} files against {repository / 'manifest.json'}")
+    else:
+        warn(f"{repository}: no manifest.json (not built by triton-repo), so its files are not verified")
     ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
     info(f"starting tritonserver on {repository} ...")
     process, state = server.start(env, repository, ports, state_dir / "tritonserver.log", timeout)
