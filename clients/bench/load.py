@@ -60,7 +60,9 @@ class Connection:
     response bytes are not decoded. HTTP goes through tritonclient's asyncio client.
     """
 
-    def __init__(self, target: Target, slots: int) -> None:
+    def __init__(self, target: Target, slots: int, in_flight: int | None = None) -> None:
+        """`slots`: prepared requests (one per worker with shared memory); `in_flight`: the most requests
+        at once (HTTP opens one connection per request in flight), default `slots`."""
         self.target = target
         self.slots = max(slots, 1)
         self._regions: list[tuple[str, object]] = []
@@ -78,7 +80,7 @@ class Connection:
 
             # One TCP connection per request in flight; the default limit (100) would cap concurrency.
             self.client = module.InferenceServerClient(
-                target.url, conn_limit=self.slots, conn_timeout=target.timeout_s
+                target.url, conn_limit=in_flight or self.slots, conn_timeout=target.timeout_s
             )
 
     async def open(self) -> None:

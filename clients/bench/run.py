@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from clients.bench.cpu import tree_cpu_seconds
 from clients.bench.floor import Floor
-from clients.bench.load import Connection, Load, Target
+from clients.bench.load import OPEN_LOOP_MAX_IN_FLIGHT, Connection, Load, Target
 from clients.bench.method import STABLE_WINDOWS, Latency, Window, pool, stability, window_of
 from clients.bench.server_stats import ServerDelta, ServerSample, combine
 
@@ -136,7 +136,8 @@ async def measure_point(
     server_pid: int | None = None,
 ) -> Point:
     slots = level.concurrency or 1
-    connection = Connection(target, slots)
+    # Open loop: requests do not wait for each other, so HTTP may need a connection for each in flight.
+    connection = Connection(target, slots, in_flight=level.concurrency or OPEN_LOOP_MAX_IN_FLIGHT)
     await connection.open()
     load = Load(connection)
     try:
