@@ -212,7 +212,7 @@ def write_results(points: list[Point], rows: list[dict], meta: dict, folder: Pat
     floors = {p.model: asdict(p.floor) for p in points if p.floor}
     document = {"meta": meta, "floors": floors, "comparison": rows, "points": records}
     (folder / "results.json").write_text(
-        json.dumps(_finite(document), indent=2, default=str, allow_nan=False)
+        json.dumps(finite(document), indent=2, default=str, allow_nan=False)
     )
     with (folder / "points.csv").open("w", newline="") as handle:
         fields = [k for k in records[0] if k != "errors_by_status"] if records else []
@@ -223,14 +223,14 @@ def write_results(points: list[Point], rows: list[dict], meta: dict, folder: Pat
     plot_results(points, folder)
 
 
-def _finite(value):
+def finite(value):
     """NaN and infinity (no measurement, an unbounded spread) as null: strict JSON for any parser."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

@@ -76,6 +76,13 @@ def run_bench(options: BenchOptions) -> None:
             raise TritonRepoError(
                 f"--shape {axis}=...: none of the selected models has an input axis '{axis}'"
             )
+    # Every model's shape is checked before the first request, so a bad --batch cannot stop a long run midway.
+    sizes_of = {
+        name: axis_sizes(
+            loaded, options.batch, {a: n for a, n in shape.items() if a in loaded.spec.used_axes()}
+        )
+        for name, loaded in specs.items()
+    }
     url = options.urls[options.protocol]
     probe = TritonClient(options.protocol, url, timeout_s=5.0)
     try:
@@ -92,9 +99,7 @@ def run_bench(options: BenchOptions) -> None:
         labels = set()
         for variant in [v for v in variants if v.source_model == source]:
             loaded = specs[variant.name]
-            sizes = axis_sizes(
-                loaded, options.batch, {a: n for a, n in shape.items() if a in loaded.spec.used_axes()}
-            )
+            sizes = sizes_of[variant.name]
             labels.add(shape_label(sizes))
             inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
             plan = _floor_plan(variant, options, warn)

@@ -49,6 +49,7 @@ def soak(
 
     from builders.repository.writer import read_manifest
     from clients.bench.load import Target
+    from clients.bench.report import finite
     from clients.bench.soak import soak as run_soak
     from clients.bench.workload import (
         axis_sizes,
@@ -113,7 +114,7 @@ def soak(
         "rss_growth_mb": growth,
         "max_rss_growth_mb": max_rss_growth,
     }
-    (work_dir / "soak.json").write_text(json.dumps(record, indent=2))
+    (work_dir / "soak.json").write_text(json.dumps(finite(record), indent=2, allow_nan=False))
     info(f"results: {Path(work_dir) / 'soak.json'}")
     if result.errors:
         raise CheckFailed(f"soak: {sum(result.errors.values())} requests failed: {result.errors}")
