@@ -211,9 +211,7 @@ def write_results(points: list[Point], rows: list[dict], meta: dict, folder: Pat
     records = [point_row(p) for p in points]
     floors = {p.model: asdict(p.floor) for p in points if p.floor}
     document = {"meta": meta, "floors": floors, "comparison": rows, "points": records}
-    (folder / "results.json").write_text(
-        json.dumps(finite(document), indent=2, default=str, allow_nan=False)
-    )
+    (folder / "results.json").write_text(json.dumps(finite(document), indent=2, default=str, allow_nan=False))
     with (folder / "points.csv").open("w", newline="") as handle:
         fields = [k for k in records[0] if k != "errors_by_status"] if records else []
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
