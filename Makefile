@@ -13,6 +13,16 @@ READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
 BUILD_STAMP := $(VENV)/.installed
 SERVE_STAMP := $(SERVE_VENV)/.installed
 
+# Run $(1) against the server answering on the HTTP port, else against one started here and stopped after.
+define with_server
+	@if $(VENV)/bin/python -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
+		$(1); \
+	else \
+		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
+		$(1); status=$$?; $(CLI) stop; exit $$status; \
+	fi
+endef
+
 .DEFAULT_GOAL := help
 .PHONY: help install build-repo serve stop bench soak test test-unit lint format clean
 
@@ -49,20 +59,10 @@ stop: install ## Stop the server started by `make serve`
 	$(CLI) stop
 
 bench: install ## Benchmark every published variant over gRPC (BENCH_ARGS="minilm --concurrency 1,4" to narrow); results in bench/results/
-	@if $(VENV)/bin/python -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
-		$(CLI) bench --repository $(REPO) $(BENCH_ARGS); \
-	else \
-		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
-		$(CLI) bench --repository $(REPO) $(BENCH_ARGS); status=$$?; $(CLI) stop; exit $$status; \
-	fi
+	$(call with_server,$(CLI) bench --repository $(REPO) $(BENCH_ARGS))
 
 soak: install ## 10 minutes at concurrency 16 on digits_fp32: 0 errors and server RSS growth <= 50 MB (SOAK_ARGS to change)
-	@if $(VENV)/bin/python -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
-		$(CLI) soak --repository $(REPO) $(SOAK_ARGS); \
-	else \
-		$(CLI) serve --repository $(REPO) --detach || exit $$?; \
-		$(CLI) soak --repository $(REPO) $(SOAK_ARGS); status=$$?; $(CLI) stop; exit $$status; \
-	fi
+	$(call with_server,$(CLI) soak --repository $(REPO) $(SOAK_ARGS))
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
 	$(VENV)/bin/python -m pytest tests

@@ -40,13 +40,19 @@ class RetryPolicy:
         return min(self.max_delay_s, self.first_delay_s * 2**retry) * random.uniform(0.5, 1.5)
 
 
+def status_code(error: BaseException) -> str:
+    """The status an error from Triton carries: a gRPC code name (UNAVAILABLE, NOT_FOUND, ...) or an
+    HTTP status ("503"), from tritonclient's exception or a raw grpc RpcError; "" when it has none."""
+    code = getattr(error, "code", None)  # grpc.RpcError
+    if callable(code) and getattr(code(), "name", None):
+        return code().name
+    status = getattr(error, "status", None)  # tritonclient's InferenceServerException
+    return str((status() if callable(status) else None) or "").removeprefix("StatusCode.")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """gRPC UNAVAILABLE, HTTP 503, or a refused/reset connection (the HTTP client's way of saying it)."""
-    if isinstance(error, ConnectionError):
-        return True
-    status = getattr(error, "status", None)
-    code = str(status() if callable(status) else "")
-    return code.removeprefix("StatusCode.") in ("UNAVAILABLE", "503")
+    return isinstance(error, ConnectionError) or status_code(error) in ("UNAVAILABLE", "503")
 
 
 @dataclass

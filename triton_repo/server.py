@@ -291,3 +291,9 @@ def clear_state(state_dir: Path) -> None:
 
 def running(state: ServerState) -> bool:
     return _alive(state.pid)
+
+
+def running_state(state_dir: Path) -> ServerState | None:
+    """The server `triton-repo serve` started from this work dir, if it is still running."""
+    state = load_state(state_dir)
+    return state if state is not None and running(state) else None

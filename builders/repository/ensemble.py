@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builders.fingerprint import sha256_file
 from builders.golden import load_raw_golden, save_raw_golden
 from builders.onnx_runtime import cpu_session
 from builders.repository.config import parse_config, to_text
-from builders.repository.writer import VERSION, StagedModel
+from builders.repository.writer import VERSION, StagedModel, file_hashes, new_model_dir
 from triton_repo.errors import SpecError, TritonRepoError
 from triton_repo.references import load_callable
 from triton_repo.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
@@ -109,14 +108,6 @@ def tokenizer_path(loaded: LoadedSpec) -> Path | None:
     return loaded.resolve_file(step.tokenizer, "ensemble.preprocess.tokenizer")
 
 
-def _new_dir(staging: Path, name: str) -> Path:
-    model_dir = staging / name
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    (model_dir / VERSION).mkdir(parents=True)
-    return model_dir
-
-
 def _add(tensors, tensor: Tensor) -> None:
     tensors.add(name=tensor.name, data_type=mc.DataType.Value(tensor.data_type), dims=tensor.dims)
 
@@ -190,7 +181,7 @@ def stage_ensemble(
     step_name = f"{spec.name}_preprocess"
     check_wiring(spec.name, step_name, produced, variant)
 
-    step_dir = _new_dir(staging, step_name)
+    step_dir = new_model_dir(staging, step_name)
     (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
     (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
     tokenizer = tokenizer_path(loaded)
@@ -199,7 +190,7 @@ def stage_ensemble(
     step_config = preprocess_config(loaded, step_name, raw, produced)
     (step_dir / "config.pbtxt").write_text(to_text(step_config))
 
-    ensemble_dir = _new_dir(staging, spec.name)
+    ensemble_dir = new_model_dir(staging, spec.name)
     config = ensemble_config(loaded, raw, produced, step_name, variant)
     if spec.ensemble.labels:
         labels = loaded.resolve_file(spec.ensemble.labels, "ensemble.labels").read_text().splitlines()
@@ -231,7 +222,7 @@ def stage_ensemble(
             )
     load_raw_golden(ensemble_dir / VERSION / GOLDEN_FILE)  # it must load back
     common = {"source_model": spec.name, "spec": str(loaded.path), "version": int(VERSION)}
-    step_entry = {**common, "kind": "preprocess", "precision": "-", "files": _hashes(step_dir)}
+    step_entry = {**common, "kind": "preprocess", "precision": "-", "files": file_hashes(step_dir)}
     ensemble_entry = {
         **common,
         "kind": "ensemble",
@@ -241,18 +232,12 @@ def stage_ensemble(
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "labels": LABELS_FILE if spec.ensemble.labels else None,
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
-        "files": _hashes(ensemble_dir),
+        "files": file_hashes(ensemble_dir),
     }
     return [
         StagedModel(step_name, spec.name, "-", step_dir, step_entry),
         StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry),
     ]
-
-
-def _hashes(model_dir: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
-    }
 
 
 def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple[str, str]:

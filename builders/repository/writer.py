@@ -67,11 +67,8 @@ def stage_cpu_model(
     """
     spec = loaded.spec
     name = f"{spec.name}_{precision}"
-    model_dir = staging / name
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    model_dir = new_model_dir(staging, name)
     version_dir = model_dir / VERSION
-    version_dir.mkdir(parents=True)
     shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
     template = resources.files("builders.repository") / "templates" / "onnxruntime_model.py"
     (version_dir / "model.py").write_text(template.read_text())
@@ -90,11 +87,25 @@ def stage_cpu_model(
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
-        "files": {
-            str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
-        },
+        "files": file_hashes(model_dir),
     }
     return StagedModel(name, spec.name, precision, model_dir, entry)
+
+
+def new_model_dir(staging: Path, name: str) -> Path:
+    """An empty staged model directory with its version directory (a leftover one is removed)."""
+    model_dir = staging / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    (model_dir / VERSION).mkdir(parents=True)
+    return model_dir
+
+
+def file_hashes(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file below a model directory, by relative path: what the manifest records."""
+    return {
+        str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
+    }
 
 
 def served_tolerances(loaded: LoadedSpec, precision: str) -> dict[str, Tolerance]:

@@ -17,49 +17,40 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def tree_cpu_seconds(root: int) -> float | None:
-    """User + system CPU seconds of `root` and all its descendants alive now; None if `root` is gone."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+def _tree(root: int) -> dict[int, list[str]] | None:
+    """The /proc stat fields of `root` and all its descendants alive now; None if `root` is gone."""
+    processes = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat(int(entry.name))
-        if fields is None:
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])  # ppid
-        times[pid] = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
-    if root not in times:
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            processes[int(entry.name)] = fields
+    if root not in processes:
         return None
-    total, stack = 0.0, [root]
     children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
+    for pid, fields in processes.items():
+        children.setdefault(int(fields[1]), []).append(pid)  # field 4: ppid
+    tree, stack = {}, [root]
     while stack:
         pid = stack.pop()
-        total += times.get(pid, 0.0)
+        tree[pid] = processes[pid]
         stack.extend(children.get(pid, []))
-    return total
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """User + system CPU seconds of `root` and all its descendants alive now; None if `root` is gone."""
+    tree = _tree(root)
+    if tree is None:
+        return None
+    return sum(int(fields[11]) + int(fields[12]) for fields in tree.values()) / _TICKS  # utime, stime
 
 
 def tree_rss_mb(root: int) -> float | None:
     """Resident memory (MB) of `root` and all its descendants alive now; None if `root` is gone."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
-    if root not in parents:
+    tree = _tree(root)
+    if tree is None:
         return None
-    members, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        members.append(pid)
-        stack.extend(child for child, parent in parents.items() if parent == pid)
     total_kb = 0
-    for pid in members:
+    for pid in tree:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clients.bench.method import Completion
-from clients.triton_client import WIRE_TYPES
+from clients.triton_client import WIRE_TYPES, status_code
 
 OPEN_LOOP_MAX_IN_FLIGHT = 1024
 
@@ -37,19 +37,12 @@ def status_of(error: BaseException, protocol: str) -> str:
     """A short, countable status for a failed request."""
     if isinstance(error, asyncio.TimeoutError):
         return "client timeout"
-    code = getattr(error, "code", None)  # grpc.aio.AioRpcError
-    if callable(code) and protocol == "grpc":
-        name = getattr(code(), "name", None)
-        if name == "DEADLINE_EXCEEDED":
-            return "client timeout"
-        if name:
-            return name
-    status = getattr(error, "status", None)  # tritonclient's InferenceServerException
-    code = status() if callable(status) else None
-    if code:
-        code = str(code).removeprefix("StatusCode.")
-        return f"HTTP {code}" if protocol == "http" else code
-    return f"client {type(error).__name__}"
+    code = status_code(error)
+    if not code:
+        return f"client {type(error).__name__}"
+    if protocol == "http":
+        return f"HTTP {code}"
+    return "client timeout" if code == "DEADLINE_EXCEEDED" else code
 
 
 class Connection:

@@ -120,9 +120,9 @@ def bench(models, **options) -> None:
     10% (else the point is reported unstable). Exit 1 if any request failed.
     """
     from clients.bench.session import BenchOptions, run_bench
-    from triton_repo.server import Ports
+    from triton_repo.server import Ports, running_state
 
-    state = _local_server(options["work_dir"])
+    state = running_state(options["work_dir"] / "server")
     ports = ports_or(
         state.ports if state else Ports(), *(options.pop(f"{k}_port") for k in ("http", "grpc", "metrics"))
     )
@@ -137,11 +137,3 @@ def bench(models, **options) -> None:
             **{k: v for k, v in options.items() if k not in ("host",)},
         )
     )
-
-
-def _local_server(work_dir: Path):
-    """The server `triton-repo serve` started, if it is running."""
-    from triton_repo import server
-
-    state = server.load_state(work_dir / "server")
-    return state if state is not None and server.running(state) else None

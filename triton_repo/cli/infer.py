@@ -46,8 +46,8 @@ def infer(
         raise TritonRepoError(
             f"--model {unknown[0]}: not in {repository}/manifest.json; known models: {sorted(available)}"
         )
-    state = server.load_state(work_dir / "server")
-    running = state.ports if state is not None and server.running(state) else server.Ports()
+    state = server.running_state(work_dir / "server")
+    running = state.ports if state is not None else server.Ports()
     ports = ports_or(running, http_port, grpc_port, metrics_port)
     urls = {"grpc": f"{host}:{ports.grpc}", "http": f"{host}:{ports.http}"}
     checks = []

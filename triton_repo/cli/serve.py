@@ -47,8 +47,8 @@ def serve(
     from triton_repo.log import info, warn
 
     state_dir = work_dir / "server"
-    previous = server.load_state(state_dir)
-    if previous is not None and server.running(previous):
+    previous = server.running_state(state_dir)
+    if previous is not None:
         raise ServerError(
             f"a server started by triton-repo is already running (pid {previous.pid}, http {previous.ports.http}); "
             "run `triton-repo stop` first"
@@ -94,8 +94,8 @@ def stop(work_dir: Path) -> None:
     from triton_repo.log import info
 
     state_dir = work_dir / "server"
-    state = server.load_state(state_dir)
-    if state is None or not server.running(state):
+    state = server.running_state(state_dir)
+    if state is None:
         server.clear_state(state_dir)
         info("no server started by triton-repo is running")
         return

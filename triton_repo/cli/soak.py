@@ -68,8 +68,7 @@ def soak(
     variant = variants[0]
     loaded = load_variant_spec(variant)
     sizes = axis_sizes(loaded, 1, {})
-    state = server.load_state(work_dir / "server")
-    state = state if state is not None and server.running(state) else None
+    state = server.running_state(work_dir / "server")
     ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
     url = f"{host}:{ports.grpc if protocol == 'grpc' else ports.http}"
     local = state is not None and state.ports == ports
