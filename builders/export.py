@@ -13,6 +13,7 @@ import numpy as np
 
 from builders.fingerprint import folder_fingerprint, sha256_file
 from builders.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
+from builders.model_files import checked_source_onnx, load_checkpoint
 from triton_repo.errors import SpecError
 from triton_repo.references import inputs_at, load_arrays, load_callable
 from triton_repo.spec import LoadedSpec
@@ -68,7 +69,7 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         _export_torch(loaded, module, sample, onnx_path)
         run = _torch_runner(loaded, module)
     else:
-        _save_single_file(loaded, loaded.resolve_file(source.onnx, "source.onnx"), onnx_path)
+        _save_single_file(loaded, checked_source_onnx(loaded), onnx_path)
         run = _onnxruntime_runner(onnx_path)
     _check_onnx(loaded, onnx_path)
 
@@ -93,6 +94,8 @@ def _build_module(loaded: LoadedSpec):
             f"{loaded.path}: source.factory: {loaded.spec.source.factory} returned "
             f"{type(module).__name__}, expected a torch.nn.Module"
         )
+    if loaded.spec.source.checkpoint is not None:
+        load_checkpoint(loaded, module)
     return module.eval().float()
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from builders.precision.artifacts import CPU_SERVED
+from builders.precision.artifacts import CPU_SERVED, GPU_SERVED
 from builders.precision.stage import PrecisionResult
 from triton_repo.spec import LoadedSpec
 
@@ -25,13 +25,15 @@ ARTIFACT_ROLE = {
 def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> dict:
     """One model's section: a row per artifact, whether (and as what) it is served."""
     spec = loaded.spec
-    served_by = {kind: precision for precision, kind in CPU_SERVED.items() if precision in spec.precisions}
+    served = CPU_SERVED if target == "cpu" else GPU_SERVED
+    served_by = {kind: precision for precision, kind in served.items() if precision in spec.precisions}
+    suffix = "" if target == "cpu" else "_onnx"  # the gpu target's _trt twin is listed by the build
     rows = []
     for kind, variant in result.variants.items():
         precision = served_by.get(kind)
-        triton_model = f"{spec.name}_{precision}" if precision else None
+        triton_model = f"{spec.name}_{precision}{suffix}" if precision else None
         if triton_model is None:
-            status = "not served on the cpu target"
+            status = f"not served on the {target} target"
         elif not variant.passed:
             status = "refused: outside budget"
         else:

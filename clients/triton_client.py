@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from triton_repo.errors import ServerError
+from triton_repo.errors import ServerError, TritonRepoError
 
 PROTOCOLS = ("grpc", "http")
 
@@ -53,6 +53,42 @@ def status_code(error: BaseException) -> str:
 def is_unavailable(error: BaseException) -> bool:
     """gRPC UNAVAILABLE, HTTP 503, or a refused/reset connection (the HTTP client's way of saying it)."""
     return isinstance(error, ConnectionError) or status_code(error) in ("UNAVAILABLE", "503")
+
+
+# Statuses that mean the request itself was wrong (gRPC codes, HTTP statuses): unknown model, bad input.
+_REQUEST_ERRORS = ("INVALID_ARGUMENT", "NOT_FOUND", "400", "404")
+
+
+class RequestRefused(TritonRepoError):
+    """The request was wrong (unknown model or input, shape, dtype, batch size): one line naming the
+    model, what the server said and the tensors sent. `status()` is the server's status, as tritonclient's."""
+
+    def __init__(self, message: str, status: str = "") -> None:
+        super().__init__(message)
+        self._status = status
+
+    def status(self) -> str:
+        return self._status
+
+
+def _request_summary(inputs: dict[str, np.ndarray]) -> str:
+    return ", ".join(
+        f"{name} {WIRE_TYPES.get(array.dtype.name, array.dtype.name)} {list(array.shape)}"
+        for name, array in inputs.items()
+    )
+
+
+def _check_request(model: str, inputs: dict[str, np.ndarray]) -> None:
+    """What the wire cannot express is refused before sending: a model name that would change the
+    HTTP path, and numpy dtypes with no Triton datatype."""
+    if not model or "/" in model or model in (".", ".."):
+        raise RequestRefused(f"model '{model}': not a Triton model name (no '/', not '.' or '..')")
+    for name, array in inputs.items():
+        if array.dtype.name not in WIRE_TYPES:
+            raise RequestRefused(
+                f"{model}: input '{name}' is numpy {array.dtype.name}, which Triton's protocol cannot carry; "
+                f"send one of {', '.join(WIRE_TYPES)}"
+            )
 
 
 @dataclass
@@ -108,7 +144,56 @@ class TritonClient:
         self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], class_count: int = 0
     ) -> dict[str, np.ndarray]:
         """Outputs as numpy; with `class_count`, Triton's classification extension returns, per row, the
-        top classes as 'score:index[:label]' bytes instead of the tensor."""
+        top classes as 'score:index[:label]' bytes instead of the tensor. A request the server refuses
+        (or that cannot be sent) raises RequestRefused, naming the model and the tensors sent."""
+        _check_request(model, inputs)
+        try:
+            return self._infer(model, inputs, outputs, class_count)
+        except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
+            status = status_code(error)
+            if status not in _REQUEST_ERRORS:  # overload, timeouts, server faults: the caller's to handle
+                raise
+            raise self._refused(model, inputs, status, error) from error
+
+    def _refused(
+        self, model: str, inputs: dict[str, np.ndarray], status: str, error: Exception
+    ) -> RequestRefused:
+        """The server's message on one line, without its boilerplate, then what was sent and (when the
+        server can say) what the model takes: Triton's own message omits the tensor at fault for some
+        errors (an unknown input name, a batch too large)."""
+        message = getattr(error, "message", None)
+        text = (message() if callable(message) else None) or str(error)
+        text = (
+            " ".join(text.replace("[request id: <id_unknown>]", "").split())
+            .split(" NOTE: ", 1)[0]
+            .rstrip(".")
+        )
+        parts = [f"{model} ({self.protocol}): {status}: {text}"]
+        expected = self._model_inputs(model) if status in ("INVALID_ARGUMENT", "400") else None
+        if expected is not None:
+            unknown = [name for name in inputs if name not in expected]
+            if unknown:
+                parts.append(f"unknown input {', '.join(repr(name) for name in unknown)}")
+        parts.append(f"the request sent {_request_summary(inputs)}")
+        if expected is not None:
+            takes = ", ".join(f"{name} {datatype} {shape}" for name, (datatype, shape) in expected.items())
+            parts.append(f"the model takes {takes}")
+        return RequestRefused("; ".join(parts), status)
+
+    def _model_inputs(self, model: str) -> dict[str, tuple[str, list[int]]] | None:
+        """name -> (datatype, shape with -1 for any size, batch included) from the model's metadata."""
+        try:
+            if self.protocol == "grpc":
+                metadata = self._client.get_model_metadata(model, as_json=True, client_timeout=self.timeout_s)
+            else:
+                metadata = self._client.get_model_metadata(model)
+        except Exception:  # noqa: BLE001 - an unknown model has no metadata; the server's message says so
+            return None
+        return {i["name"]: (i["datatype"], [int(d) for d in i["shape"]]) for i in metadata.get("inputs", [])}
+
+    def _infer(
+        self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], class_count: int
+    ) -> dict[str, np.ndarray]:
         request_inputs = []
         for name, array in inputs.items():
             tensor = self._module.InferInput(name, list(array.shape), WIRE_TYPES[array.dtype.name])

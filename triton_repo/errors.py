@@ -25,3 +25,7 @@ class CheckFailed(TritonRepoError):
     """A correctness or accuracy check failed: the artifact is wrong, not the command line."""
 
     exit_code = 1
+
+
+class PreflightError(TritonRepoError):
+    """A gpu-target model the pinned Triton release would refuse or serve wrongly (TensorRT version, profiles)."""

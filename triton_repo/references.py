@@ -21,6 +21,11 @@ from triton_repo.spec import LoadedSpec
 def load_callable(loaded: LoadedSpec, reference: str, field: str) -> Callable:
     module_name, function_name = reference.split(":")
     local_file = loaded.folder / (module_name.replace(".", "/") + ".py")
+    if local_file.is_file() and not local_file.resolve().is_relative_to(loaded.folder.resolve()):
+        raise SpecError(
+            f"{loaded.path}: {field}: {local_file.name} is a symlink to {local_file.resolve()}, outside the "
+            f"model folder {loaded.folder} (copy the file into the model folder)"
+        )
     if local_file.is_file():
         folder_key = hashlib.sha256(str(loaded.folder.resolve()).encode()).hexdigest()[:12]
         qualified = f"triton_repo_zoo.{loaded.spec.name}_{folder_key}.{module_name}"

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -201,7 +202,9 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=environment,
-            start_new_session=True,
+            # Its own process group, not its own session: the stub watchdog must be able to join the
+            # group (setpgid works within one session only), so that `terminate` stops both.
+            process_group=0,
         )
     state = ServerState(process.pid, ports, str(repository.resolve()), str(log_path.resolve()))
     try:
@@ -269,6 +272,28 @@ def terminate(pid: int, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+def start_watchdog(state: ServerState, log_path: Path) -> subprocess.Popen:
+    """Run triton_repo.watchdog (reloads a model whose python backend stub died) in the server's
+    process group, so `terminate(state.pid)` stops it too; it exits by itself when the server is gone."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "triton_repo.watchdog",
+                f"--server-pid={state.pid}",
+                f"--http-url={state.http_url}",
+                f"--repository={state.repository}",
+                f"--log={log_path.resolve()}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=state.pid,
+        )
+
+
 def save_state(state: ServerState, state_dir: Path) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / STATE_FILE
@@ -297,3 +322,63 @@ def running_state(state_dir: Path) -> ServerState | None:
     """The server `triton-repo serve` started from this work dir, if it is still running."""
     state = load_state(state_dir)
     return state if state is not None and running(state) else None
+
+
+class ModelControl:
+    """Triton's model control API on a running server (explicit mode): load or unload one model.
+
+    A load of a model that is already loaded is a reload: Triton keeps serving the loaded versions
+    until the new ones are READY, and keeps them if the reload fails. Both calls return when done.
+    """
+
+    def __init__(self, http_url: str, timeout: float = 600.0) -> None:
+        self.http_url = http_url
+        self.timeout = timeout
+
+    def load(self, name: str) -> None:
+        self._post(name, "load")
+
+    def unload(self, name: str) -> None:
+        self._post(name, "unload")
+
+    def _post(self, name: str, action: str) -> None:
+        url = f"{self.http_url}/v2/repository/models/{name}/{action}"
+        request = urllib.request.Request(
+            url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout):
+                return
+        except urllib.error.HTTPError as error:
+            reason = server_message(error.read())
+            raise ServerError(
+                f"tritonserver at {self.http_url} could not {action} '{name}': {reason}"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ServerError(
+                f"tritonserver at {self.http_url} did not answer the {action} of '{name}': {reason}"
+            ) from None
+
+
+def server_message(body: bytes) -> str:
+    """The `error` of a Triton HTTP error body, on one line (a python backend traceback is cut at 'At:')."""
+    try:
+        text = json.loads(body).get("error", "")
+    except (ValueError, AttributeError):
+        text = body.decode(errors="replace")
+    lines = []
+    for line in text.splitlines():
+        if line.strip() == "At:":
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines) or "(no reason given)"
+
+
+def model_control(state_dir: Path, repository: Path) -> ModelControl | None:
+    """The model control API of the server `triton-repo serve` runs on this repository, if any."""
+    state = running_state(state_dir)
+    if state is None or Path(state.repository) != repository.resolve():
+        return None
+    return ModelControl(state.http_url)

@@ -107,6 +107,9 @@ class Source(_Strict):
 
     factory: Annotated[str, Field(pattern=REFERENCE_PATTERN)] | None = None
     onnx: str | None = None
+    # A state_dict file in the model folder, loaded into the factory's module with
+    # torch.load(weights_only=True) and load_state_dict(strict=True).
+    checkpoint: Annotated[str, Field(min_length=1)] | None = None
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     opset: Annotated[int, Field(ge=13, le=21)] = 17
 
@@ -118,6 +121,11 @@ class Source(_Strict):
             )
         if self.onnx is not None and not self.onnx.endswith(".onnx"):
             raise ValueError(f"onnx '{self.onnx}' must be a path ending in .onnx")
+        if self.checkpoint is not None and self.factory is None:
+            raise ValueError(
+                f"checkpoint '{self.checkpoint}' needs a factory to load it into; an ONNX source carries "
+                "its own weights"
+            )
         return self
 
 
@@ -181,6 +189,33 @@ class TritonSettings(_Strict):
     intra_op_threads: Annotated[int, Field(ge=0, le=256)] = (
         0  # ONNX Runtime threads per instance; 0 = all cores
     )
+    # Versions of each model kept in the repository and served (config.pbtxt version_policy latest K);
+    # the previous ones are what `triton-repo rollback` returns to. 1 keeps no rollback.
+    keep_versions: Annotated[int, Field(ge=1, le=16)] = 2
+
+
+class GpuSettings(_Strict):
+    """The gpu target: TensorRT engines (<name>_<prec>_trt) and ONNX Runtime on GPU (<name>_<prec>_onnx).
+
+    profiles: TensorRT optimization profiles, each overriding some axes of `axes` (the others keep the
+    spec's range); default one profile equal to the spec's axes. Several profiles let small and large
+    batches each get kernels tuned for them; Triton picks the profile that fits a request's shapes.
+    """
+
+    profiles: Annotated[list[dict[str, ShapeRange]], Field(min_length=1, max_length=8)] | None = None
+    builder_optimization_level: Annotated[int, Field(ge=0, le=5)] = 3  # TensorRT's default is 3
+    version_compatible: bool = False  # plan runs on later TensorRT versions (slower; needs the server flag)
+    hardware_compatibility_level: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
+    onnx_trt_accelerator: bool = True  # <name>_<prec>_onnx runs through ONNX Runtime's TensorRT EP
+    instance_count: Annotated[int, Field(ge=1, le=16)] = 1  # instances per GPU, for both models
+
+    @field_validator("profiles")
+    @classmethod
+    def _non_empty(cls, profiles: list[dict[str, ShapeRange]] | None) -> list[dict[str, ShapeRange]] | None:
+        for index, profile in enumerate(profiles or []):
+            if not profile:
+                raise ValueError(f"profile {index} is empty: name at least one axis with min/opt/max")
+        return profiles
 
 
 class TokenizeStep(_Strict):
@@ -300,6 +335,7 @@ class ModelSpec(_Strict):
     precision: PrecisionSettings = PrecisionSettings()
     triton: TritonSettings = TritonSettings()
     ensemble: EnsembleSpec | None = None
+    gpu: GpuSettings = GpuSettings()
 
     @field_validator("axes")
     @classmethod
@@ -347,6 +383,7 @@ class ModelSpec(_Strict):
                 )
         self._check_precision()
         self._check_ensemble()
+        self._check_gpu()
         if self.triton.dynamic_batching is not None:
             for size in self.triton.dynamic_batching.preferred_batch_sizes:
                 if size > self.effective_max_batch_size:
@@ -355,6 +392,27 @@ class ModelSpec(_Strict):
                         f"max_batch_size {self.effective_max_batch_size}"
                     )
         return self
+
+    def _check_gpu(self) -> None:
+        """Each gpu profile names declared axes, stays inside their range, and batches <= max_batch_size."""
+        for index, profile in enumerate(self.gpu.profiles or []):
+            for axis, shape_range in profile.items():
+                where = f"gpu.profiles[{index}].{axis}"
+                if axis not in self.axes:
+                    raise ValueError(
+                        f"{where}: not a declared axis (declared: {', '.join(self.axes) or 'none'})"
+                    )
+                declared = self.axes[axis]
+                if shape_range.min < declared.min or shape_range.max > declared.max:
+                    raise ValueError(
+                        f"{where}: {shape_range.min}..{shape_range.max} is outside axes.{axis} "
+                        f"{declared.min}..{declared.max}; widen axes.{axis} or narrow the profile"
+                    )
+                if axis == BATCH_AXIS and self.batched and shape_range.max > self.effective_max_batch_size:
+                    raise ValueError(
+                        f"{where}: max {shape_range.max} is larger than max_batch_size "
+                        f"{self.effective_max_batch_size}"
+                    )
 
     def _check_ensemble(self) -> None:
         if self.ensemble is None:
@@ -562,6 +620,7 @@ def load_spec(path: Path | str) -> LoadedSpec:
         path = path / "model.yaml"
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file (expected models/<name>/model.yaml)")
+    _refuse_escaping_symlinks(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -572,11 +631,31 @@ def load_spec(path: Path | str) -> LoadedSpec:
     return parse_spec(data, path)
 
 
+def _refuse_escaping_symlinks(path: Path) -> None:
+    """A model folder is what its models folder holds, and model.yaml is in it: symlinks leading out are refused."""
+    folder = path.parent
+    if folder.is_symlink() and not folder.resolve().is_relative_to(folder.parent.resolve()):
+        raise SpecError(
+            f"{folder}: the model folder is a symlink to {folder.resolve()}, outside the models folder "
+            f"{folder.parent} (copy the model folder into {folder.parent})"
+        )
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise SpecError(
+            f"{path}: a symlink to {path.resolve()}, outside the model folder {folder} "
+            "(copy the file into the model folder)"
+        )
+
+
 def find_model(reference: Path | str, models_dir: Path = Path("models")) -> LoadedSpec:
     """A model named on the command line: a folder or model.yaml path, or a bare name under models_dir."""
     path = Path(reference)
+    if not path.exists() and not re.fullmatch(NAME_PATTERN, str(reference)):
+        raise SpecError(
+            f"model '{reference}': not a model folder, and not a model name under {models_dir}/ "
+            "(a name is lower case letters, digits and '_'; a folder holds model.yaml)"
+        )
     named = models_dir / str(reference) / "model.yaml"
-    if not path.exists() and path.name == str(reference) and named.is_file():
+    if not path.exists() and named.is_file():
         path = named
     return load_spec(path)
 

@@ -30,6 +30,8 @@ ARTIFACT_FILES = {
 }
 # The artifact the cpu target serves as <name>_<precision>.
 CPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-cpu"}
+# The artifact the gpu target serves as <name>_<precision>_trt and _onnx: int8 is ModelOpt's Q/DQ graph.
+GPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 CALIBRATION_BATCH = 8
 
 

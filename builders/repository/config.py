@@ -18,13 +18,24 @@ def _data_type(dtype: str) -> int:
     return mc.DataType.Value(TRITON_DTYPES[dtype])
 
 
+def new_config(loaded: LoadedSpec, name: str, **fields) -> mc.ModelConfig:
+    """A config with what every model of the spec shares: name, max_batch_size, and the version policy.
+
+    Triton serves the latest `triton.keep_versions` version directories; publishing keeps that many on
+    disk, so the previous one is there to roll back to.
+    """
+    config = mc.ModelConfig(name=name, max_batch_size=loaded.spec.effective_max_batch_size, **fields)
+    config.version_policy.latest.num_versions = loaded.spec.triton.keep_versions
+    return config
+
+
 def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray]) -> mc.ModelConfig:
     """The cpu-target config: python backend running ONNX Runtime; dims and batching from the spec.
 
     `warmup` holds one sample (no batch dim) per input; Triton repeats it to each warmup batch size.
     """
     spec = loaded.spec
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=spec.effective_max_batch_size)
+    config = new_config(loaded, name, backend="python")
     for tensor in spec.inputs:
         config.input.add(name=tensor.name, data_type=_data_type(tensor.dtype), dims=spec.triton_dims(tensor))
     for tensor in spec.outputs:

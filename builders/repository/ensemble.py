@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from builders.golden import load_raw_golden, save_raw_golden
 from builders.onnx_runtime import cpu_session
-from builders.repository.config import parse_config, to_text
+from builders.repository.config import new_config, parse_config, to_text
 from builders.repository.writer import VERSION, StagedModel, file_hashes, new_model_dir
 from triton_repo.errors import SpecError, TritonRepoError
 from triton_repo.references import load_callable
@@ -113,7 +113,7 @@ def _add(tensors, tensor: Tensor) -> None:
 
 
 def preprocess_config(loaded: LoadedSpec, name: str, raw: Tensor, produced: list[Tensor]) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=loaded.spec.effective_max_batch_size)
+    config = new_config(loaded, name, backend="python")
     _add(config.input, raw)
     for tensor in produced:
         _add(config.output, tensor)
@@ -126,7 +126,7 @@ def ensemble_config(
     loaded: LoadedSpec, raw: Tensor, produced: list[Tensor], step_model: str, variant: mc.ModelConfig
 ) -> mc.ModelConfig:
     spec = loaded.spec
-    config = mc.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=spec.effective_max_batch_size)
+    config = new_config(loaded, spec.name, platform="ensemble")
     _add(config.input, raw)
     for index, output in enumerate(variant.output):
         added = config.output.add(name=output.name, data_type=output.data_type, dims=output.dims)

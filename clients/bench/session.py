@@ -63,7 +63,7 @@ def levels_of(options: BenchOptions) -> list[Level]:
 
 
 def run_bench(options: BenchOptions) -> None:
-    from builders.repository.writer import read_manifest
+    from builders.repository.publish import read_manifest
     from clients.triton_client import TritonClient
     from triton_repo.log import console, info, out, warn
 

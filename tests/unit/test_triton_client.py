@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -71,3 +74,41 @@ def test_backoff_doubles_with_jitter_and_is_capped():
         delays = [policy.delay(retry) for _ in range(200)]
         assert min(delays) >= 0.5 * nominal and max(delays) <= 1.5 * nominal
         assert max(delays) - min(delays) > 0.2 * nominal  # jittered, not a fixed sleep
+
+
+def test_a_refused_request_keeps_the_servers_status_for_callers_that_count_errors():
+    from clients.triton_client import RequestRefused, status_code
+
+    error = RequestRefused("tiny_fp32 (grpc): INVALID_ARGUMENT: ...", "INVALID_ARGUMENT")
+    assert status_code(error) == "INVALID_ARGUMENT" and not is_unavailable(error)
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "expected"),
+    [
+        ("../tiny_fp32", {}, "model '../tiny_fp32': not a Triton model name"),
+        ("a/b", {}, "model 'a/b': not a Triton model name"),
+        ("", {}, "model '': not a Triton model name"),
+        ("tiny_fp32", {"x": np.zeros(2, np.uint32)}, "tiny_fp32: input 'x' is numpy uint32"),
+    ],
+)
+def test_what_the_wire_cannot_express_is_refused_before_sending(model, inputs, expected):
+    from clients.triton_client import RequestRefused
+
+    client = TritonClient("grpc", "127.0.0.1:1", retry=FAST)
+    with pytest.raises(RequestRefused, match=re.escape(expected)):
+        client.infer(model, inputs, ["y"])
+    assert client.retries == 0
+
+
+@pytest.mark.parametrize("status", ["StatusCode.DEADLINE_EXCEEDED", "StatusCode.INTERNAL", "500"])
+def test_server_faults_reach_the_caller_as_they_are(status):
+    """Only a wrong request becomes RequestRefused; timeouts and faults keep tritonclient's exception."""
+    client = TritonClient("grpc", "127.0.0.1:1", retry=FAST)
+
+    def fault(*_):
+        raise InferenceServerException(msg="server fault", status=status)
+
+    client._infer = fault
+    with pytest.raises(InferenceServerException, match="server fault"):
+        client.infer("tiny_fp32", {"x": np.zeros(2, np.float32)}, ["y"])

@@ -14,16 +14,13 @@ from onnx import TensorProto, helper
 from builders import verify as verify_module
 from builders.fingerprint import folder_fingerprint, sha256_file
 from builders.golden import GoldenCase, case_label, load_golden, sample_case, save_golden
-from builders.repository import writer
 from builders.repository.config import parse_config
+from builders.repository.publish import publish, read_manifest, verify_published
 from builders.repository.writer import (
-    publish,
-    read_manifest,
     served_tolerances,
     stage_cpu_model,
     staging_root,
     validate_staged,
-    verify_published,
 )
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import Tolerance, load_spec
@@ -130,39 +127,12 @@ def test_publish_moves_model_into_repository_and_writes_manifest(model, reposito
     target = repository / "tiny_fp32"
     assert target.is_dir() and not staged.path.exists()
     manifest = read_manifest(repository)
-    assert manifest["format"] == 1 and manifest["tools"] == {"onnxruntime": "1.0"}
+    assert manifest["format"] == 2 and manifest["tools"] == {"onnxruntime": "1.0"}
     entry = manifest["models"]["tiny_fp32"]
     assert "published_at" in entry
     published = {str(p.relative_to(target)): sha256_file(p) for p in target.rglob("*") if p.is_file()}
     assert entry["files"] == published
     assert len(published) == 5
-
-
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback_rename"])
-def test_publish_again_replaces_model_directory(model, repository, monkeypatch, exchange):
-    publish([stage(model, repository)], repository, {})
-    (repository / "tiny_fp32" / "stale.txt").write_text("old content")
-    results, real_exchange = [], writer._exchange
-
-    def spy(a, b):  # with exchange=False, pretend the kernel lacks renameat2
-        results.append(exchange and real_exchange(a, b))
-        return results[-1]
-
-    monkeypatch.setattr(writer, "_exchange", spy)
-    loaded, onnx_path, golden_path = model
-    save_golden([GoldenCase("sample", {"x": X[:1]}, {"y": X[:1] * 2 + 1})], golden_path)
-    publish([stage_from_golden(loaded, onnx_path, golden_path, repository)], repository, {"v": "2"})
-    target = repository / "tiny_fp32"
-    assert results == [exchange]  # the path under test was taken
-    assert not (target / "stale.txt").exists()
-    assert load_golden(target / "1" / "golden.npz")[0].inputs["x"].shape == (1, 4)
-    assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]
-    assert list(staging_root(repository).iterdir()) == []
-    manifest = read_manifest(repository)
-    assert manifest["tools"] == {"v": "2"} and list(manifest["models"]) == ["tiny_fp32"]
-    assert manifest["models"]["tiny_fp32"]["files"]["1/golden.npz"] == sha256_file(
-        target / "1" / "golden.npz"
-    )
 
 
 def test_stage_fails_when_golden_outputs_do_not_match_onnx(model, repository):

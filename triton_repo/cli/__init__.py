@@ -11,6 +11,7 @@ from triton_repo.cli.bench import bench
 from triton_repo.cli.build import build
 from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
+from triton_repo.cli.rollback import rollback
 from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
 from triton_repo.cli.soak import soak
@@ -26,6 +27,7 @@ def cli() -> None:
 cli.add_command(build)
 cli.add_command(serve)
 cli.add_command(stop)
+cli.add_command(rollback)
 cli.add_command(infer)
 cli.add_command(debug_int8)
 cli.add_command(search_precision)
@@ -43,9 +45,12 @@ def main() -> None:
         error.show()
         sys.exit(2)
     except TritonRepoError as error:
+        from rich.markup import escape
+
         from triton_repo.log import console
 
-        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        # escaped: messages quote user text and patterns such as '[a-z]', which rich would take as markup
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         if error.detail:
             console.print(error.detail, markup=False, soft_wrap=True)
         sys.exit(error.exit_code)

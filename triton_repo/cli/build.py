@@ -22,10 +22,14 @@ from triton_repo.cli.options import repository_option, work_dir_option
 )
 @click.option(
     "--target",
-    type=click.Choice(["cpu"]),
-    default="cpu",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default="auto",
     show_default=True,
-    help="cpu: python backend running ONNX Runtime (the gpu target comes with TensorRT engines).",
+    envvar="TRITON_REPO_TARGET",
+    show_envvar=True,
+    help="cpu: python backend running ONNX Runtime. gpu: <name>_<prec>_trt (TensorRT plans, built only "
+    "where an NVIDIA GPU and TensorRT are) and <name>_<prec>_onnx for the NGC tritonserver. "
+    "auto: gpu when this machine has both, else cpu.",
 )
 @repository_option
 @work_dir_option
@@ -38,22 +42,31 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     model fails to export or verify, nothing is published. A variant outside its accuracy budget is not
     published (and removed if an earlier build published it); the others are, and the build exits 1.
     The report goes to <repository>/BUILD_REPORT.md and .json.
+
+    A changed model is published as its next version, and loaded by `triton-repo serve` when it runs
+    on this repository (the previous version serves until the new one is READY; a load the server
+    refuses puts every model back). With nothing changed, nothing is published.
     """
+    from builders.engines import gpu_available
     from builders.export import export
-    from builders.precision.artifacts import CPU_SERVED
     from builders.precision.stage import run_precision
     from builders.report import model_report, write_report
-    from builders.repository.writer import (
-        publish,
-        read_manifest,
-        served_tolerances,
-        stage_cpu_model,
-        staging_root,
-    )
+    from builders.repository.publish import publish, read_manifest, repository_lock
+    from builders.repository.writer import staging_root
     from builders.verify import verify
-    from triton_repo.log import info, out, step
-    from triton_repo.spec import PRECISIONS, discover_specs, load_spec
+    from triton_repo import server
+    from triton_repo.log import info, out, step, warn
+    from triton_repo.spec import discover_specs, load_spec
 
+    gpu = gpu_available() if target != "cpu" else None
+    if target == "auto":
+        target = "gpu" if gpu.available else "cpu"
+    release = None
+    if target == "gpu":
+        from triton_repo.cli.options import PROJECT_ROOT
+        from triton_repo.releases import read_pinned_release
+
+        release = read_pinned_release(PROJECT_ROOT / ".env")  # a bad pin fails before any work
     paths = list(models) or discover_specs(models_dir)
     specs = [load_spec(path) for path in paths]  # every spec is valid before anything is written
     names = [loaded.spec.name for loaded in specs]
@@ -61,61 +74,70 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
         raise click.UsageError(f"a model is named twice: {names}")
 
     staging = staging_root(repository)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    rows, staged, refused, reports = [], [], [], {}
-    try:
-        for loaded in specs:
-            spec = loaded.spec
-            name = spec.name
-            model_work = work_dir / name
-            with step(f"{name}: export to ONNX and golden data"):
-                exported = export(loaded, model_work)
-            with step(f"{name}: verify ONNX Runtime vs PyTorch at {exported.cases - 1} shapes + the sample"):
-                verified = verify(loaded, exported.onnx_path, exported.golden_path)
-            result = run_precision(loaded, exported, model_work)
-            for precision in spec.precisions:
-                variant = result.variants[CPU_SERVED[precision]]
-                if not variant.passed:
-                    refused.append((f"{name}_{precision}", variant))
-                    continue
-                with step(f"{name}: stage {name}_{precision} ({target})"):
-                    staged.append(
-                        stage_cpu_model(
-                            loaded,
-                            precision,
-                            variant.artifact.path,
-                            variant.sample,
-                            served_tolerances(loaded, precision),
-                            staging,
-                        )
-                    )
-            reports[name] = model_report(loaded, result, target)
-            if spec.ensemble is not None:
-                staged += _stage_ensemble(loaded, result, reports[name], staged, staging)
-            rows += _rows(name, exported, verified, reports[name])
-        staged_names = {model.name for model in staged}
-        # Variants refused now, or no longer asked for, must not stay served from an earlier build.
-        retire = tuple(
-            model
-            for loaded in specs
-            for model in [f"{loaded.spec.name}_{p}" for p in PRECISIONS]
-            + [loaded.spec.name, f"{loaded.spec.name}_preprocess"]
-            if model not in staged_names
-        )
-        with step(f"publish into {repository}"):
-            published = publish(staged, repository, _tool_versions(), retire=retire)
-            write_report(repository, reports)
-    finally:
+    with repository_lock(repository):  # held to the end: the staging area is this build's alone
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        rows, staged, refused, reports, pending = [], [], [], {}, []
+        try:
+            for loaded in specs:
+                spec = loaded.spec
+                name = spec.name
+                model_work = work_dir / name
+                with step(f"{name}: export to ONNX and golden data"):
+                    exported = export(loaded, model_work)
+                with step(
+                    f"{name}: verify ONNX Runtime vs PyTorch at {exported.cases - 1} shapes + the sample"
+                ):
+                    verified = verify(loaded, exported.onnx_path, exported.golden_path)
+                result = run_precision(loaded, exported, model_work)
+                if target == "gpu":
+                    staged += _stage_gpu(loaded, result, staging, work_dir, release, gpu, refused, pending)
+                else:
+                    staged += _stage_cpu(loaded, result, staging, refused)
+                reports[name] = model_report(loaded, result, target)
+                if spec.ensemble is not None and target == "gpu":
+                    warn(
+                        f"{name}: the ensemble is not built on the gpu target (its pre-processing "
+                        "needs packages the NGC tritonserver image lacks); clients call the variants"
+                    )
+                elif spec.ensemble is not None:
+                    staged += _stage_ensemble(loaded, result, reports[name], staged, staging)
+                rows += _rows(name, exported, verified, reports[name])
+            staged_names = {model.name for model in staged}
+            # Variants refused now, or no longer asked for, must not stay served from an earlier build.
+            # So are the other target's models: one repository serves one target.
+            retire = tuple(
+                model
+                for loaded in specs
+                for model in _model_names(loaded.spec.name)
+                if model not in staged_names
+            )
+            control = server.model_control(work_dir / "server", repository)
+            where = f" and load into the server at {control.http_url}" if control else ""
+            with step(f"publish into {repository}{where}"):
+                published = publish(staged, repository, _tool_versions(), retire=retire, control=control)
+                write_report(repository, reports)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     for row in rows:
-        row["published"] = row["triton_model"] in published
-    _print_table(rows, out)
+        row["published"] = published.versions.get(row["triton_model"])
+    _print_table(rows, out, target)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(
-        json.dumps({"repository": str(repository), "models": rows, "reports": reports}, indent=2)
+        json.dumps(
+            {"repository": str(repository), "target": target, "models": rows, "reports": reports}, indent=2
+        )
     )
+    _print_publish(published, info)
+    if pending:
+        from builders.repository.gpu_writer import GPU_HOST_COMMANDS
+
+        info(
+            f"TensorRT plans not built here ({gpu.reason}); {len(pending)} _trt model(s) published "
+            f"without a plan: {', '.join(pending)}"
+        )
+        info(f"On a GPU host, in this checkout: {' && '.join(GPU_HOST_COMMANDS)}")
     info(f"repository: {repository}   report: {repository / 'BUILD_REPORT.md'}")
     served = sorted(read_manifest(repository)["models"])
     info(f"served models: {', '.join(served)}")
@@ -127,6 +149,89 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
             f"{len(refused)} variant(s) outside the accuracy budget, not published ({details}); "
             "see BUILD_REPORT.md, `triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
         )
+
+
+def _model_names(name: str) -> list[str]:
+    """Every Triton model a spec can produce, on either target."""
+    from triton_repo.spec import PRECISIONS
+
+    variants = [f"{name}_{p}{suffix}" for p in PRECISIONS for suffix in ("", "_trt", "_onnx")]
+    return [*variants, name, f"{name}_preprocess"]
+
+
+def _stage_cpu(loaded, result, staging: Path, refused: list) -> list:
+    """`<name>_<prec>` for every variant within its budget (python backend running ONNX Runtime)."""
+    from builders.precision.artifacts import CPU_SERVED
+    from builders.repository.writer import served_tolerances, stage_cpu_model
+    from triton_repo.log import step
+
+    name = loaded.spec.name
+    staged = []
+    for precision in loaded.spec.precisions:
+        variant = result.variants[CPU_SERVED[precision]]
+        if not variant.passed:
+            refused.append((f"{name}_{precision}", variant))
+            continue
+        with step(f"{name}: stage {name}_{precision} (cpu)"):
+            staged.append(
+                stage_cpu_model(
+                    loaded,
+                    precision,
+                    variant.artifact.path,
+                    variant.sample,
+                    served_tolerances(loaded, precision),
+                    staging,
+                )
+            )
+    return staged
+
+
+def _stage_gpu(loaded, result, staging: Path, work_dir: Path, release, gpu, refused: list, pending: list):
+    """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
+    from builders.precision.artifacts import GPU_SERVED
+    from builders.repository.gpu_writer import stage_gpu_models
+    from builders.repository.writer import served_tolerances
+    from triton_repo.log import step
+
+    name = loaded.spec.name
+    staged = []
+    for precision in loaded.spec.precisions:
+        variant = result.variants[GPU_SERVED[precision]]
+        if not variant.passed:
+            refused.append((f"{name}_{precision}_trt and _onnx", variant))
+            continue
+        plan = "build and check the TensorRT plan" if gpu.available else "no GPU: configs only"
+        with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
+            trt, onnx = stage_gpu_models(
+                loaded,
+                precision,
+                variant.artifact.path,
+                variant.sample,
+                served_tolerances(loaded, precision),
+                staging,
+                release=release,
+                gpu=gpu,
+                engines_dir=work_dir / name / "engines" / precision,
+                timing_cache_dir=work_dir / "timing-cache",
+            )
+        staged += [trt, onnx]
+        if trt.manifest_entry["engine_pending"]:
+            pending.append(trt.name)  # published with its config and no plan; the manifest says so
+    return staged
+
+
+def _print_publish(published, info) -> None:
+    """What changed in the repository: new versions (and those kept for rollback), retired models."""
+    if not published.versions and not published.retired:
+        info("nothing changed: nothing published")
+        return
+    for name, version in sorted(published.versions.items()):
+        kept = [v for v in published.kept[name] if v != version]
+        also = f"; kept for rollback: {', '.join(map(str, kept))}" if kept else ""
+        served = "loaded by the running server" if published.loaded else "served from the next start"
+        info(f"published {name} version {version} ({served}{also})")
+    for name in published.retired:
+        info(f"retired {name} (removed{' and unloaded' if published.loaded else ''})")
 
 
 def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path) -> list:
@@ -193,7 +298,7 @@ def _tool_versions() -> dict[str, str]:
     }
 
 
-def _print_table(rows: list[dict], console) -> None:
+def _print_table(rows: list[dict], console, target: str) -> None:
     from rich.table import Table
 
     table = Table(title="Built models (accuracy vs FP32 on the eval set; speed in-process, ONNX Runtime CPU)")
@@ -211,11 +316,11 @@ def _print_table(rows: list[dict], console) -> None:
         table.add_column(column)
     for row in rows:
         if row["triton_model"] is None:
-            status = "[dim]not served (cpu)[/dim]"
+            status = f"[dim]not served ({target})[/dim]"
         elif not row["within_budget"]:
             status = "[bold red]REFUSED[/bold red]"
         else:
-            status = "published" if row["published"] else "unchanged"
+            status = f"published v{row['published']}" if row["published"] else "unchanged"
         if row["verified_cases"] is not None:
             check = f"vs PyTorch: {row['verified_cases']} shapes, max abs {row['max_abs_diff']:.1e}; export {row['export']}"
         else:

@@ -31,7 +31,7 @@ def infer(
     models, protocol, host, http_port, grpc_port, metrics_port, timeout, repository: Path, work_dir: Path
 ) -> None:
     """Send each model's golden inputs and check the outputs within the spec's tolerances. Exit 1 on a mismatch."""
-    from builders.repository.writer import read_manifest
+    from builders.repository.publish import read_manifest
     from clients.infer import check_model
     from clients.triton_client import PROTOCOLS, TritonClient
     from triton_repo import server
@@ -82,13 +82,14 @@ def infer(
 
 
 def _print_table(checks, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Served models vs golden outputs")
     for column in ("model", "protocol", "output", "max abs diff", "max rel diff", "atol / rtol", "result"):
         table.add_column(column)
     for c in checks:
-        result = "[green]pass[/green]" if c.passed else f"[red]FAIL[/red] {c.error}"
+        result = "[green]pass[/green]" if c.passed else f"[red]FAIL[/red] {escape(c.error)}"
         table.add_row(
             c.model,
             c.protocol,

@@ -56,8 +56,19 @@ def serve(
     server.clear_state(state_dir)
     env = server.find_serve_env(serve_env or default_serve_env())
     if (repository / "manifest.json").is_file():
-        from builders.repository.writer import verify_published
+        from builders.repository.publish import read_manifest, verify_published
 
+        gpu_models = sorted(
+            name
+            for name, entry in read_manifest(repository)["models"].items()
+            if entry.get("target") == "gpu"
+        )
+        if gpu_models:
+            raise ServerError(
+                f"{repository} was built for the gpu target ({gpu_models[0]}, ...): the local server has no "
+                "TensorRT or ONNX Runtime backend; serve it with `make serve-gpu` on a GPU host, or rebuild "
+                "with `--target cpu`"
+            )
         checked = verify_published(repository)  # a file changed since publishing is never loaded
         info(f"verified {checked} files against {repository / 'manifest.json'}")
     else:
@@ -65,9 +76,15 @@ def serve(
     ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
     info(f"starting tritonserver on {repository} ...")
     process, state = server.start(env, repository, ports, state_dir / "tritonserver.log", timeout)
+    try:
+        server.start_watchdog(state, state_dir / "watchdog.log")
+    except OSError as error:
+        server.terminate(state.pid)
+        raise ServerError(f"could not start the stub watchdog: {error}") from None
     info(
         f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
-        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {state.log_path}"
+        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {state.log_path}; "
+        f"stub watchdog log {state_dir / 'watchdog.log'}"
     )
     server.save_state(state, state_dir)
     if detach:

@@ -47,7 +47,7 @@ def soak(
     """
     import asyncio
 
-    from builders.repository.writer import read_manifest
+    from builders.repository.publish import read_manifest
     from clients.bench.load import Target
     from clients.bench.report import finite
     from clients.bench.soak import soak as run_soak

@@ -1,0 +1,194 @@
+"""Stage the gpu target's two models per variant: `<name>_<prec>_trt` (TensorRT plan) and `<name>_<prec>_onnx`.
+
+Both get a config.pbtxt generated through the protobuf schema and parsed back, warmup rows at the
+min/opt/max of every optimization profile, and 1/golden.npz for `triton-repo infer`. A plan is built
+(in a child process, see builders/engines.py) only when this machine has an NVIDIA GPU and TensorRT; without
+one the `_trt` model is staged with its config and no plan file, and its manifest entry says the engine is
+pending, so nothing pretends an engine exists. Every `_trt` model passes the preflight before it is returned.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from builders.engines import (
+    EngineRequest,
+    GpuStatus,
+    Profile,
+    build_engine,
+    derive_profiles,
+    engine_summary,
+    plan_filename,
+    timing_cache_path,
+)
+from builders.golden import GoldenCase, case_label, save_golden
+from builders.repository.config import WARMUP_DIR, parse_config, to_text
+from builders.repository.gpu_config import (
+    ONNX_FILE,
+    WarmupPoint,
+    onnx_gpu_model_config,
+    preflight,
+    trt_model_config,
+    warmup_points,
+)
+from builders.repository.writer import (
+    GOLDEN_FILE,
+    VERSION,
+    StagedModel,
+    check_warmup_files,
+    file_hashes,
+    new_model_dir,
+    validate_staged,
+)
+from triton_repo.errors import TritonRepoError
+from triton_repo.references import inputs_at
+from triton_repo.releases import Release
+from triton_repo.spec import LoadedSpec, Tolerance
+
+# What to run on a GPU host to build the plans and serve them (printed by `build --target gpu` without a GPU).
+GPU_HOST_COMMANDS = ("make engines", "make serve-gpu")
+
+
+def stage_gpu_models(
+    loaded: LoadedSpec,
+    precision: str,
+    onnx_path: Path,
+    sample: GoldenCase,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+    *,
+    release: Release,
+    gpu: GpuStatus,
+    engines_dir: Path,
+    timing_cache_dir: Path,
+) -> list[StagedModel]:
+    """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
+
+    `sample` holds the golden inputs and the outputs this artifact must produce; `tolerances` the per-output
+    limits. With `gpu.available` the plan is built into `engines_dir` (reused when nothing changed) and
+    checked against golden; `timing_cache_dir` keeps one timing cache per GPU and TensorRT version.
+    """
+    profiles = derive_profiles(loaded.spec)
+    warmup = warmup_points(loaded, profiles)
+    engine = None
+    if gpu.available:
+        request = EngineRequest(
+            onnx=onnx_path,
+            plan=engines_dir / plan_filename(gpu.compute_capability),
+            profiles=profiles,
+            timing_cache=timing_cache_path(timing_cache_dir, gpu, release.tensorrt),
+            expected_tensorrt=release.tensorrt,
+            builder_optimization_level=loaded.spec.gpu.builder_optimization_level,
+            version_compatible=loaded.spec.gpu.version_compatible,
+            hardware_compatibility_level=loaded.spec.gpu.hardware_compatibility_level,
+            gpu=gpu,
+        )
+        cases = engine_check_cases(loaded, onnx_path, sample, profiles)
+        engine = (request.plan, engine_summary(build_engine(request, cases, tolerances)))
+    trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
+    onnx = _stage_onnx(loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release)
+    return [trt, onnx]
+
+
+def engine_check_cases(
+    loaded: LoadedSpec, onnx_path: Path, sample: GoldenCase, profiles: list[Profile]
+) -> list[GoldenCase]:
+    """The golden sample, and the sample resized to each profile's min/opt/max with what the same ONNX
+    artifact computes there in ONNX Runtime (CPU): what the plan must reproduce."""
+    from builders.onnx_runtime import cpu_session
+
+    session = cpu_session(onnx_path)
+    names = [output.name for output in loaded.spec.outputs]
+    cases = []
+    if any(p.contains({n: tuple(a.shape) for n, a in sample.inputs.items()}) for p in profiles):
+        cases.append(sample)
+    seen = []
+    for profile in profiles:
+        for sizes in profile.points():
+            if sizes in seen:
+                continue
+            seen.append(sizes)
+            inputs = inputs_at(loaded, sample.inputs, sizes)
+            outputs = dict(zip(names, session.run(names, inputs), strict=True))
+            cases.append(GoldenCase(case_label(sizes), inputs, outputs))
+    return cases
+
+
+def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmup: list[WarmupPoint]) -> None:
+    """One row per input and shape: the golden sample resized to the point's sizes (first row)."""
+    (model_dir / WARMUP_DIR).mkdir()
+    for point in warmup:
+        inputs = inputs_at(loaded, sample.inputs, point.sizes)
+        for tensor in loaded.spec.inputs:
+            array = inputs[tensor.name]
+            row = array[0] if loaded.spec.batched else array
+            row = np.ascontiguousarray(row, dtype=tensor.dtype)
+            if row.shape != point.dims[tensor.name]:
+                raise TritonRepoError(
+                    f"{point.name}: warmup row {row.shape} is not {point.dims[tensor.name]} (a bug)"
+                )
+            (model_dir / WARMUP_DIR / point.files[tensor.name]).write_bytes(row.tobytes())
+
+
+def _entry(loaded, precision, model_dir, tolerances, release, **extra) -> dict:
+    return {
+        "source_model": loaded.spec.name,
+        "precision": precision,
+        "target": "gpu",
+        "release": release.name,
+        "spec": str(loaded.path),
+        "version": int(VERSION),
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        **extra,
+        "files": file_hashes(model_dir),
+    }
+
+
+def _stage_trt(
+    loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine
+) -> StagedModel:
+    name = f"{loaded.spec.name}_{precision}_trt"
+    model_dir = new_model_dir(staging, name)
+    _write_warmup(loaded, model_dir, sample, warmup)
+    save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
+    plans, engines = {}, []
+    if engine is not None:
+        plan_path, summary = engine
+        shutil.copyfile(plan_path, model_dir / VERSION / summary["plan"])
+        plans[summary["compute_capability"]] = summary["plan"]
+        engines.append(summary)
+    config = _versioned(trt_model_config(loaded, name, profiles, warmup, plans), loaded)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    if parse_config(model_dir / "config.pbtxt") != config:
+        raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
+    check_warmup_files(loaded, model_dir, config)
+    preflight(config, [p.to_json() for p in profiles], engines, release, loaded.spec.batched)
+    entry = _entry(
+        loaded, precision, model_dir, tolerances, release, engines=engines, engine_pending=not engines
+    )
+    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
+
+
+def _stage_onnx(
+    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release
+) -> StagedModel:
+    name = f"{loaded.spec.name}_{precision}_onnx"
+    model_dir = new_model_dir(staging, name)
+    shutil.copyfile(onnx_path, model_dir / VERSION / ONNX_FILE)
+    save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
+    _write_warmup(loaded, model_dir, sample, warmup)
+    config = _versioned(onnx_gpu_model_config(loaded, name, precision, profiles, warmup), loaded)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    validate_staged(loaded, model_dir, config, tolerances)  # round trip, warmup sizes, ONNX vs golden (CPU)
+    entry = _entry(loaded, precision, model_dir, tolerances, release)
+    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
+
+
+def _versioned(config, loaded: LoadedSpec):
+    """Triton serves the latest `triton.keep_versions` versions, as on the cpu target (publishing keeps them)."""
+    config.version_policy.latest.num_versions = loaded.spec.triton.keep_versions
+    return config

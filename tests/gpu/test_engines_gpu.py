@@ -1,0 +1,121 @@
+"""On a GPU host: every zoo variant becomes a strongly typed TensorRT plan that matches golden, and the
+compose deployment serves the built repository correctly over gRPC and HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO = sorted(path.parent.name for path in (ROOT / "models").glob("*/model.yaml"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gpu-work")
+
+
+@pytest.mark.parametrize("model", ZOO)
+def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
+    """Export, precision artifacts, then one plan per served precision, checked with TrtRunner against the
+    artifact's outputs at the sample and at every profile's min/opt/max (build_engine raises otherwise)."""
+    from builders.export import export
+    from builders.precision.artifacts import GPU_SERVED
+    from builders.precision.stage import run_precision
+    from builders.repository.gpu_writer import stage_gpu_models
+    from builders.repository.writer import served_tolerances
+    from triton_repo.spec import load_spec
+
+    loaded = load_spec(ROOT / "models" / model / "model.yaml")
+    exported = export(loaded, work / model)
+    result = run_precision(loaded, exported, work / model)
+    built = 0
+    for precision in loaded.spec.precisions:
+        variant = result.variants[GPU_SERVED[precision]]
+        if not variant.passed:
+            continue
+        trt, _ = stage_gpu_models(
+            loaded,
+            precision,
+            variant.artifact.path,
+            variant.sample,
+            served_tolerances(loaded, precision),
+            work / "staging",
+            release=pinned_release,
+            gpu=gpu,
+            engines_dir=work / model / "engines" / precision,
+            timing_cache_dir=work / "timing-cache",
+        )
+        (summary,) = trt.manifest_entry["engines"]
+        assert summary["tensorrt_version"] == pinned_release.tensorrt
+        assert summary["compute_capability"] == gpu.compute_capability
+        assert (trt.path / "1" / summary["plan"]).is_file()
+        manifest = json.loads((work / model / "engines" / precision / "engine.json").read_text())
+        assert manifest["check"] and all(row["passed"] for row in manifest["check"])
+        assert manifest["timing_cache_sha256"] and manifest["strongly_typed"] is True
+        built += 1
+    assert built >= 1
+
+
+def test_reproduce_script_rebuilds_a_loadable_plan(gpu, pinned_release, work):
+    """reproduce.sh (polygraphy convert) rebuilds digits fp32 by hand into a plan TensorRT can load."""
+    engines = work / "digits" / "engines" / "fp32"
+    script = engines / "reproduce.sh"
+    if not script.is_file():
+        pytest.skip("digits fp32 engine not built by test_zoo_engines_match_golden in this session")
+    plan = next(engines.glob("*.plan"))
+    plan.unlink()
+    subprocess.run(["bash", str(script)], check=True, cwd=ROOT)
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None
+
+
+def _ready(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_compose_deployment_serves_the_gpu_repository(gpu, compose_available, tmp_path):
+    """build --target gpu, `docker compose up triton` on that repository, then `triton-repo infer`."""
+    repository = tmp_path / "repository"
+    cli = [str(Path(sys.executable).parent / "triton-repo")]
+    subprocess.run(
+        [
+            *cli,
+            "build",
+            "models/digits",
+            "--target",
+            "gpu",
+            "--repository",
+            str(repository),
+            "--work-dir",
+            str(tmp_path / "build"),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    env = {**os.environ, "TRITON_REPO_DIR": str(repository)}
+    subprocess.run(["docker", "compose", "up", "-d", "triton"], check=True, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready("http://127.0.0.1:8000/v2/health/ready"):
+            assert time.monotonic() < deadline, (
+                "tritonserver not ready within 300 s (docker compose logs triton)"
+            )
+            time.sleep(2)
+        subprocess.run([*cli, "infer", "--repository", str(repository)], check=True, cwd=ROOT)
+    finally:
+        subprocess.run(["docker", "compose", "down"], cwd=ROOT, env=env)

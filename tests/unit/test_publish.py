@@ -1,0 +1,203 @@
+"""Versioned publishing and rollback on disk (the server side is tested in tests/integration/test_publish.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from builders.golden import GoldenCase, load_golden, save_golden
+from builders.repository import publish as publish_module
+from builders.repository.config import parse_config
+from builders.repository.publish import (
+    publish,
+    read_manifest,
+    repository_lock,
+    rollback,
+    verify_published,
+)
+from builders.repository.writer import staging_root
+from tests.integration.conftest import tree_hash
+from tests.unit.conftest import write_spec
+from tests.unit.test_writer import SPEC, X, stage, stage_from_golden, tiny_onnx
+from triton_repo.errors import TritonRepoError
+from triton_repo.spec import load_spec
+
+
+def make_model(tmp_path, **triton):
+    loaded = load_spec(write_spec(tmp_path / "models", {**SPEC, "triton": triton} if triton else SPEC))
+    onnx_path, golden_path = tmp_path / "model.onnx", tmp_path / "golden.npz"
+    tiny_onnx(onnx_path)
+    save_golden([GoldenCase("sample", {"x": X}, {"y": X * 2 + 1})], golden_path)
+    return loaded, onnx_path, golden_path
+
+
+@pytest.fixture
+def model(tmp_path):
+    return make_model(tmp_path)
+
+
+@pytest.fixture
+def repository(tmp_path):
+    return tmp_path / "repo"
+
+
+def changed(model, rows: int):
+    """The same model with a different golden sample: a new version's worth of change."""
+    loaded, onnx_path, golden_path = model
+    save_golden([GoldenCase("sample", {"x": X[:rows]}, {"y": X[:rows] * 2 + 1})], golden_path)
+    return model
+
+
+def versions_on_disk(repository, name="tiny_fp32"):
+    return sorted(int(p.name) for p in (repository / name).iterdir() if p.name.isdigit())
+
+
+def test_config_serves_the_latest_keep_versions(model, repository):
+    config = parse_config(stage(model, repository).path / "config.pbtxt")
+    assert config.version_policy.latest.num_versions == 2
+
+
+def test_first_publish_is_version_1(model, repository):
+    published = publish([stage(model, repository)], repository, {})
+    assert published.versions == {"tiny_fp32": 1} and published.kept == {"tiny_fp32": [1]}
+    entry = read_manifest(repository)["models"]["tiny_fp32"]
+    assert (entry["version"], entry["versions"], entry["last_version"]) == (1, [1], 1)
+    assert entry["golden"] == "1/golden.npz" and set(entry["published"]) == {"1"}
+    assert read_manifest(repository)["format"] == 2
+
+
+def test_publishing_the_same_model_again_changes_nothing(model, repository):
+    publish([stage(model, repository)], repository, {"a": "1"})
+    before = tree_hash(repository)
+    published = publish([stage(model, repository)], repository, {"a": "1"})
+    assert published.versions == {} and published.retired == []
+    assert tree_hash(repository) == before
+
+
+def test_a_changed_model_becomes_the_next_version_and_keeps_the_previous_one(model, repository):
+    publish([stage(model, repository)], repository, {})
+    first = (repository / "tiny_fp32" / "1" / "model.onnx").stat().st_ino
+    published = publish([stage(changed(model, 1), repository)], repository, {})
+    assert published.versions == {"tiny_fp32": 2} and published.kept == {"tiny_fp32": [1, 2]}
+    assert versions_on_disk(repository) == [1, 2]
+    assert (repository / "tiny_fp32" / "1" / "model.onnx").stat().st_ino == first  # linked, not copied
+    assert load_golden(repository / "tiny_fp32" / "2" / "golden.npz")[0].inputs["x"].shape == (1, 4)
+    assert load_golden(repository / "tiny_fp32" / "1" / "golden.npz")[0].inputs["x"].shape == (2, 4)
+    entry = read_manifest(repository)["models"]["tiny_fp32"]
+    assert (entry["version"], entry["versions"], entry["golden"]) == (2, [1, 2], "2/golden.npz")
+    assert verify_published(repository) == len(entry["files"]) == 8  # 3 files per version + config + warmup
+    assert list(staging_root(repository).iterdir()) == []
+
+
+def test_only_the_latest_keep_versions_stay(model, repository):
+    for rows in (2, 1, 2):
+        publish([stage(changed(model, rows), repository)], repository, {})
+    assert versions_on_disk(repository) == [2, 3]
+    assert read_manifest(repository)["models"]["tiny_fp32"]["versions"] == [2, 3]
+
+
+def test_keep_versions_1_keeps_only_the_newest(tmp_path, repository):
+    model = make_model(tmp_path, keep_versions=1)
+    publish([stage(model, repository)], repository, {})
+    publish([stage(changed(model, 1), repository)], repository, {})
+    assert versions_on_disk(repository) == [2]
+    with pytest.raises(TritonRepoError, match="only version 2 is in .* nothing to roll back to"):
+        rollback(["tiny_fp32"], repository, staging_root(repository), None)
+
+
+def test_a_config_change_starts_a_new_history_without_the_old_versions(tmp_path, repository):
+    publish([stage(make_model(tmp_path), repository)], repository, {})
+    wider = make_model(tmp_path / "v2", instance_count=2)
+    published = publish([stage(wider, repository)], repository, {})
+    assert published.versions == {"tiny_fp32": 2} and versions_on_disk(repository) == [2]
+    assert parse_config(repository / "tiny_fp32" / "config.pbtxt").instance_group[0].count == 2
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback_rename"])
+def test_publish_swaps_the_model_directory_in_one_step(model, repository, monkeypatch, exchange):
+    publish([stage(model, repository)], repository, {})
+    calls, real = [], publish_module._exchange
+
+    def spy(a, b):  # with exchange=False, pretend the kernel lacks renameat2
+        calls.append(exchange and real(a, b))
+        return calls[-1]
+
+    monkeypatch.setattr(publish_module, "_exchange", spy)
+    publish([stage(changed(model, 1), repository)], repository, {})
+    assert calls == [exchange]  # the path under test was taken
+    assert versions_on_disk(repository) == [1, 2] and verify_published(repository) == 8
+    assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]
+
+
+def test_publish_refuses_to_keep_a_version_modified_after_publishing(model, repository):
+    publish([stage(model, repository)], repository, {})
+    (repository / "tiny_fp32" / "1" / "model.py").write_text("# edited\n")
+    before = tree_hash(repository)
+    with pytest.raises(TritonRepoError, match=r"1/model\.py was modified after it was published"):
+        publish([stage(changed(model, 1), repository)], repository, {})
+    assert tree_hash(repository) == before
+
+
+def test_rollback_serves_the_previous_version_and_never_reuses_a_number(model, repository):
+    publish([stage(model, repository)], repository, {})
+    publish([stage(changed(model, 1), repository)], repository, {})
+    assert rollback(["tiny_fp32"], repository, staging_root(repository), None) == {"tiny_fp32": (2, 1)}
+    assert versions_on_disk(repository) == [1]
+    entry = read_manifest(repository)["models"]["tiny_fp32"]
+    assert (entry["version"], entry["versions"], entry["golden"]) == (1, [1], "1/golden.npz")
+    assert set(entry["published"]) == {"1"} and entry["last_version"] == 2
+    assert verify_published(repository) == 5
+    # The same change published again is a new version: 3, not 2.
+    assert publish([stage(changed(model, 1), repository)], repository, {}).versions == {"tiny_fp32": 3}
+    assert versions_on_disk(repository) == [1, 3]
+
+
+def test_rollback_of_an_unknown_model_names_the_published_ones(model, repository):
+    publish([stage(model, repository)], repository, {})
+    with pytest.raises(TritonRepoError, match="nope: not in .*manifest.json; published models: tiny_fp32"):
+        rollback(["nope"], repository, staging_root(repository), None)
+
+
+def test_rollback_is_all_or_nothing(model, repository):
+    publish([stage(model, repository), stage_from_golden(*model, repository, "fp16")], repository, {})
+    publish([stage(changed(model, 1), repository)], repository, {})
+    before = tree_hash(repository)
+    with pytest.raises(TritonRepoError, match="tiny_fp16: only version 1"):
+        rollback(["tiny_fp32", "tiny_fp16"], repository, staging_root(repository), None)
+    assert tree_hash(repository) == before
+
+
+def test_a_manifest_from_before_versions_is_continued_at_version_2(model, repository):
+    publish([stage(model, repository)], repository, {})
+    manifest = read_manifest(repository)
+    for key in ("versions", "last_version", "published"):
+        manifest["models"]["tiny_fp32"].pop(key)
+    (repository / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    assert publish([stage(changed(model, 1), repository)], repository, {}).versions == {"tiny_fp32": 2}
+    assert versions_on_disk(repository) == [1, 2]
+
+
+def test_a_second_publisher_is_refused_while_one_holds_the_lock(repository):
+    refused = pytest.raises(TritonRepoError, match="another triton-repo build or rollback is publishing")
+    with repository_lock(repository), refused, repository_lock(repository):
+        pass
+    with repository_lock(repository):  # released
+        pass
+
+
+def test_changing_a_staged_file_before_publishing_is_refused(model, repository):
+    staged = stage(model, repository)
+    (staged.path / "1" / "golden.npz").write_bytes(b"changed")
+    with pytest.raises(TritonRepoError, match="staged files changed between staging and publishing"):
+        publish([staged], repository, {})
+    assert not (repository / "tiny_fp32").exists()
+
+
+def test_golden_rows_are_unchanged_by_renumbering(model, repository):
+    publish([stage(model, repository)], repository, {})
+    publish([stage(changed(model, 1), repository)], repository, {})
+    np.testing.assert_array_equal(
+        load_golden(repository / "tiny_fp32" / "2" / "golden.npz")[0].outputs["y"], X[:1] * 2 + 1
+    )

@@ -1,0 +1,47 @@
+"""`triton-repo rollback`: serve the previous version of a model again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import repository_option, work_dir_option
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True)
+@repository_option
+@work_dir_option
+def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
+    """Remove the newest version of each Triton MODEL, so the version before it serves again.
+
+    The repository keeps the latest `triton.keep_versions` versions of each model (default 2). The
+    removed version is verified, swapped out in one step, and, when `triton-repo serve` runs on the
+    repository, the server reloads the model (the newest version serves until the previous one is
+    READY again). Several MODELS roll back together or not at all: name an ensemble with the variant
+    it calls. A later build whose model differs from the served version publishes a new version.
+    """
+    from builders.repository.publish import repository_lock
+    from builders.repository.publish import rollback as roll_back
+    from builders.repository.writer import staging_root
+    from triton_repo import server
+    from triton_repo.log import info, step
+
+    if len(set(models)) != len(models):
+        raise click.UsageError(f"a model is named twice: {list(models)}")
+    control = server.model_control(work_dir / "server", repository)
+    staging = staging_root(repository)
+    with repository_lock(repository):
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        where = f" (the server at {control.http_url} loads it)" if control else ""
+        try:
+            with step(f"roll back {', '.join(models)}{where}"):
+                moves = roll_back(list(models), repository, staging, control)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for name, (removed, served) in moves.items():
+        now = "now served" if control else "served from the next `triton-repo serve`"
+        info(f"{name}: version {removed} removed; version {served} {now}")
