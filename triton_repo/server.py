@@ -336,19 +336,33 @@ class ModelControl:
         self.timeout = timeout
 
     def load(self, name: str) -> None:
-        self._post(name, "load")
+        self._post(f"models/{name}/load", name, "load")
 
     def unload(self, name: str) -> None:
-        self._post(name, "unload")
+        self._post(f"models/{name}/unload", name, "unload")
 
-    def _post(self, name: str, action: str) -> None:
-        url = f"{self.http_url}/v2/repository/models/{name}/{action}"
+    def ready_versions(self) -> dict[str, set[str]] | None:
+        """Model -> its READY versions, from the repository index; None if the server did not answer."""
+        try:
+            index = json.loads(self._post("index", "the repository", "read the index of"))
+        except (ServerError, ValueError):
+            return None
+        ready: dict[str, set[str]] = {}
+        for entry in index:
+            if entry.get("state") == "READY":
+                ready.setdefault(entry["name"], set()).add(str(entry.get("version", "")))
+        return ready
+
+    def _post(self, path: str, name: str, action: str) -> bytes:
         request = urllib.request.Request(
-            url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+            f"{self.http_url}/v2/repository/{path}",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout):
-                return
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
         except urllib.error.HTTPError as error:
             reason = server_message(error.read())
             raise ServerError(

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from triton_repo.errors import ServerError
+from triton_repo.locks import repository_lock_path
+from triton_repo.proc import all_stat_fields, stat_fields
 
 STUB_BINARY = "triton_python_backend_stub"
 POLL_S = 0.5
@@ -44,22 +43,17 @@ class ProcStat:
 
 def proc_stat(pid: int) -> ProcStat | None:
     """/proc/<pid>/stat, or None when no such process exists (any more)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces; the fields after it are plain.
-    fields = text[text.rindex(")") + 2 :].split()
+    fields = stat_fields(pid)
+    return None if fields is None else _proc_stat(fields)
+
+
+def _proc_stat(fields: list[str]) -> ProcStat:
     return ProcStat(state=fields[0], ppid=int(fields[1]), start_ticks=int(fields[19]))
 
 
 def children(parent: int) -> dict[int, ProcStat]:
     """Every process whose parent is `parent`, with its stat."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := proc_stat(int(entry.name))) is not None and stat.ppid == parent:
-            found[int(entry.name)] = stat
-    return found
+    return {pid: _proc_stat(fields) for pid, fields in all_stat_fields().items() if int(fields[1]) == parent}
 
 
 @dataclass(frozen=True)
@@ -92,12 +86,6 @@ def read_stub(pid: int) -> Stub | None:
     return parse_stub_command(pid, [part.decode(errors="replace") for part in raw.split(b"\0") if part])
 
 
-def repository_lock_path(repository: Path) -> Path:
-    """The lock a build or rollback holds while it publishes (builders.repository.publish.repository_lock)."""
-    resolved = repository.resolve()
-    return resolved.parent / f".{resolved.name}.lock"
-
-
 def publish_in_progress(repository: Path) -> bool:
     """Whether a process holds the repository's publish lock, read from /proc/locks (never taking it,
     so a build starting now does not fail because of the watchdog)."""
@@ -108,26 +96,6 @@ def publish_in_progress(repository: Path) -> bool:
         return False
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     return any(line.split()[5:6] == [device] for line in locks.splitlines() if " FLOCK " in line)
-
-
-def ready_versions(http_url: str) -> dict[str, set[str]] | None:
-    """Model -> its READY versions, from Triton's repository index; None if the server did not answer."""
-    request = urllib.request.Request(
-        f"{http_url}/v2/repository/index",
-        data=b"{}",
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            index = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    ready: dict[str, set[str]] = {}
-    for entry in index:
-        if entry.get("state") == "READY":
-            ready.setdefault(entry["name"], set()).add(str(entry.get("version", "")))
-    return ready
 
 
 def skip_reason(
@@ -162,11 +130,10 @@ class Watchdog:
 
     server_pid: int
     repository: Path
-    http_url: str
     log: TextIO
-    reload: Callable[[str], None]  # ModelControl(http_url).load
+    reload: Callable[[str], None]  # ModelControl.load
+    index: Callable[[], dict[str, set[str]] | None]  # ModelControl.ready_versions
     clock: Callable[[], float] = time.monotonic
-    index: Callable[[], dict[str, set[str]] | None] | None = None  # default: ready_versions(http_url)
     known: dict[int, Stub] = field(default_factory=dict)
     zombie_polls: dict[int, int] = field(default_factory=dict)
     handled: set[int] = field(default_factory=set)  # dead stubs whose model was reloaded
@@ -188,7 +155,7 @@ class Watchdog:
         if not dead:
             return []
         publishing = publish_in_progress(self.repository)
-        ready = None if publishing else (self.index or (lambda: ready_versions(self.http_url)))()
+        ready = None if publishing else self.index()
         reloaded = []
         for stub in dead:
             if stub.model in reloaded:
@@ -271,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     control = ModelControl(args.http_url, timeout=60.0)
     with args.log.open("a") as log:
-        run(Watchdog(args.server_pid, args.repository, args.http_url, log, control.load), args.interval)
+        run(
+            Watchdog(args.server_pid, args.repository, log, control.load, control.ready_versions),
+            args.interval,
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2 as mc
 
 from builders.engines import Profile, max_batch, preferred_batch_sizes
+from builders.repository.config import add_dynamic_batching, add_tensors, add_warmup, new_config
 from triton_repo.errors import PreflightError
 from triton_repo.releases import Release, plan_runs_on
-from triton_repo.spec import BATCH_AXIS, TRITON_DTYPES, LoadedSpec
+from triton_repo.spec import BATCH_AXIS, LoadedSpec
 
 ONNX_FILE = "model.onnx"
 DEFAULT_PLAN = "model.plan"
@@ -63,37 +64,14 @@ def _levels(profile: Profile) -> list[dict[str, int]]:
     return [{axis: getattr(r, level) for axis, r in profile.axes.items()} for level in ("min", "opt", "max")]
 
 
-def _data_type(dtype: str) -> int:
-    return mc.DataType.Value(TRITON_DTYPES[dtype])
-
-
 def _common(
     config: mc.ModelConfig, loaded: LoadedSpec, preferred: list[int], warmup: list[WarmupPoint]
 ) -> None:
     """Inputs, outputs, dynamic batching and warmup: the parts both gpu models share."""
-    spec = loaded.spec
-    for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=_data_type(tensor.dtype), dims=spec.triton_dims(tensor))
-    for tensor in spec.outputs:
-        config.output.add(name=tensor.name, data_type=_data_type(tensor.dtype), dims=spec.triton_dims(tensor))
-    batching = spec.triton.dynamic_batching
-    if config.max_batch_size > 0 and batching is not None:
-        config.dynamic_batching.preferred_batch_size.extend(
-            p for p in preferred if p <= config.max_batch_size
-        )
-        config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
-        if batching.has_queue_policy:
-            policy = config.dynamic_batching.default_queue_policy
-            policy.max_queue_size = batching.max_queue_size
-            policy.default_timeout_microseconds = batching.queue_timeout_microseconds
-            policy.timeout_action = mc.ModelQueuePolicy.REJECT
-            policy.allow_timeout_override = False
+    add_tensors(config, loaded)
+    add_dynamic_batching(config, loaded, [p for p in preferred if p <= config.max_batch_size])
     for point in warmup:
-        entry = config.model_warmup.add(name=point.name, batch_size=point.batch_size)
-        for tensor in spec.inputs:
-            entry.inputs[tensor.name].data_type = _data_type(tensor.dtype)
-            entry.inputs[tensor.name].dims.extend(point.dims[tensor.name])
-            entry.inputs[tensor.name].input_data_file = point.files[tensor.name]
+        add_warmup(config, loaded, point.name, point.batch_size, point.dims, point.files)
 
 
 def trt_model_config(
@@ -105,7 +83,7 @@ def trt_model_config(
 ) -> mc.ModelConfig:
     """`<name>_<prec>_trt`; `plans` maps compute capability ("8.6") to plan file name (empty before a build)."""
     spec = loaded.spec
-    config = mc.ModelConfig(name=name, platform="tensorrt_plan", max_batch_size=max_batch(profiles))
+    config = new_config(loaded, name, max_batch_size=max_batch(profiles), platform="tensorrt_plan")
     _common(config, loaded, preferred_batch_sizes(profiles), warmup)
     group = config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=spec.gpu.instance_count)
     if len(profiles) > 1:  # without it Triton uses profile 0 only; with all, it picks one that fits
@@ -124,12 +102,7 @@ def onnx_gpu_model_config(
 ) -> mc.ModelConfig:
     """`<name>_<prec>_onnx`: ONNX Runtime on the GPU, through its TensorRT EP when the spec asks for it."""
     spec = loaded.spec
-    config = mc.ModelConfig(
-        name=name,
-        backend="onnxruntime",
-        max_batch_size=spec.effective_max_batch_size,
-        default_model_filename=ONNX_FILE,
-    )
+    config = new_config(loaded, name, backend="onnxruntime", default_model_filename=ONNX_FILE)
     _common(config, loaded, preferred_batch_sizes(profiles), warmup)
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=spec.gpu.instance_count)
     if spec.gpu.onnx_trt_accelerator:

@@ -161,7 +161,7 @@ def _stage_trt(
         shutil.copyfile(plan_path, model_dir / VERSION / summary["plan"])
         plans[summary["compute_capability"]] = summary["plan"]
         engines.append(summary)
-    config = _versioned(trt_model_config(loaded, name, profiles, warmup, plans), loaded)
+    config = trt_model_config(loaded, name, profiles, warmup, plans)
     (model_dir / "config.pbtxt").write_text(to_text(config))
     if parse_config(model_dir / "config.pbtxt") != config:
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
@@ -181,14 +181,8 @@ def _stage_onnx(
     shutil.copyfile(onnx_path, model_dir / VERSION / ONNX_FILE)
     save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
     _write_warmup(loaded, model_dir, sample, warmup)
-    config = _versioned(onnx_gpu_model_config(loaded, name, precision, profiles, warmup), loaded)
+    config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
     validate_staged(loaded, model_dir, config, tolerances)  # round trip, warmup sizes, ONNX vs golden (CPU)
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
-
-
-def _versioned(config, loaded: LoadedSpec):
-    """Triton serves the latest `triton.keep_versions` versions, as on the cpu target (publishing keeps them)."""
-    config.version_policy.latest.num_versions = loaded.spec.triton.keep_versions
-    return config

@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,26 +53,6 @@ class Published:
     kept: dict[str, list[int]]  # model -> every version in the repository after publishing
     retired: list[str]
     loaded: bool  # a running server loaded the changes
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.versions)
-
-
-@contextmanager
-def repository_lock(repository: Path) -> Iterator[None]:
-    """One publisher at a time per repository (a build or a rollback); a second one fails at once."""
-    resolved = repository.resolve()
-    resolved.parent.mkdir(parents=True, exist_ok=True)
-    with (resolved.parent / f".{resolved.name}.lock").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TritonRepoError(
-                f"{repository}: another triton-repo build or rollback is publishing into it; "
-                "wait for it to finish"
-            ) from None
-        yield
 
 
 def read_manifest(repository: Path) -> dict:

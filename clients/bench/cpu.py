@@ -5,24 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from triton_repo.proc import all_stat_fields
+
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces; fields after it are plain.
-    return text[text.rindex(")") + 2 :].split()
 
 
 def _tree(root: int) -> dict[int, list[str]] | None:
     """The /proc stat fields of `root` and all its descendants alive now; None if `root` is gone."""
-    processes = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            processes[int(entry.name)] = fields
+    processes = all_stat_fields()
     if root not in processes:
         return None
     children: dict[int, list[int]] = {}

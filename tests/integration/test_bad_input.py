@@ -21,9 +21,7 @@ import pytest
 from tests.integration.conftest import (
     TINY_MODEL_PY,
     TINY_SPEC,
-    build,
     run_cli,
-    serve,
     tree_hash,
     write_tiny_model,
 )
@@ -64,26 +62,13 @@ class Setup:
         ]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """tiny built once into a repository and served by the real tritonserver for the whole catalogue."""
-    base = tmp_path_factory.mktemp("bad_input")
-    models = base / "models"
-    write_tiny_model(models)
-    repository, work_dir = base / "model_repository", base / "build"
-    build(models / "tiny", repository, work_dir)
-    running = serve(repository, work_dir)
-    yield running
-    run_cli("stop", "--work-dir", str(work_dir))
-
-
 @pytest.fixture()
-def setup(served, tmp_path) -> Setup:
+def setup(tiny_served, tmp_path) -> Setup:
     models = tmp_path / "models"
     write_tiny_model(models)
     outside = tmp_path / "outside"
     outside.mkdir()
-    return Setup(models, outside, served.repository, tmp_path / "build", served.work_dir)
+    return Setup(models, outside, tiny_served.repository, tmp_path / "build", tiny_served.work_dir)
 
 
 def _error_line(stderr: str) -> str:
@@ -616,12 +601,12 @@ CLIENT_CASES = {
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 @pytest.mark.parametrize("case", list(CLIENT_CASES))
-def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(served, protocol, case):
+def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(tiny_served, protocol, case):
     from clients.triton_client import RequestRefused, TritonClient
 
     make_inputs, expected = CLIENT_CASES[case]
-    before = tree_hash(served.repository)
-    port = served.grpc_port if protocol == "grpc" else served.http_port
+    before = tree_hash(tiny_served.repository)
+    port = tiny_served.grpc_port if protocol == "grpc" else tiny_served.http_port
     client = TritonClient(protocol, f"127.0.0.1:{port}", timeout_s=10)
     try:
         with pytest.raises(RequestRefused) as raised:
@@ -634,7 +619,7 @@ def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(served,
     assert raised.value.exit_code == 2  # a user error, as the CLI reports it
     for text in expected:
         assert text in message, f"{text!r} not in {message!r}"
-    assert tree_hash(served.repository) == before
+    assert tree_hash(tiny_served.repository) == before
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -646,10 +631,10 @@ def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(served,
     ],
     ids=["unknown_model", "model_name_with_dotdot"],
 )
-def test_unknown_model_fails_at_once_naming_it(served, protocol, model, expected):
+def test_unknown_model_fails_at_once_naming_it(tiny_served, protocol, model, expected):
     from clients.triton_client import RequestRefused, TritonClient
 
-    port = served.grpc_port if protocol == "grpc" else served.http_port
+    port = tiny_served.grpc_port if protocol == "grpc" else tiny_served.http_port
     client = TritonClient(protocol, f"127.0.0.1:{port}", timeout_s=10)
     try:
         with pytest.raises(RequestRefused) as raised:
@@ -662,14 +647,16 @@ def test_unknown_model_fails_at_once_naming_it(served, protocol, model, expected
     assert expected in message, message
 
 
-def test_the_served_model_still_answers_after_the_bad_requests(served):
+def test_the_served_model_still_answers_after_the_bad_requests(tiny_served):
     """The catalogue's requests left the server healthy: a good request still gets its answer."""
     from clients.triton_client import TritonClient
 
-    client = TritonClient("grpc", f"127.0.0.1:{served.grpc_port}", timeout_s=10)
+    client = TritonClient("grpc", f"127.0.0.1:{tiny_served.grpc_port}", timeout_s=10)
     try:
         answer = client.infer("tiny_fp32", _good_inputs(), ["pooled", "scores"])
     finally:
         client.close()
     assert answer["pooled"].shape == (2, 8) and answer["scores"].shape == (2, 3)
-    assert json.loads((served.repository / "manifest.json").read_text())["models"].keys() == {"tiny_fp32"}
+    assert json.loads((tiny_served.repository / "manifest.json").read_text())["models"].keys() == {
+        "tiny_fp32"
+    }

@@ -13,7 +13,6 @@ from builders.repository.config import parse_config
 from builders.repository.publish import (
     publish,
     read_manifest,
-    repository_lock,
     rollback,
     verify_published,
 )
@@ -22,6 +21,7 @@ from tests.integration.conftest import tree_hash
 from tests.unit.conftest import write_spec
 from tests.unit.test_writer import SPEC, X, stage, stage_from_golden, tiny_onnx
 from triton_repo.errors import TritonRepoError
+from triton_repo.locks import repository_lock
 from triton_repo.spec import load_spec
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from builders.repository.publish import repository_lock
 from triton_repo import watchdog
 from triton_repo.errors import ServerError
+from triton_repo.locks import repository_lock
 
 OBSERVED_COMMAND = [  # /proc/<stub>/cmdline of a tiny_fp32 stub of the real tritonserver 2.51
     "/venv/lib/python3.11/site-packages/pytriton/tritonserver/backends/python/triton_python_backend_stub",
@@ -107,7 +107,6 @@ def make_watchdog(repository: Path, reloads: list[str], ready=None, fail: bool =
     return watchdog.Watchdog(
         server_pid=os.getpid(),
         repository=repository,
-        http_url="http://127.0.0.1:9",
         log=io.StringIO(),
         reload=reload,
         clock=clock or Clock(),

@@ -51,10 +51,11 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     from builders.export import export
     from builders.precision.stage import run_precision
     from builders.report import model_report, write_report
-    from builders.repository.publish import publish, read_manifest, repository_lock
+    from builders.repository.publish import publish, read_manifest
     from builders.repository.writer import staging_root
     from builders.verify import verify
     from triton_repo import server
+    from triton_repo.locks import repository_lock
     from triton_repo.log import info, out, step, warn
     from triton_repo.spec import discover_specs, load_spec
 

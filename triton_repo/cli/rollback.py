@@ -23,10 +23,10 @@ def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
     READY again). Several MODELS roll back together or not at all: name an ensemble with the variant
     it calls. A later build whose model differs from the served version publishes a new version.
     """
-    from builders.repository.publish import repository_lock
     from builders.repository.publish import rollback as roll_back
     from builders.repository.writer import staging_root
     from triton_repo import server
+    from triton_repo.locks import repository_lock
     from triton_repo.log import info, step
 
     if len(set(models)) != len(models):
