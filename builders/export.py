@@ -15,6 +15,7 @@ from builders.fingerprint import folder_fingerprint, sha256_file
 from builders.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
 from builders.model_files import checked_source_onnx, load_checkpoint
 from triton_repo.errors import SpecError
+from triton_repo.log import info
 from triton_repo.references import inputs_at, load_arrays, load_callable
 from triton_repo.spec import LoadedSpec
 
@@ -95,7 +96,8 @@ def _build_module(loaded: LoadedSpec):
             f"{type(module).__name__}, expected a torch.nn.Module"
         )
     if loaded.spec.source.checkpoint is not None:
-        load_checkpoint(loaded, module)
+        how = load_checkpoint(loaded, module)
+        info(f"{loaded.spec.name}: weights from {loaded.spec.source.checkpoint} ({how})")
     return module.eval().float()
 
 

@@ -9,27 +9,32 @@ from pathlib import Path
 from triton_repo.errors import SpecError
 from triton_repo.spec import LoadedSpec
 
+# Where training scripts put the weights inside a checkpoint dict (PyTorch Lightning, timm, torchvision
+# references, many research repositories).
+NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "module")
+PARALLEL_PREFIX = "module."  # torch.nn.DataParallel / DistributedDataParallel wrap every key
 
-def load_checkpoint(loaded: LoadedSpec, module) -> None:
-    """source.checkpoint: a state_dict read with torch.load(weights_only=True), so loading it cannot run
-    code, then loaded with strict=True; a key set or shape that does not match is named."""
-    import pickle
 
+def load_checkpoint(loaded: LoadedSpec, module) -> str:
+    """source.checkpoint into the factory's module, with strict=True; returns how it was read.
+
+    Accepted: a state_dict saved with torch.save, read with torch.load(weights_only=True) so loading
+    it cannot run code; a training checkpoint holding one under a usual key (state_dict, model, ...);
+    keys that DataParallel prefixed with 'module.'; a .safetensors file. A key set or shape that does
+    not match the factory's module is named.
+    """
     import torch
 
     name = loaded.spec.source.checkpoint
     path = loaded.resolve_file(name, "source.checkpoint")
     where = f"{loaded.path}: source.checkpoint: '{name}'"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise SpecError(
-            f"{where} is not a weights-only checkpoint, torch.load(weights_only=True) refused it "
-            f"({_unpickler_reason(error)}); save the model's state_dict() with torch.save"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise SpecError(f"{where} cannot be loaded by torch.load: {reason.split('. ', 1)[0]}") from None
+    state = _read_safetensors(path, where) if path.suffix == ".safetensors" else _read_torch(path, where)
+    how = [path.suffix.lstrip(".") if path.suffix == ".safetensors" else "torch.load(weights_only=True)"]
+    if isinstance(state, dict) and not _is_state_dict(state):
+        nested = next((k for k in NESTED_STATE_KEYS if _is_state_dict(state.get(k))), None)
+        if nested is not None:
+            state = state[nested]
+            how.append(f"the state_dict under '{nested}'")
     if not isinstance(state, dict):
         raise SpecError(
             f"{where} is not a state_dict (a dict of parameter name -> tensor): it holds "
@@ -42,6 +47,13 @@ def load_checkpoint(loaded: LoadedSpec, module) -> None:
                 f"is {type(value).__name__}; save the model's state_dict() with torch.save"
             )
     expected = module.state_dict()
+    if (
+        state
+        and all(k.startswith(PARALLEL_PREFIX) for k in state)
+        and not any(k.startswith(PARALLEL_PREFIX) for k in expected)
+    ):
+        state = {k.removeprefix(PARALLEL_PREFIX): v for k, v in state.items()}
+        how.append("'module.' prefixes removed")
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         problems = [
@@ -57,6 +69,45 @@ def load_checkpoint(loaded: LoadedSpec, module) -> None:
                 f"{list(tensor.shape)}"
             )
     module.load_state_dict(state, strict=True)
+    return ", ".join(how)
+
+
+def _is_state_dict(value) -> bool:
+    import torch
+
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
+
+
+def _read_torch(path: Path, where: str):
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise SpecError(
+            f"{where} is not a weights-only checkpoint, torch.load(weights_only=True) refused it "
+            f"({_unpickler_reason(error)}); save the model's state_dict() with torch.save"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise SpecError(f"{where} cannot be loaded by torch.load: {reason.split('. ', 1)[0]}") from None
+
+
+def _read_safetensors(path: Path, where: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise SpecError(f"{where} cannot be read as safetensors: {reason}") from None
 
 
 def _some(keys: list[str], shown: int = 5) -> str:

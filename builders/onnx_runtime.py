@@ -13,7 +13,7 @@ def cpu_session(model: Path | bytes, threads: int = 0):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     source = model if isinstance(model, bytes) else str(model)

@@ -31,22 +31,53 @@ CLASS_COUNT = 5
 def check_model(client: TritonClient, model: str, entry: dict, repository: Path) -> list[InferCheck]:
     """Golden sample in, outputs compared with the manifest's per-output tolerances.
 
-    An ensemble gets its raw golden inputs (text, image bytes, pixels); with a labels file it is also
-    asked for the top classes through Triton's classification extension. A pre-processing step model
-    is checked through its ensemble.
+    An ensemble gets its raw golden inputs (text, image bytes, pixels). Every output with a labels file
+    is also asked for its top classes through Triton's classification extension. A pre-processing step
+    model is checked through its ensemble.
     """
     kind = entry.get("kind", "model")
     if kind == "preprocess":
         return []
     path = repository / model / entry["golden"]
     golden = load_raw_golden(path) if kind == "ensemble" else sample_case(load_golden(path))
+    golden = _as_clients_see_it(golden, repository / model / "config.pbtxt")
     tolerances = {name: Tolerance(**values) for name, values in entry["tolerances"].items()}
     checks = _check_outputs(client, model, golden, tolerances)
-    if entry.get("labels") and all(c.passed for c in checks):
-        labels = (repository / model / entry["labels"]).read_text().splitlines()
-        name = next(iter(tolerances))
-        checks.append(check_classification(client, model, golden, name, tolerances[name], labels))
+    if all(c.passed for c in checks):
+        for name, filename in labelled_outputs(entry).items():
+            labels = (repository / model / filename).read_text(encoding="utf-8").splitlines()
+            checks.append(check_classification(client, model, golden, name, tolerances[name], labels))
     return checks
+
+
+def _as_clients_see_it(golden, config_path: Path):
+    """A [batch] tensor is served as dims [1] with reshape [] (Triton needs a dim): clients send and
+    receive it as [batch, 1]."""
+    from dataclasses import replace
+
+    from builders.repository.config import parse_config
+
+    config = parse_config(config_path)
+    if config.max_batch_size == 0:
+        return golden
+    reshaped = {
+        t.name for t in [*config.input, *config.output] if t.HasField("reshape") and list(t.dims) == [1]
+    }
+    if not reshaped:
+        return golden
+
+    def widen(arrays: dict) -> dict:
+        return {n: a[:, None] if n in reshaped and a.ndim == 1 else a for n, a in arrays.items()}
+
+    return replace(golden, inputs=widen(golden.inputs), outputs=widen(golden.outputs))
+
+
+def labelled_outputs(entry: dict) -> dict[str, str]:
+    """Output -> labels file of a manifest entry (older entries name one file, for the first output)."""
+    labels = entry.get("labels")
+    if isinstance(labels, str):
+        return {next(iter(entry["tolerances"])): labels}
+    return dict(labels or {})
 
 
 def check_classification(

@@ -153,7 +153,7 @@ class ServerState:
         return f"127.0.0.1:{self.ports.grpc}"
 
 
-def server_command(env: ServeEnv, repository: Path, ports: Ports) -> list[str]:
+def server_command(env: ServeEnv, repository: Path, ports: Ports, exit_timeout: int = 30) -> list[str]:
     return [
         str(env.binary),
         f"--model-repository={repository.resolve()}",
@@ -171,11 +171,17 @@ def server_command(env: ServeEnv, repository: Path, ports: Ports) -> list[str]:
         "--load-model=*",
         "--pinned-memory-pool-byte-size=0",
         "--log-verbose=0",
+        f"--exit-timeout-secs={exit_timeout}",
     ]
 
 
 def start(
-    env: ServeEnv, repository: Path, ports: Ports, log_path: Path, timeout: float = 180.0
+    env: ServeEnv,
+    repository: Path,
+    ports: Ports,
+    log_path: Path,
+    timeout: float = 180.0,
+    exit_timeout: int = 30,
 ) -> tuple[subprocess.Popen, ServerState]:
     """Start tritonserver on 127.0.0.1 and wait until every model is loaded and the server is ready."""
     if not repository.is_dir() or not any(
@@ -197,7 +203,7 @@ def start(
     environment.pop("VIRTUAL_ENV", None)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            server_command(env, repository, ports),
+            server_command(env, repository, ports, exit_timeout),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -98,8 +98,17 @@ class TensorSpec(_Strict):
         return dims
 
 
+class InputSpec(TensorSpec):
+    # The layout of an image input, written to config.pbtxt (`format: FORMAT_NCHW`): Triton's image clients
+    # (image_client.py) refuse a model whose image input does not say it.
+    format: Literal["NCHW", "NHWC"] | None = None
+
+
 class OutputSpec(TensorSpec):
     tolerance: Tolerance = Tolerance()
+    # A text file in the model folder, one class label per line, for Triton's classification extension
+    # (`class_count`): written beside config.pbtxt of every variant and named as the output's label_filename.
+    labels: Annotated[str, Field(min_length=1)] | None = None
 
 
 class Source(_Strict):
@@ -266,7 +275,9 @@ class EnsembleSpec(_Strict):
 
     preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep, Field(discriminator="kind")]
     variant: Literal["auto", "fp32", "fp16", "int8"] = "auto"  # auto: the fastest published variant
-    labels: str | None = None  # a text file in the model folder, one label per class of the first output
+    # Kept for existing specs: the labels of the first output (prefer outputs[0].labels, which every
+    # variant gets too).
+    labels: str | None = None
     samples: DataRef  # module:function returning the raw golden inputs (strings, bytes, or uint8 array)
 
     @field_validator("samples")
@@ -328,7 +339,7 @@ class ModelSpec(_Strict):
     source: Source
     axes: dict[str, ShapeRange] = {}
     max_batch_size: Annotated[int, Field(ge=0)] | None = None
-    inputs: Annotated[list[TensorSpec], Field(min_length=1)]
+    inputs: Annotated[list[InputSpec], Field(min_length=1)]
     outputs: Annotated[list[OutputSpec], Field(min_length=1)]
     data: DataSpec
     accuracy: Accuracy | None = None
@@ -381,6 +392,7 @@ class ModelSpec(_Strict):
                     f"max_batch_size {self.max_batch_size} is larger than axes.batch.max {largest}: "
                     "raise axes.batch.max or lower max_batch_size"
                 )
+        self._check_formats_and_labels()
         self._check_precision()
         self._check_ensemble()
         self._check_gpu()
@@ -392,6 +404,43 @@ class ModelSpec(_Strict):
                         f"max_batch_size {self.effective_max_batch_size}"
                     )
         return self
+
+    def _check_formats_and_labels(self) -> None:
+        """An image layout needs three dims besides the batch; labels need one class axis of fixed size."""
+        for i, tensor in enumerate(self.inputs):
+            dims = self.triton_dims(tensor)
+            if tensor.format is not None and len(dims) != 3:
+                raise ValueError(
+                    f"inputs[{i}] '{tensor.name}': format {tensor.format} needs 3 dims besides the batch "
+                    f"(channels, height, width in that layout), got {len(dims)}: {tensor.dims}"
+                )
+        labelled = [o for o in self.outputs if o.labels is not None]
+        ensemble_labels = self.ensemble.labels if self.ensemble else None
+        first = labelled[0] if labelled else None
+        if ensemble_labels and first is self.outputs[0] and first.labels != ensemble_labels:
+            raise ValueError(
+                f"ensemble.labels '{ensemble_labels}' and outputs[0].labels '{first.labels}' "
+                "differ; give the labels once, under outputs[0].labels"
+            )
+        for i, tensor in enumerate(self.outputs):
+            if self.labels_file(tensor.name) is None:
+                continue
+            dims = self.triton_dims(tensor)
+            classes = [d for d in dims if d != 1]
+            if len(classes) != 1 or classes[0] == -1:
+                raise ValueError(
+                    f"outputs[{i}] '{tensor.name}': labels need one class axis of fixed size (other dims 1), "
+                    f"got {tensor.dims}; Triton's class_count ranks a vector of class scores"
+                )
+
+    def labels_file(self, output: str) -> str | None:
+        """The labels file of an output: its own `labels`, or for the first output `ensemble.labels`."""
+        tensor = next(o for o in self.outputs if o.name == output)
+        if tensor.labels is not None:
+            return tensor.labels
+        if self.ensemble is not None and self.ensemble.labels and tensor is self.outputs[0]:
+            return self.ensemble.labels
+        return None
 
     def _check_gpu(self) -> None:
         """Each gpu profile names declared axes, stays inside their range, and batches <= max_batch_size."""
@@ -456,6 +505,12 @@ class ModelSpec(_Strict):
 
     def _check_precision(self) -> None:
         lower = self.lower_precisions
+        if lower and not self.batched:
+            raise ValueError(
+                f"precision.variants {lower} need a batched model: the accuracy gate and calibration read "
+                "data.eval and data.calibration one row per sample, and an unbatched model has no rows; "
+                "set precision.variants: [fp32]"
+            )
         if lower and (self.accuracy is None or self.data.eval is None):
             raise ValueError(
                 f"precision.variants {lower} are gated on accuracy: set 'accuracy' (metric, budget) and "
@@ -478,8 +533,8 @@ class ModelSpec(_Strict):
     def precisions(self) -> list[str]:
         """The variants to build, in PRECISIONS order (see PrecisionSettings.variants for the default)."""
         chosen = self.precision.variants
-        if chosen is None:
-            gated = self.accuracy is not None and self.data.eval is not None
+        if chosen is None:  # unbatched models: fp32 only (see _check_precision)
+            gated = self.accuracy is not None and self.data.eval is not None and self.batched
             chosen = (
                 ["fp32"] + (["fp16"] if gated else []) + (["int8"] if gated and self.data.calibration else [])
             )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from builders.onnx_runtime import cpu_session
 from triton_repo.spec import DEFAULT_BUDGETS, ModelSpec
 
 HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": True}
@@ -17,16 +15,26 @@ HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": Tr
 @dataclass(frozen=True)
 class AccuracyResult:
     metric: str
-    value: float
+    value: float | None  # None when the variant could not be run
     budget: float
     passed: bool
     details: dict[str, float]  # e.g. cosine_mean, top1_fp32, top1_variant
     max_abs: dict[str, float]  # per output, vs FP32 over the eval set
     max_rel: dict[str, float]
+    # Set when the runtime crashed or raised running the variant: the one-line reason it is refused.
+    failure: str = field(default="")
+
+    @classmethod
+    def not_run(cls, spec: ModelSpec, failure: str) -> AccuracyResult:
+        """The result of a variant the runtime could not run: refused, with why."""
+        accuracy = spec.accuracy
+        return cls(accuracy.metric, None, accuracy.effective_budget, False, {}, {}, {}, failure)
 
     @property
     def verdict(self) -> str:
-        """'min cosine 0.9934 >= 0.99' or 'top-1 drop 3.5 > 1 (over by 2.5)'."""
+        """'min cosine 0.9934 >= 0.99' or 'top-1 drop 3.5 > 1 (over by 2.5)', or why it did not run."""
+        if self.failure:
+            return self.failure
         label = {"top1_drop": "top-1 drop", "top1_agreement": "top-1 agreement", "cosine_min": "min cosine"}
         higher = HIGHER_IS_BETTER[self.metric]
         if self.passed:
@@ -41,18 +49,6 @@ def eval_batch_size(spec: ModelSpec) -> int:
     if not spec.batched:
         return 1
     return max(1, min(spec.axes["batch"].opt, spec.effective_max_batch_size))
-
-
-def run_onnx(
-    path: Path, inputs: dict[str, np.ndarray], batch_size: int, output_names: list[str], threads: int = 0
-) -> dict[str, np.ndarray]:
-    """All rows of `inputs` through ONNX Runtime (CPU) in chunks of batch_size; outputs concatenated."""
-    session = cpu_session(path, threads)
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in output_names}
-    for feed in row_batches(inputs, batch_size):
-        for name, value in zip(output_names, session.run(output_names, feed), strict=True):
-            chunks[name].append(value)
-    return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 def row_batches(

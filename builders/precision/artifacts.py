@@ -1,8 +1,12 @@
 """Precision stage: the FP16 and INT8 ONNX artifacts of a model, each cached by the hash of its inputs.
 
-fp16      ModelOpt AutoCast, I/O kept FP32                       -> model.fp16.onnx
-int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)         -> model.int8.onnx
-int8-cpu  ONNX Runtime quantization (what the cpu target serves)  -> model.int8-cpu.onnx
+fp16      ModelOpt AutoCast, I/O kept FP32 (for TensorRT)                 -> model.fp16.onnx
+fp16-cpu  ModelOpt AutoCast keeping in FP32 every op type the serving      -> model.fp16-cpu.onnx
+          ONNX Runtime has no CPU FP16 kernel for (what the cpu target serves)
+int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)                  -> model.int8.onnx
+int8-cpu  ONNX Runtime quantization (what the cpu target serves)           -> model.int8-cpu.onnx
+
+Both FP16 artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from builders.precision.lowered import RECURRENT_OPS
 from builders.precision.plan import PrecisionPlan
 from triton_repo.errors import TritonRepoError
 from triton_repo.spec import Int8Settings
@@ -25,11 +31,18 @@ from triton_repo.spec import Int8Settings
 ARTIFACT_FILES = {
     "fp32": "model.onnx",
     "fp16": "model.fp16.onnx",
+    "fp16-cpu": "model.fp16-cpu.onnx",
     "int8": "model.int8.onnx",
     "int8-cpu": "model.int8-cpu.onnx",
 }
+BUILT_WITH = {
+    "fp16": "ModelOpt AutoCast",
+    "fp16-cpu": "ModelOpt AutoCast",
+    "int8": "ModelOpt INT8 PTQ",
+    "int8-cpu": "ONNX Runtime quantization",
+}
 # The artifact the cpu target serves as <name>_<precision>.
-CPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-cpu"}
+CPU_SERVED = {"fp32": "fp32", "fp16": "fp16-cpu", "int8": "int8-cpu"}
 # The artifact the gpu target serves as <name>_<precision>_trt and _onnx: int8 is ModelOpt's Q/DQ graph.
 GPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 CALIBRATION_BATCH = 8
@@ -37,19 +50,21 @@ CALIBRATION_BATCH = 8
 
 @dataclass(frozen=True)
 class Artifact:
-    kind: str  # fp32, fp16, int8, int8-cpu
+    kind: str  # fp32, fp16, fp16-cpu, int8, int8-cpu
     path: Path
     seconds: float
     cached: bool
-    kept: tuple[str, ...]  # FP32-graph nodes kept in higher precision
+    kept: tuple[str, ...]  # FP32-graph nodes kept in higher precision (precision.yaml)
     key: str  # what it was built from (see _cache_key); empty for fp32, which the export stage keys
+    kept_op_types: tuple[str, ...] = ()  # op types kept in FP32 by rule (FP16 artifacts)
+    kept_because: str = ""  # the rule, for the report
 
 
 def artifacts_for(precisions: list[str]) -> list[str]:
-    """fp32 always; fp16; int8 means both INT8 artifacts (TensorRT's and the cpu target's)."""
+    """fp32 always; fp16 and int8 each mean two artifacts: TensorRT's and the cpu target's."""
     kinds = ["fp32"]
     if "fp16" in precisions:
-        kinds.append("fp16")
+        kinds += ["fp16", "fp16-cpu"]
     if "int8" in precisions:
         kinds += ["int8", "int8-cpu"]
     return kinds
@@ -64,6 +79,83 @@ def arrays_digest(arrays: dict[str, np.ndarray] | None) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class OpTypeRule:
+    """Op types an FP16 artifact keeps in FP32 whatever precision.yaml says, and why (for the report)."""
+
+    op_types: tuple[str, ...]
+    because: str
+
+
+def fp16_op_rule(
+    kind: str, graph_op_types: set[str], fp16_kernels: frozenset[str], runtime: str
+) -> OpTypeRule:
+    """fp16: recurrent ops. fp16-cpu: those, and every op type of the graph the serving runtime has no
+    CPU FP16 kernel for (ONNX Runtime would otherwise wrap each in casts, and crashes on some)."""
+    recurrent = sorted(RECURRENT_OPS & graph_op_types)
+    if kind == "fp16":
+        return OpTypeRule(tuple(recurrent), "recurrent ops stay FP32" if recurrent else "")
+    if kind != "fp16-cpu":
+        return OpTypeRule((), "")
+    missing = sorted(graph_op_types - fp16_kernels - RECURRENT_OPS - {"Cast", "Constant"})
+    reasons = []
+    if recurrent:
+        reasons.append("recurrent ops stay FP32")
+    if missing:
+        reasons.append(f"{runtime} has no CPU FP16 kernel for {', '.join(missing)}")
+    return OpTypeRule(tuple(recurrent + missing), "; ".join(reasons))
+
+
+class ArtifactBuilder:
+    """The child processes that build artifacts, kept for a model's (or a search's) whole run.
+
+    Two children: ModelOpt's (fp16, fp16-cpu, int8) and ONNX Runtime quantization's (int8-cpu), because
+    importing ModelOpt patches ONNX Runtime's quantization module and breaks a later quantize_static in
+    the same process. Importing ModelOpt costs about 4 s, so a child is reused rather than started per
+    artifact; a child that dies (out of memory, a crash in a quantizer) fails that artifact and is
+    replaced for the next one. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self._pools: dict[str, object] = {}
+
+    def __enter__(self) -> ArtifactBuilder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
+
+    def build(
+        self,
+        kind: str,
+        fp32_onnx: Path,
+        output: Path,
+        settings: Int8Settings,
+        kept: tuple[str, ...],
+        calibration: dict[str, np.ndarray] | None,
+        kept_op_types: tuple[str, ...] = (),
+    ) -> Path:
+        """Build without caching (the search calls this with candidate exclusions)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        family = "onnxruntime" if kind == "int8-cpu" else "modelopt"
+        if family not in self._pools:
+            context = multiprocessing.get_context("spawn")
+            self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types)
+        try:
+            return self._pools[family].submit(_build_here, *job).result()
+        except BrokenProcessPool:
+            self._pools.pop(family).shutdown(wait=False)
+            raise TritonRepoError(
+                f"{output.name}: the {kind} build process died (out of memory or a crash in the quantizer)"
+            ) from None
+
+
 def make_artifact(
     kind: str,
     fp32_onnx: Path,
@@ -72,48 +164,24 @@ def make_artifact(
     settings: Int8Settings,
     plan: PrecisionPlan,
     calibration: dict[str, np.ndarray] | None,
+    builder: ArtifactBuilder,
+    rule: OpTypeRule = OpTypeRule((), ""),
 ) -> Artifact:
     """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed."""
     if kind == "fp32":
         return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
     output = out_dir / ARTIFACT_FILES[kind]
-    key = _cache_key(kind, fp32_sha256, settings, kept, calibration)
+    key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types)
     key_file = output.with_name(output.name + ".key")
+    facts = {"kept_op_types": rule.op_types, "kept_because": rule.because}
     if output.is_file() and key_file.is_file() and key_file.read_text() == key:
-        return Artifact(kind, output, 0.0, True, kept, key)
+        return Artifact(kind, output, 0.0, True, kept, key, **facts)
     start = time.perf_counter()
     key_file.unlink(missing_ok=True)
-    build_artifact(kind, fp32_onnx, output, settings, kept, calibration)
+    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types)
     key_file.write_text(key)
-    return Artifact(kind, output, time.perf_counter() - start, False, kept, key)
-
-
-def build_artifact(
-    kind: str,
-    fp32_onnx: Path,
-    output: Path,
-    settings: Int8Settings,
-    kept: tuple[str, ...],
-    calibration: dict[str, np.ndarray] | None,
-) -> Path:
-    """Build without caching (the search calls this with candidate exclusions), in a child process.
-
-    ModelOpt patches ONNX Runtime's quantization module when imported, which breaks a later ONNX Runtime
-    quantize_static in the same process; a child per build also returns its memory and contains crashes.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(_build_here, kind, fp32_onnx, output, settings, kept, calibration).result()
-    except BrokenProcessPool:
-        raise TritonRepoError(
-            f"{output.name}: the {kind} build process died (out of memory or a crash in the quantizer)"
-        ) from None
+    return Artifact(kind, output, time.perf_counter() - start, False, kept, key, **facts)
 
 
 def _build_here(
@@ -123,13 +191,14 @@ def _build_here(
     settings: Int8Settings,
     kept: tuple[str, ...],
     calibration: dict[str, np.ndarray] | None,
+    kept_op_types: tuple[str, ...],
 ) -> Path:
     """The child's side: one artifact, the quantizers' chatter silenced."""
     from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
     with _quiet():
-        if kind == "fp16":
-            return _autocast_fp16(fp32_onnx, output, kept)
+        if kind in ("fp16", "fp16-cpu"):
+            return _autocast_fp16(fp32_onnx, output, kept, kept_op_types)
         if kind == "int8":
             return _modelopt_int8(fp32_onnx, output, settings.calibration_method, kept, calibration)
         if kind == "int8-cpu":
@@ -146,22 +215,32 @@ def _build_here(
     raise ValueError(f"unknown artifact kind {kind!r}")
 
 
-def _cache_key(kind, fp32_sha256, settings, kept, calibration) -> str:
+def exact_names(names: tuple[str, ...]) -> list[str] | None:
+    """ModelOpt matches nodes_to_exclude as regular expressions from the start of a name: '/l.1/MatMul'
+    would also keep '/l.1/MatMul_1' and '/l11/MatMul'. Each name becomes a pattern matching only itself."""
+    return [f"{re.escape(name)}$" for name in names] or None
+
+
+def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=()) -> str:
     from importlib.metadata import version
 
     tools = {name: version(name) for name in ("nvidia-modelopt", "onnxruntime-gpu", "onnx")}
     payload = {
         "kind": kind,
         "fp32": fp32_sha256,
-        "settings": settings.model_dump(mode="json") if kind != "fp16" else None,
+        "settings": settings.model_dump(mode="json") if not kind.startswith("fp16") else None,
         "kept": list(kept),
+        "kept_op_types": list(kept_op_types),
+        "node_match": "exact",
         "calibration": arrays_digest(calibration) if kind.startswith("int8") else None,
         "tools": tools,
     }
     return json.dumps(payload, sort_keys=True)
 
 
-def _autocast_fp16(fp32_onnx: Path, output: Path, kept: tuple[str, ...]) -> Path:
+def _autocast_fp16(
+    fp32_onnx: Path, output: Path, kept: tuple[str, ...], kept_op_types: tuple[str, ...]
+) -> Path:
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -169,7 +248,8 @@ def _autocast_fp16(fp32_onnx: Path, output: Path, kept: tuple[str, ...]) -> Path
         onnx_path=str(fp32_onnx),
         low_precision_type="fp16",
         keep_io_types=True,
-        nodes_to_exclude=list(kept) or None,
+        nodes_to_exclude=exact_names(kept),
+        op_types_to_exclude=list(kept_op_types) or None,
     )
     tmp = output.with_name(output.name + ".tmp")
     onnx.save(model, str(tmp))
@@ -207,7 +287,7 @@ def _modelopt_int8(
             calibration_data=calibration,
             calibration_method=calibration_method,
             calibration_eps=["cpu"],
-            nodes_to_exclude=list(kept) or None,
+            nodes_to_exclude=exact_names(kept),
             high_precision_dtype="fp32",
             output_path=str(result),
             log_level="ERROR",

@@ -268,6 +268,26 @@ def layerwise_errors(
     return LayerwiseReport(_node_errors(graph, stats), len(stats), len(graph.activations), outputs)
 
 
+def isolated_layerwise_errors(
+    name: str, kind: str, fp32_onnx: Path, quantized_onnx: Path, feeds: list[dict[str, np.ndarray]]
+) -> LayerwiseReport:
+    """layerwise_errors in a child process: a runtime crash becomes one line, not the end of the command."""
+    from builders.precision.lowered import describe_lowered
+    from builders.runtime.isolated import ArtifactRunFailed, call_in_child
+    from triton_repo.errors import CheckFailed
+
+    try:
+        return call_in_child(
+            f"comparing {Path(quantized_onnx).name} layer by layer",
+            layerwise_errors,
+            fp32_onnx,
+            quantized_onnx,
+            feeds,
+        )
+    except ArtifactRunFailed as error:
+        raise CheckFailed(f"{name} {kind}: {error}; {describe_lowered(quantized_onnx)}") from None
+
+
 def write_chart(report: LayerwiseReport, png: Path, title: str) -> None:
     """PNG: error per node in graph order (log y) above the error each node adds, top 5 annotated."""
     from matplotlib.figure import Figure

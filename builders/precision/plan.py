@@ -18,7 +18,8 @@ HEADER = """\
 # Node-level precision choices for this model, read by every `triton-repo build`.
 # Written by `triton-repo search-precision`; editing by hand is fine. Each node named here is a node of
 # the FP32 ONNX graph that stays in higher precision in that artifact:
-#   fp16      ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx)
+#   fp16      ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx, for TensorRT)
+#   fp16-cpu  ModelOpt AutoCast keeps it in FP32 (model.fp16-cpu.onnx, served by the cpu target)
 #   int8      ModelOpt Q/DQ PTQ leaves it unquantized (model.int8.onnx, for TensorRT)
 #   int8-cpu  ONNX Runtime quantization leaves it in float (model.int8-cpu.onnx, served by the cpu target)
 """
@@ -58,15 +59,18 @@ class ArtifactPlan(_Strict):
 
 class PrecisionPlan(_Strict):
     fp16: ArtifactPlan = ArtifactPlan()
+    fp16_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="fp16-cpu")
     int8: ArtifactPlan = ArtifactPlan()
     int8_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="int8-cpu")
 
     def for_artifact(self, artifact: str) -> ArtifactPlan:
-        return {"fp16": self.fp16, "int8": self.int8, "int8-cpu": self.int8_cpu}.get(artifact, ArtifactPlan())
+        return getattr(self, _FIELDS[artifact]) if artifact in _FIELDS else ArtifactPlan()
 
     def with_artifact(self, artifact: str, plan: ArtifactPlan) -> PrecisionPlan:
-        field = {"fp16": "fp16", "int8": "int8", "int8-cpu": "int8_cpu"}[artifact]
-        return self.model_copy(update={field: plan})
+        return self.model_copy(update={_FIELDS[artifact]: plan})
+
+
+_FIELDS = {"fp16": "fp16", "fp16-cpu": "fp16_cpu", "int8": "int8", "int8-cpu": "int8_cpu"}
 
 
 def load_plan(folder: Path) -> PrecisionPlan:
@@ -79,14 +83,14 @@ def load_plan(folder: Path) -> PrecisionPlan:
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: malformed YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with keys fp16, int8, int8-cpu")
+        raise SpecError(f"{path}: expected a mapping with keys {', '.join(_FIELDS)}")
     try:
         return PrecisionPlan.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise SpecError(
-            f"{path}: {where}: {first['msg']} (keys: fp16, int8, int8-cpu; each keep: [{{node, why}}])"
+            f"{path}: {where}: {first['msg']} (keys: {', '.join(_FIELDS)}; each keep: [{{node, why}}])"
         ) from None
 
 
@@ -102,7 +106,7 @@ def save_plan(plan: PrecisionPlan, folder: Path) -> Path:
 
 def check_nodes(plan: PrecisionPlan, node_names: set[str], path: Path) -> None:
     """Every node the plan names must exist in the FP32 graph (names change when a model is re-exported)."""
-    for artifact in ("fp16", "int8", "int8-cpu"):
+    for artifact in _FIELDS:
         for kept in plan.for_artifact(artifact).keep:
             if kept.node not in node_names:
                 raise SpecError(

@@ -1,17 +1,18 @@
-"""In-process ONNX Runtime speed of each artifact, measured in one interleaved run so they compare fairly."""
+"""In-process speed of each artifact in the runtime that serves it, measured in one interleaved run so
+they compare fairly. Each artifact runs in its own worker process (builders.runtime.isolated)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from builders.onnx_runtime import cpu_session
+from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession
 
 THROUGHPUT_BATCH = 8
 BLOCK = 3
+SPEED_SECONDS = 12.0  # the default length of the interleaved timing run
 
 
 @dataclass(frozen=True)
@@ -24,36 +25,51 @@ class Timing:
 
 
 def measure_speed(
-    artifacts: dict[str, Path],
+    sessions: dict[str, IsolatedSession],
     batch1: dict[str, np.ndarray],
     batch8: dict[str, np.ndarray],
     threads: int,
-    seconds: float = 12.0,
+    seconds: float = SPEED_SECONDS,
     min_rounds: int = 3,
-) -> dict[str, Timing]:
+) -> tuple[dict[str, Timing], dict[str, ArtifactRunFailed]]:
     """Round-robin over the artifacts until `seconds` pass, so a busy moment hits all of them alike.
 
-    Each turn is a block (one untimed run, then BLOCK timed runs) rather than a single run: switching
-    sessions on every run evicts caches and slowed every model by about 40%.
+    Each turn is a block (one untimed run, then BLOCK timed runs, timed inside the worker) rather than a
+    single run: switching sessions on every run evicts caches and slowed every model by about 40%.
+    An artifact whose runtime fails here drops out and is returned with its failure.
     """
-    sessions = {kind: cpu_session(path, threads) for kind, path in artifacts.items()}
-    for session in sessions.values():  # warm-up: first runs allocate and pick kernels
-        for _ in range(2):
-            session.run(None, batch1)
-            session.run(None, batch8)
-    single: dict[str, list[float]] = {kind: [] for kind in sessions}
-    batched: dict[str, list[float]] = {kind: [] for kind in sessions}
+    live = dict(sessions)
+    failed: dict[str, ArtifactRunFailed] = {}
+
+    def attempt(kind: str, action) -> None:
+        try:
+            action(live[kind])
+        except ArtifactRunFailed as error:
+            failed[kind] = error
+            del live[kind]
+
+    for kind in list(live):  # warm-up: first runs allocate and pick kernels
+        attempt(
+            kind, lambda s: (s.store("b1", batch1), s.store("b8", batch8), s.time("b1", 1), s.time("b8", 1))
+        )
+    single: dict[str, list[float]] = {kind: [] for kind in live}
+    batched: dict[str, list[float]] = {kind: [] for kind in live}
     deadline = time.perf_counter() + seconds
     rounds = 0
-    while rounds < min_rounds or time.perf_counter() < deadline:
-        for kind, session in sessions.items():
-            single[kind] += _timed_block(session, batch1)
-            batched[kind] += _timed_block(session, batch8)
+    while live and (rounds < min_rounds or time.perf_counter() < deadline):
+        for kind in list(live):
+            attempt(
+                kind,
+                lambda s, k=kind: (
+                    single[k].extend(s.time("b1", BLOCK)),
+                    batched[k].extend(s.time("b8", BLOCK)),
+                ),
+            )
         rounds += 1
         if rounds >= 100:
             break
     batch = len(next(iter(batch8.values())))
-    return {
+    timings = {
         kind: Timing(
             latency_ms_b1=float(np.median(single[kind]) * 1000),
             throughput_b8=float(batch / np.median(batched[kind])),
@@ -61,15 +77,6 @@ def measure_speed(
             threads=threads,
             rounds=rounds,
         )
-        for kind in sessions
+        for kind in live
     }
-
-
-def _timed_block(session, feed: dict[str, np.ndarray]) -> list[float]:
-    session.run(None, feed)
-    times = []
-    for _ in range(BLOCK):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return times
+    return timings, failed

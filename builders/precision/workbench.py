@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure, run_onnx
-from builders.precision.artifacts import ARTIFACT_FILES, build_artifact
+from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
+from builders.precision.artifacts import ARTIFACT_FILES, ArtifactBuilder, OpTypeRule, fp16_op_rule
 from builders.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
-from builders.precision.stage import graph_node_names
-from triton_repo.errors import SpecError
+from builders.precision.stage import graph_node_names, refusal
+from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession, Runtime
+from triton_repo.errors import CheckFailed, SpecError
 from triton_repo.log import step
 from triton_repo.references import load_arrays, load_labels
 from triton_repo.spec import LoadedSpec
@@ -28,21 +29,41 @@ class Workbench:
     eval_inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
     reference: dict[str, np.ndarray]  # FP32 outputs on the eval set
+    runtime: Runtime  # what runs the artifacts (the serving environment's)
+    rule: OpTypeRule  # op types the artifact keeps in higher precision whatever the plan says
+    builder: ArtifactBuilder  # its child processes live as long as the command
 
     @property
     def batch(self) -> int:
         return eval_batch_size(self.loaded.spec)
 
+    @property
+    def threads(self) -> int:
+        return self.loaded.spec.triton.intra_op_threads
+
     def build(self, kind: str, kept: tuple[str, ...], output: Path) -> Path:
-        return build_artifact(
-            kind, self.fp32, output, self.loaded.spec.precision.int8, kept, self.calibration
+        return self.builder.build(
+            kind,
+            self.fp32,
+            output,
+            self.loaded.spec.precision.int8,
+            kept,
+            self.calibration,
+            self.rule.op_types,
         )
 
     def evaluate(self, kind: str, kept: tuple[str, ...], output: Path) -> AccuracyResult:
-        """Build `kind` keeping `kept` in higher precision, then measure it against FP32 on the eval set."""
+        """Build `kind` keeping `kept` in higher precision, then measure it against FP32 on the eval set
+        (in a worker process: a runtime crash makes a failing result that says so)."""
         self.build(kind, kept, output)
         outputs = [o.name for o in self.loaded.spec.outputs]
-        variant = run_onnx(output, self.eval_inputs, self.batch, outputs)
+        try:
+            with IsolatedSession(self.runtime, output, self.threads) as session:
+                variant = session.run(self.eval_inputs, outputs, self.batch)
+        except ArtifactRunFailed as error:
+            return AccuracyResult.not_run(
+                self.loaded.spec, refusal(self.loaded.spec.name, kind, output, error)
+            )
         return measure(self.loaded.spec, self.reference, variant, self.labels)
 
     def scratch(self, kind: str, label: str) -> Path:
@@ -51,7 +72,9 @@ class Workbench:
         return folder / ARTIFACT_FILES[kind].replace(".onnx", f".{label}.onnx")
 
 
-def open_workbench(loaded: LoadedSpec, work_dir: Path, kind: str) -> Workbench:
+def open_workbench(
+    loaded: LoadedSpec, work_dir: Path, kind: str, runtime: Runtime, builder: ArtifactBuilder
+) -> Workbench:
     """Export (cached) and verify the FP32 graph, load the data the artifact `kind` needs."""
     from builders.export import export
     from builders.verify import verify
@@ -74,9 +97,26 @@ def open_workbench(loaded: LoadedSpec, work_dir: Path, kind: str) -> Workbench:
     eval_inputs = load_arrays(loaded, "eval")
     labels = load_labels(loaded) if spec.accuracy.metric == "top1_drop" else None
     outputs = [o.name for o in spec.outputs]
-    with step(f"{spec.name}: FP32 on the eval set"):
-        reference = run_onnx(exported.onnx_path, eval_inputs, eval_batch_size(spec), outputs)
+    with step(f"{spec.name}: FP32 on the eval set ({runtime.label})"):
+        try:
+            with IsolatedSession(runtime, exported.onnx_path, spec.triton.intra_op_threads) as session:
+                reference = session.run(eval_inputs, outputs, eval_batch_size(spec))
+        except ArtifactRunFailed as error:
+            raise CheckFailed(f"{spec.name}: the FP32 model cannot be run: {error}") from None
     calibration = load_arrays(loaded, "calibration") if kind.startswith("int8") else None
+    fp16_kernels = runtime.fp16_kernel_ops() if kind == "fp16-cpu" else frozenset()
+    rule = fp16_op_rule(kind, set(op_types.values()), fp16_kernels, runtime.label)
     return Workbench(
-        loaded, exported.onnx_path, work, plan, op_types, calibration, eval_inputs, labels, reference
+        loaded,
+        exported.onnx_path,
+        work,
+        plan,
+        op_types,
+        calibration,
+        eval_inputs,
+        labels,
+        reference,
+        runtime,
+        rule,
+        builder,
     )

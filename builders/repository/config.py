@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from triton_repo.spec import TRITON_DTYPES, LoadedSpec
 
 ONNX_FILE = "model.onnx"
 WARMUP_DIR = "warmup"
+LABELS_FILE = "labels.txt"
 
 
 def data_type(dtype: str) -> int:
@@ -32,13 +34,65 @@ def new_config(loaded: LoadedSpec, name: str, max_batch_size: int | None = None,
     return config
 
 
-def add_tensors(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
-    """The spec's inputs and outputs, with Triton dims (batch dropped when batched, dynamic axes -1)."""
+def labels_files(loaded: LoadedSpec) -> dict[str, str]:
+    """Output -> the name of its labels file in the model directory: labels.txt when one output has
+    labels, else <output>.labels.txt."""
     spec = loaded.spec
+    labelled = [o.name for o in spec.outputs if spec.labels_file(o.name)]
+    if len(labelled) == 1:
+        return {labelled[0]: LABELS_FILE}
+    return {name: f"{name}.labels.txt" for name in labelled}
+
+
+def write_labels(loaded: LoadedSpec, model_dir: Path) -> dict[str, str]:
+    """Copy each labelled output's labels beside config.pbtxt, checking there is one per class."""
+    from triton_repo.errors import SpecError
+
+    spec = loaded.spec
+    written = {}
+    for output, filename in labels_files(loaded).items():
+        source = spec.labels_file(output)
+        field = (
+            "ensemble.labels" if source == (spec.ensemble and spec.ensemble.labels) else "outputs[].labels"
+        )
+        labels = loaded.resolve_file(source, field).read_text(encoding="utf-8").splitlines()
+        tensor = next(o for o in spec.outputs if o.name == output)
+        classes = next(d for d in spec.triton_dims(tensor) if d != 1)
+        if len(labels) != classes:
+            raise SpecError(
+                f"{loaded.path}: {field}: {source} has {len(labels)} lines, but output '{output}' has "
+                f"{classes} classes (one label per line, in class order)"
+            )
+        (model_dir / filename).write_text("\n".join(labels) + "\n", encoding="utf-8")
+        written[output] = filename
+    return written
+
+
+def add_tensors(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
+    """The spec's inputs and outputs, with Triton dims (batch dropped when batched, dynamic axes -1),
+    image layouts (format) and labels files (label_filename, for the classification extension)."""
+    spec = loaded.spec
+    labels = labels_files(loaded)
     for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=data_type(tensor.dtype), dims=spec.triton_dims(tensor))
+        added = config.input.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        _set_dims(added, spec.triton_dims(tensor))
+        if tensor.format is not None:
+            added.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.format}")
     for tensor in spec.outputs:
-        config.output.add(name=tensor.name, data_type=data_type(tensor.dtype), dims=spec.triton_dims(tensor))
+        added = config.output.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        _set_dims(added, spec.triton_dims(tensor))
+        if tensor.name in labels:
+            added.label_filename = labels[tensor.name]
+
+
+def _set_dims(tensor, dims: list[int]) -> None:
+    """Triton needs at least one dim: a batched tensor of shape [batch] is dims [1] with reshape [], so
+    clients send and receive [batch, 1] and the model sees [batch] (Triton's own convention)."""
+    if dims:
+        tensor.dims.extend(dims)
+        return
+    tensor.dims.append(1)
+    tensor.reshape.SetInParent()
 
 
 def add_dynamic_batching(config: mc.ModelConfig, loaded: LoadedSpec, preferred: list[int]) -> None:
@@ -68,8 +122,28 @@ def add_warmup(
     entry = config.model_warmup.add(name=name, batch_size=batch_size)
     for tensor in loaded.spec.inputs:
         entry.inputs[tensor.name].data_type = data_type(tensor.dtype)
-        entry.inputs[tensor.name].dims.extend(dims[tensor.name])
+        entry.inputs[tensor.name].dims.extend(dims[tensor.name] or [1])  # a [batch] input is dims [1]
         entry.inputs[tensor.name].input_data_file = files[tensor.name]
+
+
+def shape_ranges(loaded: LoadedSpec) -> dict[str, list]:
+    """Per input, per dim of a request (batch first when batched): None for a fixed dim (Triton checks
+    those), else [axis, min, max] from the spec, the batch axis capped at max_batch_size."""
+    spec = loaded.spec
+    ranges = {}
+    for tensor in spec.inputs:
+        dims = []
+        for dim in tensor.dims:
+            if isinstance(dim, int):
+                dims.append(None)
+                continue
+            axis = spec.axes[dim]
+            high = (
+                min(axis.max, spec.effective_max_batch_size) if dim == "batch" and spec.batched else axis.max
+            )
+            dims.append([dim, axis.min, high])
+        ranges[tensor.name] = dims
+    return ranges
 
 
 def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray]) -> mc.ModelConfig:
@@ -85,6 +159,7 @@ def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray
     add_dynamic_batching(config, loaded, batching.preferred_batch_sizes if batching else [])
     config.parameters["onnx_file"].string_value = ONNX_FILE
     config.parameters["intra_op_threads"].string_value = str(spec.triton.intra_op_threads)
+    config.parameters["shape_ranges"].string_value = json.dumps(shape_ranges(loaded), sort_keys=True)
     dims = {tensor.name: warmup[tensor.name].shape for tensor in spec.inputs}
     files = {tensor.name: tensor.name for tensor in spec.inputs}
     for batch_size in warmup_batch_sizes(loaded):

@@ -17,15 +17,14 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from builders.golden import load_raw_golden, save_raw_golden
-from builders.onnx_runtime import cpu_session
-from builders.repository.config import new_config, parse_config, to_text
+from builders.repository.config import labels_files, new_config, parse_config, to_text, write_labels
 from builders.repository.writer import VERSION, StagedModel, file_hashes, new_model_dir
+from builders.runtime.isolated import IsolatedSession, Runtime
 from triton_repo.errors import SpecError, TritonRepoError
 from triton_repo.references import load_callable
 from triton_repo.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
 
 GOLDEN_FILE = "golden.npz"
-LABELS_FILE = "labels.txt"
 TOKENIZER_FILE = "tokenizer.json"
 TEMPLATES = resources.files("builders.repository") / "templates"
 
@@ -128,10 +127,11 @@ def ensemble_config(
     spec = loaded.spec
     config = new_config(loaded, spec.name, platform="ensemble")
     _add(config.input, raw)
-    for index, output in enumerate(variant.output):
+    labels = labels_files(loaded)
+    for output in variant.output:
         added = config.output.add(name=output.name, data_type=output.data_type, dims=output.dims)
-        if index == 0 and spec.ensemble.labels:
-            added.label_filename = LABELS_FILE  # Triton's classification extension (class_count)
+        if output.name in labels:
+            added.label_filename = labels[output.name]  # Triton's classification extension (class_count)
     first = config.ensemble_scheduling.step.add(model_name=step_model, model_version=-1)
     first.input_map[raw.name] = raw.name
     for tensor in produced:
@@ -171,8 +171,10 @@ def stage_ensemble(
     variant_onnx: Path,
     tolerances: dict[str, Tolerance],
     staging: Path,
+    runtime: Runtime,
 ) -> list[StagedModel]:
-    """`<name>_preprocess` and the ensemble `<name>` in the staging area, golden data computed in-process."""
+    """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
+    ONNX file run by `runtime` (a worker process) on the pre-processed samples."""
     from builders.repository.templates import preprocessing
 
     spec = loaded.spec
@@ -192,15 +194,7 @@ def stage_ensemble(
 
     ensemble_dir = new_model_dir(staging, spec.name)
     config = ensemble_config(loaded, raw, produced, step_name, variant)
-    if spec.ensemble.labels:
-        labels = loaded.resolve_file(spec.ensemble.labels, "ensemble.labels").read_text().splitlines()
-        classes = variant.output[0].dims[-1]
-        if classes > 0 and len(labels) != classes:  # a dynamic class axis (-1) cannot be checked here
-            raise SpecError(
-                f"{loaded.path}: ensemble.labels has {len(labels)} lines, but output "
-                f"'{variant.output[0].name}' has {classes} classes"
-            )
-        (ensemble_dir / LABELS_FILE).write_text("\n".join(labels) + "\n")
+    labels = write_labels(loaded, ensemble_dir)
     (ensemble_dir / "config.pbtxt").write_text(to_text(config))
 
     # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX.
@@ -212,7 +206,8 @@ def stage_ensemble(
     # dynamic INT8 ranges depend on what is batched together.
     feed = preprocessing.run(step, samples)
     names = [o.name for o in variant.output]
-    outputs = dict(zip(names, cpu_session(variant_onnx).run(names, feed), strict=True))
+    with IsolatedSession(runtime, variant_onnx, spec.triton.intra_op_threads) as session:
+        outputs = session.run(feed, names)
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 
     for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):
@@ -230,7 +225,7 @@ def stage_ensemble(
         "variant": variant.name,
         "steps": [step_name, variant.name],
         "golden": f"{VERSION}/{GOLDEN_FILE}",
-        "labels": LABELS_FILE if spec.ensemble.labels else None,
+        "labels": labels or None,
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
         "files": file_hashes(ensemble_dir),
     }
@@ -251,7 +246,7 @@ def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple
             )
         return name, "chosen in the spec"
     candidates = [v for v in report["variants"] if v["triton_model"] in staged]
-    best = max(candidates, key=lambda v: v["throughput_per_s"])
+    best = max(candidates, key=lambda v: v["throughput_per_s"] or 0.0)
     return best[
         "triton_model"
     ], f"fastest published variant within budget ({best['throughput_per_s']:,.0f} inf/s in-process, batch 8)"

@@ -218,12 +218,14 @@ def _check_inputs(config: mc.ModelConfig, profiles: list[dict], batched: bool) -
             )
         for tensor in config.input:
             bounds = profile[tensor.name]
-            if len(bounds["min"]) != len(tensor.dims) + offset:
+            # what the engine sees: the reshape when there is one ([batch] tensors are dims [1], reshape [])
+            dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+            if len(bounds["min"]) != len(dims) + offset:
                 raise PreflightError(
-                    f"{config.name}: input '{tensor.name}' has {len(tensor.dims)} dims in the config "
+                    f"{config.name}: input '{tensor.name}' has {len(dims)} dims in the config "
                     f"(+batch: {batched}) but {len(bounds['min'])} in engine profile {index}"
                 )
-            for axis, dim in enumerate(tensor.dims, start=offset):
+            for axis, dim in enumerate(dims, start=offset):
                 low, high = bounds["min"][axis], bounds["max"][axis]
                 if dim != -1 and not low == high == dim:
                     raise PreflightError(

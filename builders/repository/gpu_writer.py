@@ -25,7 +25,7 @@ from builders.engines import (
     timing_cache_path,
 )
 from builders.golden import GoldenCase, case_label, save_golden
-from builders.repository.config import WARMUP_DIR, parse_config, to_text
+from builders.repository.config import WARMUP_DIR, parse_config, to_text, write_labels
 from builders.repository.gpu_config import (
     ONNX_FILE,
     WarmupPoint,
@@ -43,6 +43,7 @@ from builders.repository.writer import (
     new_model_dir,
     validate_staged,
 )
+from builders.runtime.isolated import IsolatedSession, Runtime
 from triton_repo.errors import TritonRepoError
 from triton_repo.references import inputs_at
 from triton_repo.releases import Release
@@ -64,12 +65,14 @@ def stage_gpu_models(
     gpu: GpuStatus,
     engines_dir: Path,
     timing_cache_dir: Path,
+    runtime: Runtime,
 ) -> list[StagedModel]:
     """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
 
     `sample` holds the golden inputs and the outputs this artifact must produce; `tolerances` the per-output
     limits. With `gpu.available` the plan is built into `engines_dir` (reused when nothing changed) and
     checked against golden; `timing_cache_dir` keeps one timing cache per GPU and TensorRT version.
+    `runtime` runs the ONNX artifact (in a worker process) for the reference outputs and the staged check.
     """
     profiles = derive_profiles(loaded.spec)
     warmup = warmup_points(loaded, profiles)
@@ -86,34 +89,33 @@ def stage_gpu_models(
             hardware_compatibility_level=loaded.spec.gpu.hardware_compatibility_level,
             gpu=gpu,
         )
-        cases = engine_check_cases(loaded, onnx_path, sample, profiles)
+        cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime)
         engine = (request.plan, engine_summary(build_engine(request, cases, tolerances)))
     trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
-    onnx = _stage_onnx(loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release)
+    onnx = _stage_onnx(
+        loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime
+    )
     return [trt, onnx]
 
 
 def engine_check_cases(
-    loaded: LoadedSpec, onnx_path: Path, sample: GoldenCase, profiles: list[Profile]
+    loaded: LoadedSpec, onnx_path: Path, sample: GoldenCase, profiles: list[Profile], runtime: Runtime
 ) -> list[GoldenCase]:
     """The golden sample, and the sample resized to each profile's min/opt/max with what the same ONNX
-    artifact computes there in ONNX Runtime (CPU): what the plan must reproduce."""
-    from builders.onnx_runtime import cpu_session
-
-    session = cpu_session(onnx_path)
+    artifact computes there in ONNX Runtime (CPU, a worker process): what the plan must reproduce."""
     names = [output.name for output in loaded.spec.outputs]
     cases = []
     if any(p.contains({n: tuple(a.shape) for n, a in sample.inputs.items()}) for p in profiles):
         cases.append(sample)
     seen = []
-    for profile in profiles:
-        for sizes in profile.points():
-            if sizes in seen:
-                continue
-            seen.append(sizes)
-            inputs = inputs_at(loaded, sample.inputs, sizes)
-            outputs = dict(zip(names, session.run(names, inputs), strict=True))
-            cases.append(GoldenCase(case_label(sizes), inputs, outputs))
+    with IsolatedSession(runtime, onnx_path) as session:
+        for profile in profiles:
+            for sizes in profile.points():
+                if sizes in seen:
+                    continue
+                seen.append(sizes)
+                inputs = inputs_at(loaded, sample.inputs, sizes)
+                cases.append(GoldenCase(case_label(sizes), inputs, session.run(inputs, names)))
     return cases
 
 
@@ -134,6 +136,9 @@ def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmu
 
 
 def _entry(loaded, precision, model_dir, tolerances, release, **extra) -> dict:
+    labels = write_labels(loaded, model_dir)
+    if labels:
+        extra["labels"] = labels
     return {
         "source_model": loaded.spec.name,
         "precision": precision,
@@ -174,7 +179,7 @@ def _stage_trt(
 
 
 def _stage_onnx(
-    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release
+    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime
 ) -> StagedModel:
     name = f"{loaded.spec.name}_{precision}_onnx"
     model_dir = new_model_dir(staging, name)
@@ -183,6 +188,6 @@ def _stage_onnx(
     _write_warmup(loaded, model_dir, sample, warmup)
     config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances)  # round trip, warmup sizes, ONNX vs golden (CPU)
+    validate_staged(loaded, model_dir, config, tolerances, runtime)  # round trip, warmup, ONNX vs golden
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)

@@ -6,6 +6,11 @@ swapped into place in one step (renameat2 RENAME_EXCHANGE), so a server never se
 When a server runs on the repository (explicit model control), each changed model is then loaded: Triton
 keeps serving the previous version until the new one is READY. If a load fails, every model of this
 publish is swapped back, so the previous versions keep serving and nothing is published.
+
+A config change (config.pbtxt, warmup, labels) starts a new version history, because Triton serves every
+version with the one config. The model directory it replaces (the old config and its versions) is kept
+in the history area beside the repository, and the manifest entry records it under `previous`, so
+`rollback` can return to it: one level per model.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class Change:
     name: str
     path: Path
     entry: dict
+    # The directory this change replaces goes to the history area (a config change), not away.
+    keeps_replaced: bool = False
+    # Restored from the history area (a rollback across a config change): its history is used up.
+    restores_history: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,12 @@ def _in_version(files: dict[str, str], version: int | None) -> dict[str, str]:
         return {k: v for k, v in files.items() if _version_part(k) is None}
     prefix = f"{version}/"
     return {k.removeprefix(prefix): v for k, v in files.items() if k.startswith(prefix)}
+
+
+def history_root(repository: Path) -> Path:
+    """Beside the repository, like the staging area: the model directories a config change replaced."""
+    resolved = repository.resolve()
+    return resolved.parent / f".{resolved.name}.history"
 
 
 def _now() -> str:
@@ -187,6 +202,12 @@ def next_version(model: StagedModel, previous: dict | None, folder: Path) -> Cha
     same_config = previous is not None and _in_version(previous["files"], None) == _in_version(
         model.manifest_entry["files"], None
     )
+    if previous is not None and same_config:
+        before = previous.get("previous")  # the state before the last config change stays reachable
+    elif previous is not None and folder.is_dir():
+        before = {k: v for k, v in previous.items() if k != "previous"}  # this change replaces it
+    else:
+        before = None
     if previous is not None and folder.is_dir() and same_config and limit > 0:
         for version in versions_of(previous)[-limit:]:
             verify_model(folder / str(version), _in_version(previous["files"], version))
@@ -210,7 +231,9 @@ def next_version(model: StagedModel, previous: dict | None, folder: Path) -> Cha
     }
     if "golden" in entry:
         entry["golden"] = f"{number}/{entry['golden'].split('/', 1)[1]}"
-    return Change(model.name, staged_dir, entry)
+    if before is not None:
+        entry["previous"] = before
+    return Change(model.name, staged_dir, entry, keeps_replaced=before is not None and not same_config)
 
 
 _RENAME_EXCHANGE = 2
@@ -279,9 +302,16 @@ def swap_in(changes: list[Change], repository: Path, control: ModelControl | Non
                 else:
                     control.load(change.name)  # back to the versions it served before
         raise
-    for _change, previous in done:
-        if previous is not None and previous.exists():
+    history = history_root(repository)
+    for change, previous in done:
+        if change.keeps_replaced and previous is not None and previous.exists():
+            history.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(history / change.name, ignore_errors=True)
+            previous.rename(history / change.name)
+        elif previous is not None and previous.exists():
             shutil.rmtree(previous)
+        if change.restores_history:
+            shutil.rmtree(history / change.name, ignore_errors=True)
 
 
 def publish(
@@ -317,6 +347,7 @@ def publish(
     for name in retired:
         if (repository / name).is_dir():
             _take_out(repository / name, staging)
+        shutil.rmtree(history_root(repository) / name, ignore_errors=True)
         if control is not None and name in models:
             with contextlib.suppress(TritonRepoError):  # not loaded (it failed earlier): nothing to stop
                 control.unload(name)
@@ -336,7 +367,11 @@ def publish(
 def rollback(
     names: list[str], repository: Path, staging: Path, control: ModelControl | None
 ) -> dict[str, tuple[int, int]]:
-    """Remove the newest version of each model, so the previous one serves again; all or nothing.
+    """Return each model to its previous published state, so that serves again; all or nothing.
+
+    Within one config, the newest version is removed and the one before it serves. When the newest
+    version started a new config (its history has one version), the model directory the config change
+    replaced (old config.pbtxt and its versions) is restored from the history area.
 
     Returns model -> (version removed, version now served). Version numbers are never reused: the next
     publish of the model gets a number above the removed one.
@@ -352,10 +387,10 @@ def rollback(
         entry = models[name]
         versions = versions_of(entry)
         if len(versions) < 2:
-            raise TritonRepoError(
-                f"{name}: only version {versions[-1]} is in {repository}, nothing to roll back to "
-                "(triton.keep_versions is 1, or its config.pbtxt changed when that version was published)"
-            )
+            change = _restore_replaced(name, entry, repository, staging)
+            changes.append(change)
+            moves[name] = (versions[-1], change.entry["version"])
+            continue
         folder = repository / name
         verify_model(folder, entry["files"])
         newest, previous = versions[-2:][::-1]
@@ -384,3 +419,26 @@ def rollback(
         models[change.name] = change.entry
     write_manifest(repository, manifest)
     return moves
+
+
+def _restore_replaced(name: str, entry: dict, repository: Path, staging: Path) -> Change:
+    """The model directory a config change replaced, from the history area, as the change to swap in."""
+    before = entry.get("previous")
+    saved = history_root(repository) / name
+    if before is None or not saved.is_dir():
+        why = (
+            "its history area was removed"
+            if before is not None
+            else "triton.keep_versions is 1, or it is the model's first publish"
+        )
+        raise TritonRepoError(
+            f"{name}: only version {versions_of(entry)[-1]} is in {repository} and no earlier state is "
+            f"kept, nothing to roll back to ({why})"
+        )
+    verify_model(repository / name, entry["files"])
+    verify_model(saved, before["files"])
+    target = staging / name
+    shutil.rmtree(target, ignore_errors=True)
+    _link_tree(saved, target)
+    restored = {**before, "last_version": max(entry.get("last_version", 0), before.get("last_version", 0))}
+    return Change(name, target, restored, restores_history=True)

@@ -15,7 +15,6 @@ import numpy as np
 
 from builders.fingerprint import sha256_file
 from builders.golden import GoldenCase, load_golden, sample_case, save_golden
-from builders.onnx_runtime import cpu_session
 from builders.repository.config import (
     ONNX_FILE,
     WARMUP_DIR,
@@ -23,7 +22,9 @@ from builders.repository.config import (
     parse_config,
     to_text,
     warmup_rows,
+    write_labels,
 )
+from builders.runtime.isolated import IsolatedSession, Runtime
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import LoadedSpec, Tolerance
@@ -54,11 +55,13 @@ def stage_cpu_model(
     sample: GoldenCase,
     tolerances: dict[str, Tolerance],
     staging: Path,
+    runtime: Runtime,
 ) -> StagedModel:
     """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
 
     `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
-    are the per-output limits `triton-repo infer` checks them with.
+    are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
+    on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed).
     """
     spec = loaded.spec
     name = f"{spec.name}_{precision}"
@@ -73,8 +76,9 @@ def stage_cpu_model(
     for input_name, row in rows.items():
         (model_dir / WARMUP_DIR / input_name).write_bytes(row.tobytes())
     config = cpu_model_config(loaded, name, rows)
+    labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances)
+    validate_staged(loaded, model_dir, config, tolerances, runtime)
     entry = {
         "source_model": spec.name,
         "precision": precision,
@@ -82,6 +86,7 @@ def stage_cpu_model(
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        **({"labels": labels} if labels else {}),
         "files": file_hashes(model_dir),
     }
     return StagedModel(name, spec.name, precision, model_dir, entry)
@@ -129,16 +134,22 @@ def check_warmup_files(loaded: LoadedSpec, model_dir: Path, config) -> None:
                 raise TritonRepoError(f"{path}: warmup file missing or not {expected} bytes (a bug)")
 
 
-def validate_staged(loaded: LoadedSpec, model_dir: Path, config, tolerances: dict[str, Tolerance]) -> None:
-    """The staged directory must parse back to the same config and its ONNX must reproduce the golden sample."""
+def validate_staged(
+    loaded: LoadedSpec, model_dir: Path, config, tolerances: dict[str, Tolerance], runtime: Runtime
+) -> None:
+    """The staged directory must parse back to the same config and its ONNX, run by `runtime` in a worker
+    process, must reproduce the golden sample."""
     parsed = parse_config(model_dir / "config.pbtxt")
     if parsed != config:
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
     check_warmup_files(loaded, model_dir, parsed)
-    session = cpu_session(model_dir / VERSION / ONNX_FILE)
     sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
     names = [o.name for o in loaded.spec.outputs]
-    for output, actual in zip(names, session.run(names, sample.inputs), strict=True):
+    threads = loaded.spec.triton.intra_op_threads
+    with IsolatedSession(runtime, model_dir / VERSION / ONNX_FILE, threads) as session:
+        computed = session.run(sample.inputs, names)
+    for output in names:
+        actual = computed[output]
         diff = compare(actual, sample.outputs[output], tolerances[output])
         if not diff.passed:
             raise CheckFailed(

@@ -65,7 +65,10 @@ def read_labels(model: str, labels_file: str | None, repository: Path) -> list[s
         entry = json.loads(manifest_path.read_text(encoding="utf-8"))["models"].get(model)
         if entry is None or not entry.get("labels"):
             raise ExampleError(f"{manifest_path} names no labels for '{model}'; pass --labels FILE")
-        labels_file = str(repository / model / entry["labels"])
+        labels = entry["labels"]  # {output: file}; older manifests name one file
+        labels_file = str(
+            repository / model / (labels if isinstance(labels, str) else next(iter(labels.values())))
+        )
     if not Path(labels_file).is_file():
         raise ExampleError(f"no such labels file: {labels_file}")
     return Path(labels_file).read_text(encoding="utf-8").splitlines()

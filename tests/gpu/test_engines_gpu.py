@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import artifact_runtime
+
 pytestmark = pytest.mark.gpu
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +39,7 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
 
     loaded = load_spec(ROOT / "models" / model / "model.yaml")
     exported = export(loaded, work / model)
-    result = run_precision(loaded, exported, work / model)
+    result = run_precision(loaded, exported, work / model, artifact_runtime())
     built = 0
     for precision in loaded.spec.precisions:
         variant = result.variants[GPU_SERVED[precision]]
@@ -54,6 +56,7 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
             gpu=gpu,
             engines_dir=work / model / "engines" / precision,
             timing_cache_dir=work / "timing-cache",
+            runtime=artifact_runtime(),
         )
         (summary,) = trt.manifest_entry["engines"]
         assert summary["tensorrt_version"] == pinned_release.tensorrt

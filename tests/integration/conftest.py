@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
+# The tests assert no timings: a short interleaved timing in each build keeps the suite fast.
+TEST_ENV = {"TRITON_REPO_SPEED_SECONDS": "1"}
+
+
 def run_cli(
     *args: str, cwd: Path = ROOT, check: bool = False, timeout: float = 600
 ) -> subprocess.CompletedProcess:
@@ -28,6 +33,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **TEST_ENV},
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -156,19 +162,18 @@ def build_all(models_dir: Path, repository: Path, work_dir: Path) -> subprocess.
 
 
 def start_server(
-    repository: Path, work_dir: Path, check: bool = True
+    repository: Path, work_dir: Path, check: bool = True, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess, Served]:
     """`triton-repo serve --detach` on three free ports."""
     http, grpc, metrics = free_ports(3)
     ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-    result = run_cli(
-        "serve", "--repository", str(repository), "--work-dir", str(work_dir), "--detach", *ports, check=check
-    )
+    common = ["--repository", str(repository), "--work-dir", str(work_dir)]
+    result = run_cli("serve", *common, "--detach", *ports, *extra, check=check)
     return result, Served(repository, work_dir, http, grpc)
 
 
-def serve(repository: Path, work_dir: Path) -> Served:
-    return start_server(repository, work_dir)[1]
+def serve(repository: Path, work_dir: Path, extra: tuple[str, ...] = ()) -> Served:
+    return start_server(repository, work_dir, extra=extra)[1]
 
 
 @pytest.fixture(scope="module")

@@ -289,3 +289,79 @@ def test_examples_name_an_unreachable_server_and_exit_2(photos):
     run = example("classify_image_grpc.py", "--url", f"127.0.0.1:{port}", photos[0])
     assert run.returncode == 2
     assert f"127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
+
+
+# --- Triton's image_client.py contract (triton-inference-server/client, src/python/examples) -----------
+
+
+def parse_model(metadata: dict, config: dict) -> dict:
+    """image_client.py's parse_model, on the JSON form both protocols give: one input, one FP32 output
+    that is a vector, an input of 3 dims besides the batch, laid out FORMAT_NCHW or FORMAT_NHWC."""
+    assert len(metadata["inputs"]) == 1 and len(metadata["outputs"]) == 1
+    assert len(config["input"]) == 1
+    output = metadata["outputs"][0]
+    assert output["datatype"] == "FP32"
+    batched = config.get("max_batch_size", 0) > 0
+    assert sum(1 for d in output["shape"][1 if batched else 0 :] if int(d) > 1) <= 1, (
+        "output must be a vector"
+    )
+    shape = [int(d) for d in metadata["inputs"][0]["shape"]]
+    assert len(shape) == 3 + batched
+    layout = config["input"][0].get("format", "FORMAT_NONE")
+    assert layout in ("FORMAT_NCHW", "FORMAT_NHWC"), f"unexpected input format {layout}"
+    dims = shape[1:] if batched else shape
+    c, h, w = dims if layout == "FORMAT_NCHW" else (dims[2], dims[0], dims[1])
+    return {
+        "input": metadata["inputs"][0]["name"],
+        "output": output["name"],
+        "c": c,
+        "h": h,
+        "w": w,
+        "format": layout,
+        "dtype": metadata["inputs"][0]["datatype"],
+        "batched": batched,
+    }
+
+
+def preprocess(path: str, model: dict) -> np.ndarray:
+    """image_client.py's preprocess with INCEPTION scaling: L or RGB, resized, CHW when the layout says so."""
+    from PIL import Image
+
+    image = Image.open(path).convert("L" if model["c"] == 1 else "RGB").resize((model["w"], model["h"]))
+    array = np.array(image).astype(np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    array = array / 127.5 - 1
+    return np.transpose(array, (2, 0, 1)) if model["format"] == "FORMAT_NCHW" else array
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("name", ["resnet50_fp32", "digits_fp32"])
+def test_a_client_following_image_client_py_classifies_with_class_count(zoo_served, photos, protocol, name):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    module, port = (
+        (grpcclient, zoo_served.grpc_port) if protocol == "grpc" else (httpclient, zoo_served.http_port)
+    )
+    client = module.InferenceServerClient(f"127.0.0.1:{port}")
+    as_json = {"as_json": True} if protocol == "grpc" else {}
+    metadata = client.get_model_metadata(name, **as_json)
+    config = client.get_model_config(name, **as_json)
+    config = config.get("config", config)  # gRPC wraps it in {"config": ...}
+    model = parse_model(metadata, config)
+    batch = np.stack([preprocess(path, model) for path in photos[:2]])
+    tensor = module.InferInput(model["input"], list(batch.shape), model["dtype"])
+    tensor.set_data_from_numpy(batch)
+    requested = module.InferRequestedOutput(model["output"], class_count=3)
+    result = client.infer(name, [tensor], outputs=[requested]).as_numpy(model["output"])
+    logits = client.infer(name, [tensor]).as_numpy(model["output"])
+    client.close()
+    labels = (zoo_served.repository / name / "labels.txt").read_text().splitlines()
+    assert result.shape == (2, 3)
+    for row, entries in enumerate(result):
+        fields = [(e.decode() if isinstance(e, bytes) else e).split(":", 2) for e in entries]
+        indices = [int(index) for _, index, _ in fields]
+        assert indices == list(np.argsort(-logits[row], kind="stable")[:3])
+        assert [label for _, _, label in fields] == [labels[i] for i in indices]
+        np.testing.assert_allclose([float(score) for score, _, _ in fields], logits[row][indices], rtol=1e-5)

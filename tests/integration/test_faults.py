@@ -96,7 +96,8 @@ def fault_served(tmp_path_factory):
     write_tiny_model(models)
     repository, work_dir = base / "model_repository", base / "build"
     build_all(models, repository, work_dir)
-    served = serve(repository, work_dir)
+    # After a killed stub Triton waits its whole exit timeout for the dead instance: 3 s here, not 30.
+    served = serve(repository, work_dir, extra=("--exit-timeout", "3"))
     yield served
     state = load_state(work_dir / "server")
     watchdogs = [
@@ -104,7 +105,6 @@ def fault_served(tmp_path_factory):
     ]
     started = time.monotonic()
     run_cli("stop", "--work-dir", str(work_dir))
-    # After a killed stub Triton waits its full 30 s exit timeout for the dead instance, reload or not.
     print(f"\nmeasured: stop_s={time.monotonic() - started:.1f}")
     assert watchdogs and not any(_is_watchdog(pid, state.pid) for pid in watchdogs), (
         "the watchdog outlived stop"

@@ -62,15 +62,16 @@ def test_fp16_and_int8_are_published_with_a_report(gated):
     assert sorted(manifest["models"]) == ["tiny_fp16", "tiny_fp32", "tiny_int8"]
     assert manifest["models"]["tiny_int8"]["precision"] == "int8"
     assert manifest["models"]["tiny_int8"]["tolerances"]["pooled"] == {"atol": 1e-2, "rtol": 5e-2}
-    for artifact in ("model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx"):
+    for artifact in ("model.fp16.onnx", "model.fp16-cpu.onnx", "model.int8.onnx", "model.int8-cpu.onnx"):
         assert (work_dir / "tiny" / artifact).is_file()
     # the cpu target serves ONNX Runtime's INT8 graph, not ModelOpt's
     served = (repository / "tiny_int8" / "1" / "model.onnx").read_bytes()
     assert served == (work_dir / "tiny" / "model.int8-cpu.onnx").read_bytes()
     report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
     rows = {row["artifact"]: row for row in report["variants"]}
-    assert set(rows) == {"fp32", "fp16", "int8", "int8-cpu"}
-    assert rows["int8"]["status"] == "not served on the cpu target"
+    assert set(rows) == {"fp32", "fp16", "fp16-cpu", "int8", "int8-cpu"}
+    assert rows["int8"]["status"] == rows["fp16"]["status"] == "not served on the cpu target"
+    assert rows["fp16-cpu"]["triton_model"] == "tiny_fp16" and rows["fp16-cpu"]["status"] == "published"
     assert rows["int8-cpu"]["triton_model"] == "tiny_int8" and rows["int8-cpu"]["status"] == "published"
     for kind in ("fp16", "int8", "int8-cpu"):
         assert 0.9 <= rows[kind]["accuracy"]["value"] <= 1.0
@@ -111,7 +112,7 @@ def test_a_variant_outside_its_budget_is_refused_and_no_longer_served(gated, tmp
     result = build(tight, repository, work_dir, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     error = result.stderr.strip().splitlines()[-1]
-    assert "outside the accuracy budget, not published" in error
+    assert "variant(s) refused, not published" in error
     assert "tiny_int8: min cosine" in error and "< 1 (short by" in error
     assert "REFUSED" in result.stdout
     manifest = json.loads((repository / "manifest.json").read_text())

@@ -246,3 +246,57 @@ def test_a_build_with_nothing_changed_publishes_and_loads_nothing(live):
     ) == log.count("successfully loaded")
     manifest = json.loads((repository / "manifest.json").read_text())
     assert manifest["models"][MODEL]["versions"] == [1]
+
+
+def served_config(served) -> dict:
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{served.http_port}")
+    try:
+        return client.get_model_config(MODEL)
+    finally:
+        client.close()
+
+
+def test_rollback_after_a_config_change_restores_the_old_config_and_versions_under_load(live):
+    """v1 and v2 under one config; a config change publishes v3 alone (Triton serves every version with
+    one config); rollback restores the old config with v1 and v2, under load, without a failed request."""
+    folder, served = live
+    repository = served.repository
+    reseed(folder, 5)
+    build(folder, repository, served.work_dir)
+    spec = folder / "model.yaml"
+    spec.write_text(
+        spec.read_text().replace("max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 500")
+    )
+    changed = build(folder, repository, served.work_dir)
+    assert "published tiny_fp32 version 3" in changed.stderr
+    assert read_manifest(repository)["models"][MODEL]["versions"] == [3]
+    assert served_config(served)["dynamic_batching"]["max_queue_delay_microseconds"] == 500
+    goldens = {3: golden_of(repository, 3)}
+    with Load(served, goldens[3].inputs, clients=8) as load:
+        time.sleep(0.5)
+        asked = time.monotonic()
+        result = run_cli("rollback", MODEL, *served.common_args)
+        rolled_back = time.monotonic()
+        time.sleep(1.0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "version 3 removed; version 2 now served" in result.stderr
+    answers = load.all
+    failed = [a.error for a in answers if a.version is None]
+    assert failed == [], f"{len(failed)} of {len(answers)} requests failed: {failed[:3]}"
+    assert {a.version for a in answers if a.received < asked} == {3}
+    assert {a.version for a in answers if a.sent > rolled_back} == {2}
+    entry = read_manifest(repository)["models"][MODEL]
+    assert entry["versions"] == [1, 2] and entry["last_version"] == 3 and "previous" not in entry
+    assert served_config(served)["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    states = served_versions(served)
+    assert states["1"] == states["2"] == "READY" and states.get("3") != "READY"  # 3 may still be UNLOADING
+    goldens |= {v: golden_of(repository, v) for v in (1, 2)}
+    for answer in answers:
+        for name in OUTPUTS:
+            np.testing.assert_allclose(answer.outputs[name], goldens[answer.version].outputs[name], atol=1e-5)
+    assert run_cli("infer", *served.common_args, *served.port_args).returncode == 0
+    # Back within the old config: v2 removed, v1 serves. A new build then gets version 4, never 3 again.
+    assert "version 2 removed; version 1 now served" in run_cli("rollback", MODEL, *served.common_args).stderr
+    again = run_cli("rollback", MODEL, *served.common_args)
+    assert again.returncode == 2 and "nothing to roll back to" in again.stderr
+    assert "published tiny_fp32 version 4" in build(folder, repository, served.work_dir).stderr

@@ -71,4 +71,4 @@ def test_tree_cpu_seconds_includes_the_children_of_the_root(busy_child):
     own = own_cpu_seconds()
     tree = tree_cpu_seconds(os.getpid())
     assert child is not None and tree is not None
-    assert tree >= own + child
+    assert tree >= own + child - 0.011  # /proc counts in clock ticks of 0.01 s; sums of them round

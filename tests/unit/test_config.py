@@ -230,3 +230,38 @@ def test_warmup_batch_sizes_are_one_and_opt_clamped_to_max(tmp_path, batch_axis,
 
 def test_warmup_batch_sizes_is_one_when_unbatched(tmp_path):
     assert warmup_batch_sizes(unbatched_spec(tmp_path)) == [1]
+
+
+def test_an_image_input_declares_its_layout_and_a_labelled_output_its_labels_file(tmp_path):
+    spec = minimal_spec()
+    spec["axes"] = {"batch": {"min": 1, "opt": 2, "max": 4}}
+    spec["inputs"] = [{"name": "image", "dtype": "float32", "dims": ["batch", 3, 8, 8], "format": "NHWC"}]
+    spec["outputs"] = [
+        {"name": "logits", "dtype": "float32", "dims": ["batch", 3], "labels": "labels.txt"},
+        {"name": "score", "dtype": "float32", "dims": ["batch"]},
+    ]
+    loaded = load_spec(write_spec(tmp_path, spec))
+    config = cpu_model_config(loaded, "toy_fp32", {"image": np.zeros((3, 8, 8), np.float32)})
+    assert config.input[0].format == mc.ModelInput.FORMAT_NHWC
+    assert config.output[0].label_filename == "labels.txt" and config.output[1].label_filename == ""
+    # [batch]: Triton needs a dim, so dims [1] with an empty reshape (clients see [batch, 1])
+    assert list(config.output[1].dims) == [1] and config.output[1].HasField("reshape")
+    assert list(config.output[1].reshape.shape) == []
+    assert parse_config_text(to_text(config)) == config
+
+
+def parse_config_text(text: str):
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def test_shape_ranges_name_each_dynamic_dim_of_each_input_with_the_batch_capped(config, tmp_path):
+    import json
+
+    ranges = json.loads(config.parameters["shape_ranges"].string_value)
+    assert ranges["input_ids"] == [["batch", 1, 8], ["seq", 2, 32]]
+    assert ranges["scale"] == [["batch", 1, 8], None]
+    capped = batched_spec(tmp_path / "capped", max_batch_size=4)
+    config = cpu_model_config(capped, "toy_fp32", batched_warmup(capped))
+    assert json.loads(config.parameters["shape_ranges"].string_value)["input_ids"][0] == ["batch", 1, 4]

@@ -28,6 +28,7 @@ from builders.repository.ensemble import (
     step_tensors,
 )
 from builders.repository.templates import preprocessing
+from tests.helpers import artifact_runtime
 from triton_repo.errors import SpecError
 from triton_repo.spec import Tolerance, load_spec
 
@@ -456,7 +457,9 @@ def pixels_model(tmp_path):
 
 def stage(pixels_model):
     loaded, variant_dir, onnx_path, staging = pixels_model
-    return stage_ensemble(loaded, variant_dir, onnx_path, {"logits": Tolerance(atol=1e-5, rtol=0)}, staging)
+    return stage_ensemble(
+        loaded, variant_dir, onnx_path, {"logits": Tolerance(atol=1e-5, rtol=0)}, staging, artifact_runtime()
+    )
 
 
 def files_of(folder: Path) -> list[str]:
@@ -500,7 +503,7 @@ def test_stage_ensemble_manifest_entries_name_kind_steps_golden_labels_and_toler
     entry = ensemble.manifest_entry
     assert entry["kind"] == "ensemble" and entry["source_model"] == "tiny" and entry["version"] == 1
     assert entry["variant"] == "tiny_fp32" and entry["steps"] == ["tiny_preprocess", "tiny_fp32"]
-    assert entry["golden"] == "1/golden.npz" and entry["labels"] == "labels.txt"
+    assert entry["golden"] == "1/golden.npz" and entry["labels"] == {"logits": "labels.txt"}
     assert entry["tolerances"] == {"logits": {"atol": 1e-5, "rtol": 0}}
     assert sorted(entry["files"]) == files_of(ensemble.path)
 
@@ -513,7 +516,7 @@ def test_stage_ensemble_rejects_a_labels_file_with_the_wrong_number_of_lines(pix
     with pytest.raises(SpecError) as info:
         stage(pixels_model)
     message = str(info.value)
-    assert message.startswith(f"{loaded.path}: ensemble.labels has {lines} lines")
+    assert message.startswith(f"{loaded.path}: ensemble.labels: labels.txt has {lines} lines")
     assert "output 'logits' has 3 classes" in message
 
 
@@ -554,7 +557,7 @@ def test_stage_ensemble_for_text_ships_the_tokenizer_and_tokenizes_the_golden_sa
     token_sum_onnx(tmp_path / "words.onnx")
 
     step, ensemble = stage_ensemble(
-        loaded, variant_dir, tmp_path / "words.onnx", {"total": Tolerance()}, staging
+        loaded, variant_dir, tmp_path / "words.onnx", {"total": Tolerance()}, staging, artifact_runtime()
     )
     shipped = step.path / "1" / "tokenizer.json"
     assert shipped.read_bytes() == (loaded.folder / "tokenizer.json").read_bytes()

@@ -22,6 +22,7 @@ from builders.repository.gpu_config import (
     warmup_points,
 )
 from builders.repository.gpu_writer import GPU_HOST_COMMANDS, stage_gpu_models
+from tests.helpers import artifact_runtime
 from triton_repo.errors import PreflightError
 from triton_repo.releases import RELEASES
 from triton_repo.spec import Tolerance, load_spec
@@ -265,6 +266,7 @@ def test_stage_without_gpu_writes_configs_and_no_plan(tmp_path):
         gpu=GpuStatus(False, "no NVIDIA GPU"),
         engines_dir=tmp_path / "engines",
         timing_cache_dir=tmp_path / "cache",
+        runtime=artifact_runtime(),
     )
     trt, ort = staged
     assert (trt.name, ort.name) == ("tiny_fp32_trt", "tiny_fp32_onnx")

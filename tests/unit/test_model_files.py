@@ -97,3 +97,50 @@ def test_checkpoint_key_lists_are_shortened_in_the_one_line_error(tmp_path):
     message = str(raised.value)
     assert "\n" not in message
     assert "unexpected keys 'extra0', 'extra1', 'extra2', 'extra3', 'extra4' and 3 more" in message
+
+
+def _trained() -> _Net:
+    trained = _Net()
+    torch.nn.init.constant_(trained.linear.weight, 0.25)
+    return trained
+
+
+def test_a_training_checkpoint_with_dataparallel_keys_is_loaded_and_says_how(tmp_path):
+    loaded = _loaded_with_checkpoint(tmp_path)
+    wrapped = {f"module.{k}": v for k, v in _trained().state_dict().items()}
+    optimizer = torch.optim.SGD(_Net().parameters(), lr=0.1, momentum=0.9).state_dict()
+    torch.save({"epoch": 3, "state_dict": wrapped, "optimizer": optimizer}, loaded.folder / "weights.pt")
+    fresh = _Net()
+    how = load_checkpoint(loaded, fresh)
+    assert torch.equal(fresh.linear.weight, torch.full((3, 2), 0.25))
+    assert (
+        how == "torch.load(weights_only=True), the state_dict under 'state_dict', 'module.' prefixes removed"
+    )
+
+
+def test_a_safetensors_checkpoint_is_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    spec = {**minimal_spec(), "source": {"factory": "model:build", "checkpoint": "model.safetensors"}}
+    loaded = load_spec(write_spec(tmp_path / "models", spec))
+    save_file(_trained().state_dict(), str(loaded.folder / "model.safetensors"))
+    fresh = _Net()
+    assert load_checkpoint(loaded, fresh) == "safetensors"
+    assert torch.equal(fresh.linear.weight, torch.full((3, 2), 0.25))
+
+
+def test_a_checkpoint_without_a_state_dict_anywhere_is_refused(tmp_path):
+    loaded = _loaded_with_checkpoint(tmp_path)
+    torch.save({"epoch": 3, "notes": "no weights"}, loaded.folder / "weights.pt")
+    with pytest.raises(SpecError, match=r"is not a state_dict .*its entry 'epoch' is int"):
+        load_checkpoint(loaded, _Net())
+
+
+def test_a_corrupt_safetensors_file_is_one_line(tmp_path):
+    spec = {**minimal_spec(), "source": {"factory": "model:build", "checkpoint": "model.safetensors"}}
+    loaded = load_spec(write_spec(tmp_path / "models", spec))
+    (loaded.folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+    with pytest.raises(
+        SpecError, match=r"source.checkpoint: 'model.safetensors' cannot be read as safetensors"
+    ):
+        load_checkpoint(loaded, _Net())

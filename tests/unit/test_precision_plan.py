@@ -67,3 +67,26 @@ def test_a_node_missing_from_the_graph_is_refused(tmp_path):
     with pytest.raises(SpecError, match="not in the FP32 ONNX graph"):
         check_nodes(_plan(), {"/Softmax"}, tmp_path / PLAN_FILE)
     check_nodes(_plan(), {"/Softmax", "/encoder/layer.5/output/dense/MatMul"}, tmp_path / PLAN_FILE)
+
+
+def test_kept_node_names_are_matched_exactly_by_modelopt():
+    import re
+
+    from builders.precision.artifacts import exact_names
+
+    patterns = exact_names(("/layer.1/MatMul", "a[0]+b"))
+    nodes = ["/layer.1/MatMul", "/layer.1/MatMul_1", "/layerX1/MatMul", "a[0]+b"]
+    assert [n for n in nodes if any(re.match(p, n) for p in patterns)] == ["/layer.1/MatMul", "a[0]+b"]
+    assert exact_names(()) is None
+
+
+def test_fp16_keeps_recurrent_ops_and_fp16_cpu_also_what_the_runtime_has_no_kernel_for():
+    from builders.precision.artifacts import fp16_op_rule
+
+    graph = {"GRU", "MatMul", "Transpose", "Cast", "Gather"}
+    kernels = frozenset({"Transpose", "Gather", "Cast"})
+    assert fp16_op_rule("fp16", graph, kernels, "ORT 1").op_types == ("GRU",)
+    rule = fp16_op_rule("fp16-cpu", graph, kernels, "ORT 1")
+    assert rule.op_types == ("GRU", "MatMul")
+    assert rule.because == "recurrent ops stay FP32; ORT 1 has no CPU FP16 kernel for MatMul"
+    assert fp16_op_rule("int8", graph, kernels, "ORT 1").op_types == ()

@@ -94,3 +94,22 @@ def test_a_model_can_be_named_by_folder_name_or_path(tmp_path):
     assert find_model(path.parent, tmp_path / "models").path == path
     with pytest.raises(SpecError, match="no such spec file"):
         find_model("nothere", tmp_path / "models")
+
+
+def _unbatched(**changes) -> dict:
+    spec = _gated(eval="eval.npz")
+    spec["max_batch_size"] = 0
+    spec["axes"] = {"seq": {"min": 1, "opt": 8, "max": 16}}
+    spec["inputs"] = [{"name": "input_ids", "dtype": "int64", "dims": ["seq"]}]
+    spec["outputs"] = [{"name": "embedding", "dtype": "float32", "dims": [4]}]
+    spec.update(changes)
+    return spec
+
+
+def test_an_unbatched_model_builds_fp32_only_by_default(tmp_path):
+    assert _parse(tmp_path, _unbatched()).precisions == ["fp32"]
+
+
+def test_an_unbatched_model_asking_for_lower_precisions_is_told_why_not(tmp_path):
+    with pytest.raises(SpecError, match=r"need a batched model: .*set precision.variants: \[fp32\]"):
+        _parse(tmp_path, _unbatched(precision={"variants": ["fp32", "fp16"]}))

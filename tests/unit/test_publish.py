@@ -201,3 +201,51 @@ def test_golden_rows_are_unchanged_by_renumbering(model, repository):
     np.testing.assert_array_equal(
         load_golden(repository / "tiny_fp32" / "2" / "golden.npz")[0].outputs["y"], X[:1] * 2 + 1
     )
+
+
+def test_a_config_change_keeps_the_replaced_directory_and_rollback_restores_it(tmp_path, repository):
+    from builders.repository.publish import history_root
+
+    first = make_model(tmp_path)
+    publish([stage(first, repository)], repository, {})
+    publish([stage(changed(first, 1), repository)], repository, {})  # v1, v2 under the first config
+    before = {
+        p.relative_to(repository): p.read_bytes()
+        for p in (repository / "tiny_fp32").rglob("*")
+        if p.is_file()
+    }
+    wider = make_model(tmp_path / "v3", instance_count=2)
+    publish([stage(wider, repository)], repository, {})
+    entry = read_manifest(repository)["models"]["tiny_fp32"]
+    assert entry["versions"] == [3] and entry["previous"]["versions"] == [1, 2]
+    saved = history_root(repository) / "tiny_fp32"
+    assert sorted(int(p.name) for p in saved.iterdir() if p.name.isdigit()) == [1, 2]
+    publish([stage(changed(wider, 1), repository)], repository, {})  # same config: v4, history kept
+    assert read_manifest(repository)["models"]["tiny_fp32"]["previous"]["versions"] == [1, 2]
+    assert rollback(["tiny_fp32"], repository, staging_root(repository), None) == {"tiny_fp32": (4, 3)}
+    assert rollback(["tiny_fp32"], repository, staging_root(repository), None) == {"tiny_fp32": (3, 2)}
+    after = {
+        p.relative_to(repository): p.read_bytes()
+        for p in (repository / "tiny_fp32").rglob("*")
+        if p.is_file()
+    }
+    assert after == before  # the old config and both its versions, byte for byte
+    entry = read_manifest(repository)["models"]["tiny_fp32"]
+    assert entry["versions"] == [1, 2] and entry["last_version"] == 4 and "previous" not in entry
+    assert not saved.exists() and verify_published(repository) == len(after)
+    assert rollback(["tiny_fp32"], repository, staging_root(repository), None) == {"tiny_fp32": (2, 1)}
+    with pytest.raises(TritonRepoError, match="only version 1 is in .* no earlier state is kept"):
+        rollback(["tiny_fp32"], repository, staging_root(repository), None)
+    assert publish([stage(wider, repository)], repository, {}).versions == {"tiny_fp32": 5}
+
+
+def test_a_tampered_history_is_refused_before_anything_moves(tmp_path, repository):
+    from builders.repository.publish import history_root
+
+    publish([stage(make_model(tmp_path), repository)], repository, {})
+    publish([stage(make_model(tmp_path / "v2", instance_count=2), repository)], repository, {})
+    (history_root(repository) / "tiny_fp32" / "1" / "model.py").write_text("# edited\n")
+    before = tree_hash(repository)
+    with pytest.raises(TritonRepoError, match=r"1/model\.py was modified after it was published"):
+        rollback(["tiny_fp32"], repository, staging_root(repository), None)
+    assert tree_hash(repository) == before

@@ -286,3 +286,45 @@ def test_spec_rejects_sample_reference_with_trailing_newline(spec_file, spec_dic
 def test_spec_rejects_boolean_dim(spec_file, spec_dict):
     spec_dict["outputs"][0]["dims"] = ["batch", True]
     assert "outputs[0].dims" in spec_error(spec_file(spec_dict))
+
+
+def _image_spec(spec_dict, **input_fields):
+    spec_dict["axes"] = {"batch": {"min": 1, "opt": 2, "max": 4}}
+    spec_dict["inputs"] = [{"name": "image", "dtype": "float32", "dims": ["batch", 3, 8, 8], **input_fields}]
+    spec_dict["outputs"] = [{"name": "logits", "dtype": "float32", "dims": ["batch", 5]}]
+    return spec_dict
+
+
+def test_an_image_layout_needs_three_dims_besides_the_batch(spec_file, spec_dict):
+    spec = _image_spec(spec_dict, format="NCHW")
+    assert load_spec(spec_file(spec)).spec.inputs[0].format == "NCHW"
+    spec["inputs"][0]["dims"] = ["batch", 64]
+    message = spec_error(spec_file(spec))
+    assert "inputs[0] 'image': format NCHW needs 3 dims besides the batch" in message
+
+
+@pytest.mark.parametrize(
+    ("dims", "ok"),
+    [(["batch", 5], True), (["batch", 1, 5], True), (["batch", 5, 2], False), (["batch", "seq"], False)],
+)
+def test_labels_need_one_class_axis_of_fixed_size(spec_file, spec_dict, dims, ok):
+    spec = _image_spec(spec_dict)
+    spec["axes"]["seq"] = {"min": 1, "opt": 2, "max": 3}
+    spec["outputs"][0] |= {"dims": dims, "labels": "labels.txt"}
+    if ok:
+        loaded = load_spec(spec_file(spec))
+        assert loaded.spec.labels_file("logits") == "labels.txt"
+    else:
+        assert "labels need one class axis of fixed size" in spec_error(spec_file(spec))
+
+
+def test_ensemble_labels_are_the_first_outputs_labels_and_may_not_disagree(spec_file, spec_dict):
+    from conftest import TOKENIZE_ENSEMBLE
+
+    spec_dict["ensemble"] = {**TOKENIZE_ENSEMBLE, "labels": "classes.txt"}
+    spec_dict["outputs"][0]["dims"] = ["batch", 4]
+    assert load_spec(spec_file(spec_dict)).spec.labels_file("embedding") == "classes.txt"
+    spec_dict["outputs"][0]["labels"] = "other.txt"
+    assert "ensemble.labels 'classes.txt' and outputs[0].labels 'other.txt' differ" in spec_error(
+        spec_file(spec_dict)
+    )

@@ -22,6 +22,7 @@ from builders.repository.writer import (
     staging_root,
     validate_staged,
 )
+from tests.helpers import artifact_runtime
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import Tolerance, load_spec
 
@@ -76,7 +77,9 @@ def stage_from_golden(loaded, onnx_path, golden_path, repository, precision="fp3
     """Stage the ONNX file as <name>_<precision>, expecting the golden file's sample outputs."""
     sample = sample_case(load_golden(golden_path))
     tolerances = served_tolerances(loaded, precision)
-    return stage_cpu_model(loaded, precision, onnx_path, sample, tolerances, staging_root(repository))
+    return stage_cpu_model(
+        loaded, precision, onnx_path, sample, tolerances, staging_root(repository), artifact_runtime()
+    )
 
 
 def stage(model, repository):
@@ -145,10 +148,14 @@ def test_stage_fails_when_golden_outputs_do_not_match_onnx(model, repository):
 def test_validate_staged_fails_on_tampered_golden(model, repository):
     staged = stage(model, repository)
     config = parse_config(staged.path / "config.pbtxt")
-    validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))  # untouched: passes
+    validate_staged(
+        model[0], staged.path, config, served_tolerances(model[0], "fp32"), artifact_runtime()
+    )  # untouched: passes
     save_golden([GoldenCase("sample", {"x": X}, {"y": -(X * 2 + 1)})], staged.path / "1" / "golden.npz")
     with pytest.raises(CheckFailed, match="max abs diff"):
-        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
+        validate_staged(
+            model[0], staged.path, config, served_tolerances(model[0], "fp32"), artifact_runtime()
+        )
 
 
 def test_validate_staged_fails_on_truncated_warmup_file(model, repository):
@@ -156,7 +163,9 @@ def test_validate_staged_fails_on_truncated_warmup_file(model, repository):
     (staged.path / "warmup" / "x").write_bytes(b"\0" * 4)
     with pytest.raises(TritonRepoError, match="warmup file missing or not 16 bytes"):
         config = parse_config(staged.path / "config.pbtxt")
-        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
+        validate_staged(
+            model[0], staged.path, config, served_tolerances(model[0], "fp32"), artifact_runtime()
+        )
 
 
 def test_validate_staged_fails_when_config_text_differs_from_proto(model, repository):
@@ -164,7 +173,9 @@ def test_validate_staged_fails_when_config_text_differs_from_proto(model, reposi
     config = parse_config(staged.path / "config.pbtxt")
     config.max_batch_size = 2
     with pytest.raises(TritonRepoError, match="does not parse back to the generated config"):
-        validate_staged(model[0], staged.path, config, served_tolerances(model[0], "fp32"))
+        validate_staged(
+            model[0], staged.path, config, served_tolerances(model[0], "fp32"), artifact_runtime()
+        )
 
 
 def test_read_manifest_errors_when_missing(repository):

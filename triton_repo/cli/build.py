@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import repository_option, work_dir_option
+from triton_repo.cli.options import artifact_runtime, repository_option, serve_env_option, work_dir_option
 
 
 @click.command()
@@ -31,17 +31,38 @@ from triton_repo.cli.options import repository_option, work_dir_option
     "where an NVIDIA GPU and TensorRT are) and <name>_<prec>_onnx for the NGC tritonserver. "
     "auto: gpu when this machine has both, else cpu.",
 )
+@click.option(
+    "--speed-seconds",
+    type=click.FloatRange(0.5, 600),
+    default=12.0,
+    show_default=True,
+    envvar="TRITON_REPO_SPEED_SECONDS",
+    show_envvar=True,
+    help="Length of each model's interleaved in-process timing of its artifacts (the report's speed "
+    "columns and the ensemble's `variant: auto` choice).",
+)
 @repository_option
 @work_dir_option
-def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: Path, work_dir: Path) -> None:
+@serve_env_option("The serving environment: its ONNX Runtime runs every built artifact in the checks.")
+def build(
+    models: tuple[Path, ...],
+    models_dir: Path,
+    target: str,
+    speed_seconds: float,
+    repository: Path,
+    work_dir: Path,
+    serve_env: Path | None,
+) -> None:
     """Build MODELS (folders holding model.yaml; default: every folder under models/) into the repository.
 
     Each model is exported to ONNX, checked against PyTorch at the min/opt/max of every dynamic axis,
     made in FP16 and INT8 (applying the model's precision.yaml), each variant measured against FP32 on
     the eval set, then staged beside the repository, validated, and only then moved into place. If a
-    model fails to export or verify, nothing is published. A variant outside its accuracy budget is not
-    published (and removed if an earlier build published it); the others are, and the build exits 1.
-    The report goes to <repository>/BUILD_REPORT.md and .json.
+    model fails to export or verify, nothing is published. Every built artifact runs in a worker process
+    of the serving environment's ONNX Runtime, so a runtime crash refuses that variant with one line
+    instead of ending the build. A variant outside its accuracy budget, or one the runtime crashed or
+    failed on, is not published (and removed if an earlier build published it); the others are, and the
+    build exits 1. The report goes to <repository>/BUILD_REPORT.md and .json.
 
     A changed model is published as its next version, and loaded by `triton-repo serve` when it runs
     on this repository (the previous version serves until the new one is READY; a load the server
@@ -68,6 +89,7 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
         from triton_repo.releases import read_pinned_release
 
         release = read_pinned_release(PROJECT_ROOT / ".env")  # a bad pin fails before any work
+    runtime = artifact_runtime(serve_env)
     paths = list(models) or discover_specs(models_dir)
     specs = [load_spec(path) for path in paths]  # every spec is valid before anything is written
     names = [loaded.spec.name for loaded in specs]
@@ -87,14 +109,16 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                 with step(f"{name}: export to ONNX and golden data"):
                     exported = export(loaded, model_work)
                 with step(
-                    f"{name}: verify ONNX Runtime vs PyTorch at {exported.cases - 1} shapes + the sample"
+                    f"{name}: verify ONNX Runtime vs {_reference(loaded)} at {exported.cases - 1} shapes + the sample"
                 ):
                     verified = verify(loaded, exported.onnx_path, exported.golden_path)
-                result = run_precision(loaded, exported, model_work)
+                result = run_precision(loaded, exported, model_work, runtime, speed_seconds)
                 if target == "gpu":
-                    staged += _stage_gpu(loaded, result, staging, work_dir, release, gpu, refused, pending)
+                    staged += _stage_gpu(
+                        loaded, result, staging, work_dir, release, gpu, refused, pending, runtime
+                    )
                 else:
-                    staged += _stage_cpu(loaded, result, staging, refused)
+                    staged += _stage_cpu(loaded, result, staging, refused, runtime)
                 reports[name] = model_report(loaded, result, target)
                 if spec.ensemble is not None and target == "gpu":
                     warn(
@@ -102,8 +126,8 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
                         "needs packages the NGC tritonserver image lacks); clients call the variants"
                     )
                 elif spec.ensemble is not None:
-                    staged += _stage_ensemble(loaded, result, reports[name], staged, staging)
-                rows += _rows(name, exported, verified, reports[name])
+                    staged += _stage_ensemble(loaded, result, reports[name], staged, staging, runtime)
+                rows += _rows(name, exported, verified, reports[name], _reference(loaded))
             staged_names = {model.name for model in staged}
             # Variants refused now, or no longer asked for, must not stay served from an earlier build.
             # So are the other target's models: one repository serves one target.
@@ -145,11 +169,18 @@ def build(models: tuple[Path, ...], models_dir: Path, target: str, repository: P
     if refused:
         from triton_repo.errors import CheckFailed
 
-        details = "; ".join(f"{model}: {variant.accuracy.verdict}" for model, variant in refused)
+        # "gru_tagger_fp16: fp16-cpu: ONNX Runtime ... crashed ...": the Triton model, then the refusal
+        # line without its model name (it starts with the artifact), or the accuracy verdict
+        details = "; ".join(f"{model}: {_without_name(why, names)}" for model, why in refused)
         raise CheckFailed(
-            f"{len(refused)} variant(s) outside the accuracy budget, not published ({details}); "
-            "see BUILD_REPORT.md, `triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
+            f"{len(refused)} variant(s) refused, not published ({details}); see BUILD_REPORT.md, "
+            "`triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
         )
+
+
+def _without_name(why: str, names: list[str]) -> str:
+    first, _, rest = why.partition(" ")
+    return rest if first in names and rest else why
 
 
 def _model_names(name: str) -> list[str]:
@@ -160,34 +191,45 @@ def _model_names(name: str) -> list[str]:
     return [*variants, name, f"{name}_preprocess"]
 
 
-def _stage_cpu(loaded, result, staging: Path, refused: list) -> list:
+def _stage_cpu(loaded, result, staging: Path, refused: list, runtime) -> list:
     """`<name>_<prec>` for every variant within its budget (python backend running ONNX Runtime)."""
     from builders.precision.artifacts import CPU_SERVED
+    from builders.precision.stage import refusal
     from builders.repository.writer import served_tolerances, stage_cpu_model
-    from triton_repo.log import step
+    from builders.runtime.isolated import ArtifactRunFailed
+    from triton_repo.log import step, warn
 
     name = loaded.spec.name
     staged = []
     for precision in loaded.spec.precisions:
-        variant = result.variants[CPU_SERVED[precision]]
+        kind = CPU_SERVED[precision]
+        variant = result.variants[kind]
         if not variant.passed:
-            refused.append((f"{name}_{precision}", variant))
+            refused.append((f"{name}_{precision}", variant.verdict))
             continue
-        with step(f"{name}: stage {name}_{precision} (cpu)"):
-            staged.append(
-                stage_cpu_model(
-                    loaded,
-                    precision,
-                    variant.artifact.path,
-                    variant.sample,
-                    served_tolerances(loaded, precision),
-                    staging,
+        try:
+            with step(f"{name}: stage {name}_{precision} (cpu)"):
+                staged.append(
+                    stage_cpu_model(
+                        loaded,
+                        precision,
+                        variant.artifact.path,
+                        variant.sample,
+                        served_tolerances(loaded, precision),
+                        staging,
+                        runtime,
+                    )
                 )
-            )
+        except ArtifactRunFailed as error:
+            line = refusal(name, kind, variant.artifact.path, error)
+            warn(f"refused {line}")
+            refused.append((f"{name}_{precision}", line))
     return staged
 
 
-def _stage_gpu(loaded, result, staging: Path, work_dir: Path, release, gpu, refused: list, pending: list):
+def _stage_gpu(
+    loaded, result, staging: Path, work_dir: Path, release, gpu, refused: list, pending: list, runtime
+):
     """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
     from builders.precision.artifacts import GPU_SERVED
     from builders.repository.gpu_writer import stage_gpu_models
@@ -199,7 +241,7 @@ def _stage_gpu(loaded, result, staging: Path, work_dir: Path, release, gpu, refu
     for precision in loaded.spec.precisions:
         variant = result.variants[GPU_SERVED[precision]]
         if not variant.passed:
-            refused.append((f"{name}_{precision}_trt and _onnx", variant))
+            refused.append((f"{name}_{precision}_trt and _onnx", variant.verdict))
             continue
         plan = "build and check the TensorRT plan" if gpu.available else "no GPU: configs only"
         with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
@@ -214,6 +256,7 @@ def _stage_gpu(loaded, result, staging: Path, work_dir: Path, release, gpu, refu
                 gpu=gpu,
                 engines_dir=work_dir / name / "engines" / precision,
                 timing_cache_dir=work_dir / "timing-cache",
+                runtime=runtime,
             )
         staged += [trt, onnx]
         if trt.manifest_entry["engine_pending"]:
@@ -235,7 +278,7 @@ def _print_publish(published, info) -> None:
         info(f"retired {name} (removed{' and unloaded' if published.loaded else ''})")
 
 
-def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path) -> list:
+def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path, runtime) -> list:
     """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
     from builders.precision.artifacts import CPU_SERVED
     from builders.repository.ensemble import choose_variant, stage_ensemble
@@ -256,10 +299,16 @@ def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path) -
             result.variants[CPU_SERVED[precision]].artifact.path,
             served_tolerances(loaded, precision),
             staging,
+            runtime,
         )
 
 
-def _rows(name: str, exported, verified, report: dict) -> list[dict]:
+def _reference(loaded) -> str:
+    """What the FP32 export is verified against: PyTorch, or for an ONNX source the file as given."""
+    return "PyTorch" if loaded.spec.source.factory else "the source ONNX"
+
+
+def _rows(name: str, exported, verified, report: dict, reference: str) -> list[dict]:
     """Table rows: one per artifact, the export facts on the FP32 row."""
     rows = []
     for variant in report["variants"]:
@@ -271,12 +320,13 @@ def _rows(name: str, exported, verified, report: dict) -> list[dict]:
                 "triton_model": variant["triton_model"],
                 "check": variant["verdict"],
                 "verified_cases": exported.cases if fp32 else None,
+                "reference": reference,
                 "max_abs_diff": verified.worst_abs if fp32 else None,
                 "within_budget": variant["within_budget"],
                 "mb": variant["size_mb"],
                 "b1_ms": variant["latency_ms_batch1"],
                 "b8": variant["throughput_per_s"],
-                "kept": len(variant["kept_nodes"]),
+                "kept": len(variant["kept_nodes"]) + len(variant.get("rule_kept_nodes", [])),
                 "status": variant["status"],
                 "export": ("cached" if exported.cached else f"{exported.seconds:.1f} s") if fp32 else "",
             }
@@ -323,7 +373,10 @@ def _print_table(rows: list[dict], console, target: str) -> None:
         else:
             status = f"published v{row['published']}" if row["published"] else "unchanged"
         if row["verified_cases"] is not None:
-            check = f"vs PyTorch: {row['verified_cases']} shapes, max abs {row['max_abs_diff']:.1e}; export {row['export']}"
+            check = (
+                f"vs {row['reference']}: {row['verified_cases']} shapes, max abs {row['max_abs_diff']:.1e}; "
+                f"export {row['export']}"
+            )
         else:
             check = row["check"] if row["within_budget"] else f"[red]{row['check']}[/red]"
         table.add_row(
@@ -331,9 +384,9 @@ def _print_table(rows: list[dict], console, target: str) -> None:
             row["artifact"],
             row["triton_model"] or "—",
             check,
-            f"{row['mb']:.1f}",
-            f"{row['b1_ms']:.2f}",
-            f"{row['b8']:.0f}",
+            "—" if row["mb"] is None else f"{row['mb']:.1f}",
+            "—" if row["b1_ms"] is None else f"{row['b1_ms']:.2f}",
+            "—" if row["b8"] is None else f"{row['b8']:.0f}",
             str(row["kept"]),
             status,
         )

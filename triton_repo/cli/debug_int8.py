@@ -7,17 +7,18 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import work_dir_option
+from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
 @click.command("debug-int8")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--artifact",
-    type=click.Choice(["int8", "int8-cpu", "fp16"]),
+    type=click.Choice(["int8", "int8-cpu", "fp16", "fp16-cpu"]),
     default="int8",
     show_default=True,
-    help="int8: ModelOpt Q/DQ (TensorRT); int8-cpu: ONNX Runtime quantization (cpu serving); fp16: AutoCast.",
+    help="int8: ModelOpt Q/DQ (TensorRT); int8-cpu: ONNX Runtime quantization (cpu serving); "
+    "fp16 / fp16-cpu: AutoCast for TensorRT / for the cpu target.",
 )
 @click.option(
     "--apply-plan",
@@ -27,22 +28,32 @@ from triton_repo.cli.options import work_dir_option
 @click.option("--rows", default=16, show_default=True, type=click.IntRange(1), help="Eval rows to compare.")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(1), help="Ranked nodes to print.")
 @work_dir_option
-def debug_int8(model: Path, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path) -> None:
+@serve_env_option("The serving environment whose runtime measures the artifact on the eval set.")
+def debug_int8(
+    model: Path, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, serve_env: Path | None
+) -> None:
     """Compare every tensor of the FP32 and quantized graphs of MODEL (a name under models/, or a folder holding model.yaml).
 
     Runs both graphs with ONNX Runtime on the same eval rows with every tensor marked as an output
     (Polygraphy), matches tensors by name and ranks nodes by the error they add on top of their inputs.
     Writes layerwise.json and layerwise.png under <work-dir>/<model>/debug-<artifact>/.
     """
-    from builders.precision.debug import layerwise_errors, write_chart
-    from builders.precision.search import eval_feeds
-    from builders.precision.workbench import open_workbench
-    from triton_repo.log import info, out, step
+    from builders.precision.artifacts import ArtifactBuilder
     from triton_repo.spec import find_model
 
     loaded = find_model(model)
+    with ArtifactBuilder() as builder:
+        _debug(loaded, artifact, apply_plan, rows, top, work_dir, artifact_runtime(serve_env), builder)
+
+
+def _debug(loaded, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, runtime, builder):
+    from builders.precision.debug import isolated_layerwise_errors, write_chart
+    from builders.precision.search import eval_feeds
+    from builders.precision.workbench import open_workbench
+    from triton_repo.log import info, out, step
+
     name = loaded.spec.name
-    bench = open_workbench(loaded, work_dir, artifact)
+    bench = open_workbench(loaded, work_dir, artifact, runtime, builder)
     planned = bench.plan.for_artifact(artifact).node_names
     kept = planned if apply_plan else ()
     if planned and not apply_plan:
@@ -54,7 +65,7 @@ def debug_int8(model: Path, artifact: str, apply_plan: bool, rows: int, top: int
         accuracy = bench.evaluate(artifact, kept, quantized)
     feeds = eval_feeds(bench.eval_inputs, bench.batch, rows)
     with step(f"{name}: every tensor of FP32 vs {artifact} on {rows} eval rows (Polygraphy, ONNX Runtime)"):
-        report = layerwise_errors(bench.fp32, quantized, feeds)
+        report = isolated_layerwise_errors(name, artifact, bench.fp32, quantized, feeds)
     folder = work_dir / name / f"debug-{artifact}"
     folder.mkdir(parents=True, exist_ok=True)
     data = {

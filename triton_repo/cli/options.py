@@ -68,3 +68,23 @@ def serve_env_option(help_text: str):
         show_envvar=True,
         help=f"{help_text} [default: .venv-serve of this checkout]",
     )
+
+
+def artifact_runtime(serve_env: Path | None):
+    """What runs built artifacts in a build: the serving environment's Python (its ONNX Runtime is the
+    one that will serve them); without one (e.g. in the TensorRT image), this Python's."""
+    import sys
+
+    from builders.runtime.isolated import Runtime
+    from triton_repo.errors import ServerError
+    from triton_repo.log import info
+    from triton_repo.server import ServeEnv
+
+    env = ServeEnv(serve_env or default_serve_env())
+    if env.python.exists():
+        return Runtime(env.python)
+    if serve_env is not None:
+        raise ServerError(f"{serve_env}: not a serving environment (no bin/python3); run `make install`")
+    runtime = Runtime(Path(sys.executable))
+    info(f"no serving environment at {env.root}: artifacts run in this Python's {runtime.label}")
+    return runtime

@@ -15,12 +15,14 @@ from triton_repo.cli.options import repository_option, work_dir_option
 @repository_option
 @work_dir_option
 def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
-    """Remove the newest version of each Triton MODEL, so the version before it serves again.
+    """Return each Triton MODEL to its previous published state: the version before the newest serves again.
 
     The repository keeps the latest `triton.keep_versions` versions of each model (default 2). The
     removed version is verified, swapped out in one step, and, when `triton-repo serve` runs on the
     repository, the server reloads the model (the newest version serves until the previous one is
-    READY again). Several MODELS roll back together or not at all: name an ensemble with the variant
+    READY again). When the newest version came with a config change (config.pbtxt, warmup, labels), the
+    model directory that change replaced, its config and versions, is restored from the history area
+    beside the repository (one config change back per model). Several MODELS roll back together or not at all: name an ensemble with the variant
     it calls. A later build whose model differs from the served version publishes a new version.
     """
     from builders.repository.publish import rollback as roll_back

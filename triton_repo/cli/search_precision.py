@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import work_dir_option
+from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
 @click.command("search-precision")
@@ -15,7 +15,7 @@ from triton_repo.cli.options import work_dir_option
 @click.option(
     "--artifact",
     "artifacts",
-    type=click.Choice(["int8-cpu", "int8", "fp16"]),
+    type=click.Choice(["int8-cpu", "int8", "fp16", "fp16-cpu"]),
     multiple=True,
     help="Artifact(s) to search (repeatable). Default: every lower-precision artifact the spec builds.",
 )
@@ -27,8 +27,15 @@ from triton_repo.cli.options import work_dir_option
     "--rows", default=16, show_default=True, type=click.IntRange(1), help="Eval rows for the ranking."
 )
 @work_dir_option
+@serve_env_option("The serving environment whose runtime measures every trial.")
 def search_precision(
-    model: Path, artifacts: tuple[str, ...], max_trials: int, max_minutes: float, rows: int, work_dir: Path
+    model: Path,
+    artifacts: tuple[str, ...],
+    max_trials: int,
+    max_minutes: float,
+    rows: int,
+    work_dir: Path,
+    serve_env: Path | None,
 ) -> None:
     """Search the mixed precision of MODEL (a name under models/, or a folder holding model.yaml) that meets its accuracy budget.
 
@@ -37,7 +44,7 @@ def search_precision(
     quantizes and measures on the eval set for real. The result goes to MODEL/precision.yaml, which every
     later build applies. Exits 1 when no passing set is found within the bounds.
     """
-    from builders.precision.artifacts import artifacts_for
+    from builders.precision.artifacts import ArtifactBuilder, artifacts_for
     from triton_repo.errors import CheckFailed
     from triton_repo.log import info
     from triton_repo.spec import find_model
@@ -47,25 +54,31 @@ def search_precision(
     if not kinds:
         raise click.UsageError(f"{loaded.spec.name} builds only fp32 (precision.variants): nothing to search")
     failed = []
-    for kind in kinds:
-        outcome = _search_one(loaded, kind, max_trials, max_minutes * 60, rows, work_dir)
-        if outcome is None:
-            failed.append(kind)
+    runtime = artifact_runtime(serve_env)
+    with ArtifactBuilder() as builder:
+        for kind in kinds:
+            outcome = _search_one(
+                loaded, kind, max_trials, max_minutes * 60, rows, work_dir, runtime, builder
+            )
+            if outcome is None:
+                failed.append(kind)
     if len(failed) < len(kinds):
         info(f"written: {loaded.folder / 'precision.yaml'} (rebuild with `make build-repo` to apply it)")
     if failed:
         raise CheckFailed(f"{loaded.spec.name}: no passing mixed precision found for {', '.join(failed)}")
 
 
-def _search_one(loaded, kind: str, max_trials: int, max_seconds: float, rows: int, work_dir: Path):
-    from builders.precision.debug import layerwise_errors
+def _search_one(
+    loaded, kind: str, max_trials: int, max_seconds: float, rows: int, work_dir: Path, runtime, builder
+):
+    from builders.precision.debug import isolated_layerwise_errors
     from builders.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
     from builders.precision.search import candidates, changed_nodes, eval_feeds, kept_nodes, search
     from builders.precision.workbench import open_workbench
     from triton_repo.log import info, out, step
 
     name = loaded.spec.name
-    bench = open_workbench(loaded, work_dir, kind)
+    bench = open_workbench(loaded, work_dir, kind, runtime, builder)
     default_path = bench.scratch(kind, "all")
     with step(f"{name}: {kind} with every node quantized, measured on the eval set"):
         default = bench.evaluate(kind, (), default_path)
@@ -74,8 +87,9 @@ def _search_one(loaded, kind: str, max_trials: int, max_seconds: float, rows: in
     if not default.passed:
         feeds = eval_feeds(bench.eval_inputs, bench.batch, rows)
         with step(f"{name}: rank nodes by the error they add (Polygraphy, {rows} eval rows)"):
-            changed = None if kind == "fp16" else changed_nodes(bench.fp32, default_path)
-            ranked = candidates(layerwise_errors(bench.fp32, default_path, feeds), changed)
+            changed = None if kind.startswith("fp16") else changed_nodes(bench.fp32, default_path)
+            report = isolated_layerwise_errors(name, kind, bench.fp32, default_path, feeds)
+            ranked = candidates(report, changed)
         info(f"{len(ranked)} candidate nodes; top 5: {', '.join(ranked[:5])}")
 
     def evaluate(kept: tuple[str, ...]):
@@ -115,26 +129,39 @@ def _search_one(loaded, kind: str, max_trials: int, max_seconds: float, rows: in
 
 def _speed_cost(bench, kind: str, kept: tuple[str, ...], default_path: Path) -> dict[str, float]:
     """In-process batch-8 throughput of FP32, the fully quantized graph and the found plan, one interleaved run."""
+    import contextlib
+    import os
+
     from builders.golden import load_golden, sample_case
     from builders.precision.stage import speed_inputs
     from builders.precision.timing import measure_speed
-    from triton_repo.log import step
+    from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession
+    from triton_repo.log import step, warn
 
     found_path = bench.scratch(kind, "found")
     bench.build(kind, kept, found_path)
     sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
-    threads = bench.loaded.spec.triton.intra_op_threads or 0
+    threads = bench.loaded.spec.triton.intra_op_threads or os.cpu_count() or 1
     paths = {"fp32": bench.fp32, f"{kind} all nodes": default_path, f"{kind} this plan": found_path}
     if not kept:
         paths.pop(f"{kind} all nodes")
-    with step(f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, in-process)"):
-        timings = measure_speed(
-            paths,
-            speed_inputs(bench.loaded, sample, 1),
-            speed_inputs(bench.loaded, sample, 8),
-            threads,
-            seconds=8,
-        )
+    with contextlib.ExitStack() as stack:
+        sessions = {}
+        for label, path in paths.items():
+            try:
+                sessions[label] = stack.enter_context(IsolatedSession(bench.runtime, path, threads))
+            except ArtifactRunFailed as error:
+                warn(f"{label}: not timed: {error}")
+        with step(f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, {bench.runtime.label})"):
+            timings, failed = measure_speed(
+                sessions,
+                speed_inputs(bench.loaded, sample, 1),
+                speed_inputs(bench.loaded, sample, 8),
+                threads,
+                seconds=8,
+            )
+    for label, error in failed.items():
+        warn(f"{label}: not timed: {error}")
     return {label: round(t.throughput_b8, 1) for label, t in timings.items()}
 
 

@@ -30,6 +30,16 @@ from triton_repo.cli.options import (
     show_default=True,
     help="Seconds to wait for readiness.",
 )
+@click.option(
+    "--exit-timeout",
+    type=click.IntRange(0, 3600),
+    default=30,
+    show_default=True,
+    envvar="TRITON_REPO_EXIT_TIMEOUT",
+    show_envvar=True,
+    help="Seconds tritonserver waits for in-flight requests (and backend instances) when stopped "
+    "(its --exit-timeout-secs; Triton's default 30).",
+)
 @serve_env_option("Virtual environment with nvidia-pytriton and the backend's packages.")
 def serve(
     repository: Path,
@@ -39,6 +49,7 @@ def serve(
     metrics_port,
     detach: bool,
     timeout: float,
+    exit_timeout: int,
     serve_env,
 ) -> None:
     """Serve the repository with the tritonserver binary and wait until every model is ready."""
@@ -75,7 +86,9 @@ def serve(
         warn(f"{repository}: no manifest.json (not built by triton-repo), so its files are not verified")
     ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
     info(f"starting tritonserver on {repository} ...")
-    process, state = server.start(env, repository, ports, state_dir / "tritonserver.log", timeout)
+    process, state = server.start(
+        env, repository, ports, state_dir / "tritonserver.log", timeout, exit_timeout
+    )
     try:
         server.start_watchdog(state, state_dir / "watchdog.log")
     except OSError as error:

@@ -1,0 +1,118 @@
+"""The artifact worker: one ONNX file in one inference session, driven by the build over pipes.
+
+Started by builders.runtime.isolated with the Python of the environment that will serve the artifact
+(the serving environment's ONNX Runtime), so what the build measures is what the server will run, and
+a crash in the runtime (SIGSEGV, abort, out of memory) ends this process, not the build. Needs only
+numpy and the runtime; commands and replies are builders.runtime.protocol messages.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+
+from builders.runtime.protocol import ChannelClosed, receive, send  # noqa: E402
+
+
+def fp16_kernel_ops() -> list[str]:
+    """ONNX op types (default domain) the CPU execution provider has a float16 kernel for."""
+    from onnxruntime.capi import _pybind_state as C
+
+    found = set()
+    for kernel in C.get_all_opkernel_def():
+        if kernel.provider != "CPUExecutionProvider" or kernel.domain not in ("", "ai.onnx"):
+            continue
+        if any("tensor(float16)" in types for types in kernel.type_constraints.values()):
+            found.add(kernel.op_name)
+    return sorted(found)
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.session = None
+        self.feeds: dict[str, dict[str, np.ndarray]] = {}
+
+    def hello(self, header, arrays):
+        import onnxruntime as ort
+
+        return {"runtime": "ONNX Runtime", "version": ort.__version__, "python": sys.version.split()[0]}, {}
+
+    def fp16_kernels(self, header, arrays):
+        return {"op_types": fp16_kernel_ops()}, {}
+
+    def open(self, header, arrays):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()  # the python backend template's options
+        options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
+        options.intra_op_num_threads = int(header.get("threads", 0))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(header["path"], options, providers=["CPUExecutionProvider"])
+        return {
+            "inputs": [i.name for i in self.session.get_inputs()],
+            "outputs": [o.name for o in self.session.get_outputs()],
+        }, {}
+
+    def run(self, header, arrays):
+        """Every row of the inputs in chunks of `batch` rows (0: all at once), outputs concatenated."""
+        names = header["outputs"]
+        batch = int(header.get("batch", 0))
+        total = len(next(iter(arrays.values()))) if batch else 0
+        if not batch or total <= batch:
+            return {}, dict(zip(names, self.session.run(names, arrays), strict=True))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for start in range(0, total, batch):
+            feed = {k: np.ascontiguousarray(v[start : start + batch]) for k, v in arrays.items()}
+            for name, value in zip(names, self.session.run(names, feed), strict=True):
+                parts[name].append(value)
+        return {}, {name: np.concatenate(values) for name, values in parts.items()}
+
+    def store(self, header, arrays):
+        self.feeds[header["name"]] = arrays
+        return {}, {}
+
+    def time(self, header, arrays):
+        """One untimed run of a stored feed, then `runs` timed ones: seconds each."""
+        feed = self.feeds[header["feed"]]
+        self.session.run(None, feed)
+        seconds = []
+        for _ in range(int(header["runs"])):
+            start = time.perf_counter()
+            self.session.run(None, feed)
+            seconds.append(time.perf_counter() - start)
+        return {"seconds": seconds}, {}
+
+
+def main() -> None:
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything a runtime prints must not corrupt the reply channel
+    worker = Worker()
+    while True:
+        try:
+            header, arrays = receive(requests)
+        except ChannelClosed:
+            return
+        op = header.get("op")
+        if op == "exit":
+            return
+        handler = getattr(worker, str(op), None) if not str(op).startswith("_") else None
+        try:
+            if handler is None:
+                raise ValueError(f"unknown command {op!r}")
+            reply, out = handler(header, arrays)
+        except Exception as error:  # noqa: BLE001 - the build decides what a runtime error means
+            message = str(error).strip().splitlines()
+            send(replies, {"error": f"{type(error).__name__}: {message[0] if message else ''}".strip()})
+            traceback.print_exc()
+            continue
+        send(replies, {"ok": True, **reply}, out)
+
+
+if __name__ == "__main__":
+    main()

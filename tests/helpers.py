@@ -1,0 +1,18 @@
+"""Helpers the test packages share."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def artifact_runtime():
+    """What runs built artifacts in the tests, as in a build: the serving environment's Python when
+    `make install` made one, else this Python (its ONNX Runtime)."""
+    from builders.runtime.isolated import Runtime, this_runtime
+
+    serve_python = ROOT / ".venv-serve" / "bin" / "python3"
+    return Runtime(serve_python) if serve_python.exists() else this_runtime()

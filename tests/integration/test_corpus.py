@@ -1,0 +1,152 @@
+"""The corpus of user-shaped models (tests/corpus): built with the real CLI, served, checked over gRPC and HTTP.
+
+One build of all of them: every precision variant of each is published or refused with its reason, none
+ends the build; the served models answer their golden inputs and refuse shapes outside the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from builders.repository.config import parse_config
+from builders.repository.publish import read_manifest
+from tests.integration.conftest import ROOT, run_cli, serve
+
+pytestmark = pytest.mark.integration
+
+CORPUS = ROOT / "tests" / "corpus"
+MODELS = sorted(p.name for p in CORPUS.iterdir() if (p / "model.yaml").is_file())
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Every corpus model built in one `triton-repo build` and served; the build's result and output."""
+    base = tmp_path_factory.mktemp("corpus")
+    repository, work_dir = base / "model_repository", base / "build"
+    common = ["--repository", str(repository), "--work-dir", str(work_dir)]
+    result = run_cli("build", "--models-dir", str(CORPUS), *common, "--speed-seconds", "1", timeout=900)
+    served = serve(repository, work_dir)
+    yield result, served
+    run_cli("stop", "--work-dir", str(work_dir))
+
+
+def rows(served) -> list[dict]:
+    return json.loads((served.work_dir / "build.json").read_text())["models"]
+
+
+def test_every_variant_is_published_or_refused_with_a_reason_and_the_build_goes_on(corpus):
+    result, served = corpus
+    assert result.returncode == 1, result.stderr  # some variants are refused: exit 1, not a crash
+    assert "Traceback" not in result.stderr
+    built = rows(served)
+    assert sorted({row["model"] for row in built}) == MODELS  # every model went through every stage
+    published = read_manifest(served.repository)["models"]
+    for row in built:
+        if row["triton_model"] is None:
+            continue  # the gpu target's artifacts are measured but not served on the cpu target
+        if row["within_budget"]:
+            assert row["triton_model"] in published, row
+        else:
+            assert row["triton_model"] not in published and row["check"], row
+            assert row["triton_model"] in result.stderr.splitlines()[-1]  # named in the closing line
+    assert {f"{name}_fp32" for name in MODELS} <= set(published)
+    print(
+        "\n"
+        + "\n".join(f"{r['triton_model'] or r['model'] + ' ' + r['artifact']}: {r['check']}" for r in built)
+    )
+
+
+def test_a_runtime_crash_refuses_that_variant_with_one_line_and_the_others_are_published(corpus):
+    """ONNX Runtime CPU segfaults running the FP16 graph of the GRU tagger: the build survives it."""
+    result, served = corpus
+    line = re.search(r"refused gru_tagger fp16-cpu: (.*)", result.stderr.replace("\n", " "))
+    assert line, result.stderr
+    assert re.match(
+        r"ONNX Runtime [\d.]+ crashed \(SIGSEGV\) running model\.fp16-cpu\.onnx; it has [A-Za-z, ]+ in FP16",
+        line.group(1),
+    ), line.group(1)
+    published = read_manifest(served.repository)["models"]
+    assert "gru_tagger_fp16" not in published
+    assert {"gru_tagger_fp32", "gru_tagger_int8"} <= set(published)
+    report = json.loads((served.repository / "BUILD_REPORT.json").read_text())["models"]["gru_tagger"]
+    fp16 = next(v for v in report["variants"] if v["artifact"] == "fp16-cpu")
+    assert fp16["status"] == "refused: the runtime could not run it" and "GRU" in fp16["rule_kept_op_types"]
+
+
+def test_infer_checks_every_served_corpus_model_over_grpc_and_http(corpus):
+    _, served = corpus
+    result = run_cli("infer", *served.common_args, *served.port_args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads((served.work_dir / "infer.json").read_text())["checks"]
+    checked = {(c["model"], c["protocol"]) for c in checks}
+    for model in read_manifest(served.repository)["models"]:
+        assert {(model, "grpc"), (model, "http")} <= checked
+
+
+def test_unbatched_and_scalar_per_row_tensors_get_the_config_triton_needs(corpus):
+    _, served = corpus
+    unbatched = parse_config(served.repository / "unbatched_points_fp32" / "config.pbtxt")
+    assert unbatched.max_batch_size == 0 and not unbatched.HasField("dynamic_batching")
+    assert [list(t.dims) for t in unbatched.input] == [[-1, 3]]
+    mixed = parse_config(served.repository / "mixed_dtypes_fp32" / "config.pbtxt")
+    score = next(t for t in mixed.output if t.name == "score")  # [batch] in the spec
+    assert list(score.dims) == [1] and score.HasField("reshape") and list(score.reshape.shape) == []
+    assert [t.data_type for t in mixed.input] == [9, 11, 1, 8]  # INT64, FP32, BOOL, INT32
+
+
+OUT_OF_RANGE = [
+    (
+        "fcn_segmenter_fp32",
+        {"image": np.zeros((1, 3, 100, 32), np.float32)},
+        "input 'image' dim 2 (axis 'height') is 100, outside 16..96",
+    ),
+    (
+        "gru_tagger_int8",
+        {"ids": np.zeros((1, 65), np.int64), "feats": np.zeros((1, 65, 4), np.float32)},
+        "input 'ids' dim 1 (axis 'seq') is 65, outside 1..64",
+    ),
+    (
+        "unbatched_points_fp32",
+        {"points": np.zeros((513, 3), np.float32)},
+        "input 'points' dim 0 (axis 'points') is 513, outside 1..512",
+    ),
+]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize(("model", "inputs", "message"), OUT_OF_RANGE, ids=[m for m, _, _ in OUT_OF_RANGE])
+def test_a_shape_outside_the_spec_is_refused_as_invalid_argument(corpus, protocol, model, inputs, message):
+    _, served = corpus
+    module, port = (grpcclient, served.grpc_port) if protocol == "grpc" else (httpclient, served.http_port)
+    client = module.InferenceServerClient(f"127.0.0.1:{port}")
+    tensors = []
+    for name, array in inputs.items():
+        tensor = module.InferInput(
+            name, list(array.shape), {"float32": "FP32", "int64": "INT64"}[str(array.dtype)]
+        )
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer(model, tensors)
+    client.close()
+    assert message in str(info.value)
+    assert str(info.value.status()) == ("StatusCode.INVALID_ARGUMENT" if protocol == "grpc" else "400")
+
+
+def test_a_shape_at_the_edge_of_the_spec_is_served(corpus):
+    """The fully convolutional model at an odd height: its output-only axes follow the input's."""
+    _, served = corpus
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{served.grpc_port}")
+    image = np.random.default_rng(0).uniform(0, 1, (2, 3, 17, 96)).astype(np.float32)
+    tensor = grpcclient.InferInput("image", list(image.shape), "FP32")
+    tensor.set_data_from_numpy(image)
+    mask = client.infer("fcn_segmenter_fp32", [tensor]).as_numpy("mask")
+    client.close()
+    assert mask.shape == (2, 2, 9, 48)
