@@ -27,7 +27,7 @@ define with_server
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install build-repo check-repo serve stop bench soak engines serve-gpu test test-unit lint format clean
+.PHONY: help install build-repo check-repo serve stop bench soak engines serve-gpu test test-unit lint format docs clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -89,6 +89,10 @@ test: install ## Run all tests: unit, and integration against the real tritonser
 
 test-unit: install ## Run the unit tests only (seconds, no server)
 	$(VENV)/bin/python -m pytest tests/unit
+
+docs: install ## Build docs/ into build/site with mkdocs, strict: a broken link or a page left out of the nav fails
+	$(VENV)/bin/mkdocs build --strict --quiet
+	@echo "docs: build/site/index.html"
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check .

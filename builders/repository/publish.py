@@ -38,6 +38,8 @@ LOAD_ORDER = {"model": 0, "preprocess": 1, "ensemble": 2}  # an ensemble loads a
 class ModelControl(Protocol):
     """What publishing needs of a server: triton_repo.server.ModelControl."""
 
+    http_url: str
+
     def load(self, name: str) -> None: ...
 
     def unload(self, name: str) -> None: ...

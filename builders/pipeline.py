@@ -1,0 +1,248 @@
+"""The build pipeline: every model through export, verify and precision, staged for its target, then
+published as one step. It owns the stage order, staging per target, ensembles, retirement of models no
+longer built and the report; the CLI (and any other command) only chooses what to build and prints.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builders.engines import GpuStatus
+from builders.export import export
+from builders.precision.artifacts import CPU_SERVED, GPU_SERVED
+from builders.precision.stage import refusal, run_precision
+from builders.precision.timing import SPEED_SECONDS
+from builders.report import model_report, write_report
+from builders.repository.ensemble import choose_variant, stage_ensemble
+from builders.repository.gpu_writer import stage_gpu_models
+from builders.repository.publish import ModelControl, Published, publish, read_manifest
+from builders.repository.writer import served_tolerances, stage_cpu_model, staging_root
+from builders.runtime.isolated import ArtifactRunFailed, Runtime
+from builders.verify import verify
+from triton_repo.locks import repository_lock
+from triton_repo.log import step, warn
+from triton_repo.releases import Release
+from triton_repo.spec import PRECISIONS, LoadedSpec
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the repository will be served: cpu (python backend) or gpu (TensorRT and ONNX Runtime
+    in the pinned NGC release; `gpu` says whether plans can be built here)."""
+
+    name: str  # "cpu" | "gpu"
+    release: Release | None = None  # gpu only: the pinned NGC release
+    gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
+
+
+@dataclass
+class BuildResult:
+    target: str
+    rows: list[dict]  # one per artifact of every model (the CLI's table and build.json)
+    reports: dict[str, dict]  # per model: BUILD_REPORT's section
+    published: Published
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (Triton model(s), one-line reason)
+    pending: list[str] = field(default_factory=list)  # _trt models published without a plan
+    served: list[str] = field(default_factory=list)  # every model in the repository afterwards
+
+    def to_json(self, repository: Path) -> dict:
+        return {
+            "repository": str(repository),
+            "target": self.target,
+            "models": self.rows,
+            "reports": self.reports,
+        }
+
+
+def build(
+    specs: list[LoadedSpec],
+    target: Target,
+    repository: Path,
+    work_dir: Path,
+    control: ModelControl | None,
+    runtime: Runtime,
+    speed_seconds: float = SPEED_SECONDS,
+) -> BuildResult:
+    """Build every spec and publish the result into `repository` (loaded by `control`'s server, if any).
+
+    Nothing is published unless every model exported and verified; refused variants are left out (and
+    retired if an earlier build published them), and listed in the result.
+    """
+    staging = staging_root(repository)
+    with repository_lock(repository):  # held to the end: the staging area is this build's alone
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        rows, staged, reports, refused, pending = [], [], {}, [], []
+        try:
+            for loaded in specs:
+                name = loaded.spec.name
+                model_work = work_dir / name
+                with step(f"{name}: export to ONNX and golden data"):
+                    exported = export(loaded, model_work)
+                reference = "PyTorch" if loaded.spec.source.factory else "the source ONNX"
+                with step(
+                    f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
+                ):
+                    verified = verify(loaded, exported.onnx_path, exported.golden_path)
+                result = run_precision(loaded, exported, model_work, runtime, speed_seconds)
+                if target.name == "gpu":
+                    staged += _stage_gpu(loaded, result, staging, work_dir, target, refused, pending, runtime)
+                else:
+                    staged += _stage_cpu(loaded, result, staging, refused, runtime)
+                reports[name] = model_report(loaded, result, target.name)
+                if loaded.spec.ensemble is not None and target.name == "gpu":
+                    warn(
+                        f"{name}: the ensemble is not built on the gpu target (its pre-processing "
+                        "needs packages the NGC tritonserver image lacks); clients call the variants"
+                    )
+                elif loaded.spec.ensemble is not None:
+                    staged += _stage_ensemble(loaded, result, reports[name], staged, staging, runtime)
+                rows += _rows(name, exported, verified, reports[name], reference)
+            staged_names = {model.name for model in staged}
+            # Variants refused now, or no longer asked for, must not stay served from an earlier build.
+            # So are the other target's models: one repository serves one target.
+            retire = tuple(
+                model
+                for loaded in specs
+                for model in _model_names(loaded.spec.name)
+                if model not in staged_names
+            )
+            where = f" and load into the server at {control.http_url}" if control else ""
+            with step(f"publish into {repository}{where}"):
+                published = publish(staged, repository, _tool_versions(), retire=retire, control=control)
+                write_report(repository, reports)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for row in rows:
+        row["published"] = published.versions.get(row["triton_model"])
+    served = sorted(read_manifest(repository)["models"])
+    return BuildResult(target.name, rows, reports, published, refused, pending, served)
+
+
+def _model_names(name: str) -> list[str]:
+    """Every Triton model a spec can produce, on either target."""
+    variants = [f"{name}_{p}{suffix}" for p in PRECISIONS for suffix in ("", "_trt", "_onnx")]
+    return [*variants, name, f"{name}_preprocess"]
+
+
+def _stage_cpu(loaded, result, staging: Path, refused: list, runtime: Runtime) -> list:
+    """`<name>_<prec>` for every variant within its budget (python backend running ONNX Runtime)."""
+    name = loaded.spec.name
+    staged = []
+    for precision in loaded.spec.precisions:
+        kind = CPU_SERVED[precision]
+        variant = result.variants[kind]
+        if not variant.passed:
+            refused.append((f"{name}_{precision}", variant.verdict))
+            continue
+        try:
+            with step(f"{name}: stage {name}_{precision} (cpu)"):
+                staged.append(
+                    stage_cpu_model(
+                        loaded,
+                        precision,
+                        variant.artifact.path,
+                        variant.sample,
+                        served_tolerances(loaded, precision),
+                        staging,
+                        runtime,
+                    )
+                )
+        except ArtifactRunFailed as error:
+            line = refusal(name, kind, variant.artifact.path, error)
+            warn(f"refused {line}")
+            refused.append((f"{name}_{precision}", line))
+    return staged
+
+
+def _stage_gpu(loaded, result, staging: Path, work_dir: Path, target: Target, refused, pending, runtime):
+    """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
+    name = loaded.spec.name
+    staged = []
+    for precision in loaded.spec.precisions:
+        variant = result.variants[GPU_SERVED[precision]]
+        if not variant.passed:
+            refused.append((f"{name}_{precision}_trt and _onnx", variant.verdict))
+            continue
+        plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
+        with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
+            trt, onnx = stage_gpu_models(
+                loaded,
+                precision,
+                variant.artifact.path,
+                variant.sample,
+                served_tolerances(loaded, precision),
+                staging,
+                release=target.release,
+                gpu=target.gpu,
+                engines_dir=work_dir / name / "engines" / precision,
+                timing_cache_dir=work_dir / "timing-cache",
+                runtime=runtime,
+            )
+        staged += [trt, onnx]
+        if trt.manifest_entry["engine_pending"]:
+            pending.append(trt.name)  # published with its config and no plan; the manifest says so
+    return staged
+
+
+def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path, runtime: Runtime) -> list:
+    """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
+    name = loaded.spec.name
+    mine = {model.name: model for model in staged if model.source_model == name}
+    if not mine:
+        return []
+    variant, why = choose_variant(loaded, report, list(mine))
+    precision = mine[variant].precision
+    report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
+    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why})"):
+        return stage_ensemble(
+            loaded,
+            mine[variant].path,
+            result.variants[CPU_SERVED[precision]].artifact.path,
+            served_tolerances(loaded, precision),
+            staging,
+            runtime,
+        )
+
+
+def _rows(name: str, exported, verified, report: dict, reference: str) -> list[dict]:
+    """Table rows: one per artifact, the export facts on the FP32 row."""
+    rows = []
+    for variant in report["variants"]:
+        fp32 = variant["artifact"] == "fp32"
+        rows.append(
+            {
+                "model": name,
+                "artifact": variant["artifact"],
+                "triton_model": variant["triton_model"],
+                "check": variant["verdict"],
+                "verified_cases": exported.cases if fp32 else None,
+                "reference": reference,
+                "max_abs_diff": verified.worst_abs if fp32 else None,
+                "within_budget": variant["within_budget"],
+                "mb": variant["size_mb"],
+                "b1_ms": variant["latency_ms_batch1"],
+                "b8": variant["throughput_per_s"],
+                "kept": len(variant["kept_nodes"]) + len(variant.get("rule_kept_nodes", [])),
+                "status": variant["status"],
+                "export": ("cached" if exported.cached else f"{exported.seconds:.1f} s") if fp32 else "",
+            }
+        )
+    return rows
+
+
+def _tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from triton_repo import __version__
+
+    return {
+        "triton-repo": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

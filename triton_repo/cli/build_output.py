@@ -1,0 +1,100 @@
+"""What `triton-repo build` prints: the table of built models and what publishing changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from triton_repo.errors import CheckFailed
+from triton_repo.log import info, out
+
+
+def print_result(result, repository: Path, gpu_reason: str) -> None:
+    """The table, the publish summary, and for the gpu target what to run on a GPU host."""
+    _print_table(result.rows, result.target)
+    _print_publish(result.published)
+    if result.pending:
+        from builders.repository.gpu_writer import GPU_HOST_COMMANDS
+
+        info(
+            f"TensorRT plans not built here ({gpu_reason}); {len(result.pending)} _trt model(s) published "
+            f"without a plan: {', '.join(result.pending)}"
+        )
+        info(f"On a GPU host, in this checkout: {' && '.join(GPU_HOST_COMMANDS)}")
+    info(f"repository: {repository}   report: {repository / 'BUILD_REPORT.md'}")
+    info(f"served models: {', '.join(result.served)}")
+
+
+def refusals(result, names: list[str]) -> CheckFailed:
+    """One line for the build's exit 1: each refused Triton model and why."""
+
+    def without_name(why: str) -> str:  # a refusal line starts with the spec's name; the model says it
+        first, _, rest = why.partition(" ")
+        return rest if first in names and rest else why
+
+    details = "; ".join(f"{model}: {without_name(why)}" for model, why in result.refused)
+    return CheckFailed(
+        f"{len(result.refused)} variant(s) refused, not published ({details}); see BUILD_REPORT.md, "
+        "`triton-repo debug-int8 MODEL` and `triton-repo search-precision MODEL`"
+    )
+
+
+def _print_publish(published) -> None:
+    """What changed in the repository: new versions (and those kept for rollback), retired models."""
+    if not published.versions and not published.retired:
+        info("nothing changed: nothing published")
+        return
+    for name, version in sorted(published.versions.items()):
+        kept = [v for v in published.kept[name] if v != version]
+        also = f"; kept for rollback: {', '.join(map(str, kept))}" if kept else ""
+        served = "loaded by the running server" if published.loaded else "served from the next start"
+        info(f"published {name} version {version} ({served}{also})")
+    for name in published.retired:
+        info(f"retired {name} (removed{' and unloaded' if published.loaded else ''})")
+
+
+def _print_table(rows: list[dict], target: str) -> None:
+    from rich.table import Table
+
+    table = Table(title="Built models (accuracy vs FP32 on the eval set; speed in-process, ONNX Runtime CPU)")
+    for column in (
+        "model",
+        "artifact",
+        "Triton model",
+        "check",
+        "MB",
+        "b1 ms",
+        "b8 inf/s",
+        "kept",
+        "repository",
+    ):
+        table.add_column(column)
+    for row in rows:
+        if row["triton_model"] is None:
+            status = f"[dim]not served ({target})[/dim]"
+        elif not row["within_budget"]:
+            status = "[bold red]REFUSED[/bold red]"
+        else:
+            status = f"published v{row['published']}" if row["published"] else "unchanged"
+        if row["verified_cases"] is not None:
+            check = (
+                f"vs {row['reference']}: {row['verified_cases']} shapes, max abs {row['max_abs_diff']:.1e}; "
+                f"export {row['export']}"
+            )
+        else:
+            check = row["check"] if row["within_budget"] else f"[red]{row['check']}[/red]"
+        table.add_row(
+            row["model"],
+            row["artifact"],
+            row["triton_model"] or "—",
+            check,
+            _number(row["mb"], ".1f"),
+            _number(row["b1_ms"], ".2f"),
+            _number(row["b8"], ".0f"),
+            str(row["kept"]),
+            status,
+        )
+    out.print(table)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)

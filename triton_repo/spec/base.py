@@ -1,0 +1,39 @@
+"""What every spec section shares: strict models (unknown keys are errors) and the names and values
+the sections refer to."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+BATCH_AXIS = "batch"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+REFERENCE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+# numpy dtype name -> Triton config data type
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int16": "TYPE_INT16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+# Default budget per metric (issue: digits top-1 drop <= 1 point, resnet50 agreement >= 0.95,
+# minilm min cosine >= 0.99).
+DEFAULT_BUDGETS = {"top1_drop": 1.0, "top1_agreement": 0.95, "cosine_min": 0.99}
+
+# The precisions a spec can ask for; each becomes the Triton model <name>_<precision>.
+PRECISIONS = ("fp32", "fp16", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

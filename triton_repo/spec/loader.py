@@ -1,0 +1,124 @@
+"""Reading models/<name>/model.yaml: YAML and validation errors as one line naming the field, symlinks
+that lead out of the models folder refused, model folders found by name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from triton_repo.errors import SpecError
+from triton_repo.spec.base import NAME_PATTERN
+from triton_repo.spec.ensemble import STEP_KINDS
+from triton_repo.spec.model import LoadedSpec, ModelSpec
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for index, part in enumerate(loc):
+        if index and loc[index - 1] == "preprocess" and part in STEP_KINDS:
+            continue  # the discriminated union's tag: the YAML has `kind: image`, not an `image:` key
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in {"function-after", "function-before", "int", "str"} or "[" in str(part):
+            continue  # pydantic's internal union/validator tags
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _one_line(error: ValidationError) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    where = _location(first["loc"])
+    if first["type"] == "extra_forbidden":
+        text = f"{where}: unknown key (check the spelling; see the spec reference in README.md)"
+    elif first["type"] == "missing":
+        text = f"{where}: required field is missing"
+    elif isinstance(value, dict | list) or first["type"].startswith("value_error"):
+        text = f"{where}: {message}"
+    else:
+        text = f"{where}: {value!r} is not allowed: {message}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return text.replace("\n", "\\n")  # always one line, whatever the YAML held
+
+
+def parse_spec(data: object, path: Path) -> LoadedSpec:
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{path}: expected a mapping of spec fields at the top level, got {type(data).__name__}"
+        )
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(f"{path}: {_one_line(error)}") from None
+    if spec.name != path.parent.name:
+        raise SpecError(
+            f"{path}: name: '{spec.name}' must equal the model folder name '{path.parent.name}' "
+            "(rename the folder or the model)"
+        )
+    return LoadedSpec(spec=spec, path=path)
+
+
+def load_spec(path: Path | str) -> LoadedSpec:
+    """Read and validate models/<name>/model.yaml (or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.yaml"
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file (expected models/<name>/model.yaml)")
+    _refuse_escaping_symlinks(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    return parse_spec(data, path)
+
+
+def _refuse_escaping_symlinks(path: Path) -> None:
+    """A model folder is what its models folder holds, and model.yaml is in it: symlinks leading out are refused."""
+    folder = path.parent
+    if folder.is_symlink() and not folder.resolve().is_relative_to(folder.parent.resolve()):
+        raise SpecError(
+            f"{folder}: the model folder is a symlink to {folder.resolve()}, outside the models folder "
+            f"{folder.parent} (copy the model folder into {folder.parent})"
+        )
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise SpecError(
+            f"{path}: a symlink to {path.resolve()}, outside the model folder {folder} "
+            "(copy the file into the model folder)"
+        )
+
+
+def find_model(reference: Path | str, models_dir: Path = Path("models")) -> LoadedSpec:
+    """A model named on the command line: a folder or model.yaml path, or a bare name under models_dir."""
+    path = Path(reference)
+    if not path.exists() and not re.fullmatch(NAME_PATTERN, str(reference)):
+        raise SpecError(
+            f"model '{reference}': not a model folder, and not a model name under {models_dir}/ "
+            "(a name is lower case letters, digits and '_'; a folder holds model.yaml)"
+        )
+    named = models_dir / str(reference) / "model.yaml"
+    if not path.exists() and named.is_file():
+        path = named
+    return load_spec(path)
+
+
+def discover_specs(models_dir: Path) -> list[Path]:
+    """Every models/<name>/model.yaml, sorted by name."""
+    if not models_dir.is_dir():
+        raise SpecError(
+            f"{models_dir}: models folder does not exist (pass models/NAME or create {models_dir})"
+        )
+    found = sorted(p for p in models_dir.glob("*/model.yaml"))
+    if not found:
+        raise SpecError(f"{models_dir}: no models/<name>/model.yaml found")
+    return found
