@@ -11,7 +11,8 @@ from pathlib import Path
 
 from builders.engines import GpuStatus
 from builders.export import export
-from builders.precision.artifacts import CPU_SERVED, GPU_SERVED
+from builders.precision.artifacts import ArtifactBuilder
+from builders.precision.pairs import choose_cpu, choose_gpu
 from builders.precision.stage import refusal, run_precision
 from builders.precision.timing import SPEED_SECONDS
 from builders.report import model_report, write_report
@@ -71,7 +72,9 @@ def build(
     retired if an earlier build published them), and listed in the result.
     """
     staging = staging_root(repository)
-    with repository_lock(repository):  # held to the end: the staging area is this build's alone
+    # held to the end: the staging area is this build's alone; the quantizers' child processes serve
+    # every model (importing ModelOpt or NNCF costs seconds)
+    with repository_lock(repository), ArtifactBuilder() as builder:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         rows, staged, reports, refused, pending = [], [], {}, [], []
@@ -86,19 +89,25 @@ def build(
                     f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
                 ):
                     verified = verify(loaded, exported.onnx_path, exported.golden_path)
-                result = run_precision(loaded, exported, model_work, runtime, speed_seconds)
+                result = run_precision(loaded, exported, model_work, runtime, speed_seconds, builder)
+                choose = choose_gpu if target.name == "gpu" else choose_cpu
+                choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
                 if target.name == "gpu":
-                    staged += _stage_gpu(loaded, result, staging, work_dir, target, refused, pending, runtime)
+                    staged += _stage_gpu(
+                        loaded, result, choices, staging, work_dir, target, refused, pending, runtime
+                    )
                 else:
-                    staged += _stage_cpu(loaded, result, staging, refused, runtime)
-                reports[name] = model_report(loaded, result, target.name)
+                    staged += _stage_cpu(loaded, result, choices, staging, refused, runtime)
+                reports[name] = model_report(loaded, result, target.name, choices)
                 if loaded.spec.ensemble is not None and target.name == "gpu":
                     warn(
                         f"{name}: the ensemble is not built on the gpu target (its pre-processing "
                         "needs packages the NGC tritonserver image lacks); clients call the variants"
                     )
                 elif loaded.spec.ensemble is not None:
-                    staged += _stage_ensemble(loaded, result, reports[name], staged, staging, runtime)
+                    staged += _stage_ensemble(
+                        loaded, result, choices, reports[name], staged, staging, runtime
+                    )
                 rows += _rows(name, exported, verified, reports[name], reference)
             staged_names = {model.name for model in staged}
             # Variants refused now, or no longer asked for, must not stay served from an earlier build.
@@ -111,7 +120,9 @@ def build(
             )
             where = f" and load into the server at {control.http_url}" if control else ""
             with step(f"publish into {repository}{where}"):
-                published = publish(staged, repository, _tool_versions(), retire=retire, control=control)
+                published = publish(
+                    staged, repository, _tool_versions(runtime), retire=retire, control=control
+                )
                 write_report(repository, reports)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -127,18 +138,25 @@ def _model_names(name: str) -> list[str]:
     return [*variants, name, f"{name}_preprocess"]
 
 
-def _stage_cpu(loaded, result, staging: Path, refused: list, runtime: Runtime) -> list:
-    """`<name>_<prec>` for every variant within its budget (python backend running ONNX Runtime)."""
+def _refusal(choice) -> str:
+    """Why no candidate pair of a variant is served: each candidate's verdict."""
+    if len(choice.refused) == 1:
+        return choice.refused[0][1]
+    return "; ".join(f"{pair}: {verdict}" for pair, verdict in choice.refused)
+
+
+def _stage_cpu(loaded, result, choices: dict, staging: Path, refused: list, runtime: Runtime) -> list:
+    """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
+    artifact in the chosen runtime)."""
     name = loaded.spec.name
     staged = []
-    for precision in loaded.spec.precisions:
-        kind = CPU_SERVED[precision]
-        variant = result.variants[kind]
-        if not variant.passed:
-            refused.append((f"{name}_{precision}", variant.verdict))
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}", _refusal(choice)))
             continue
+        variant = result.variants[choice.pair]
         try:
-            with step(f"{name}: stage {name}_{precision} (cpu)"):
+            with step(f"{name}: stage {name}_{precision} (cpu: {choice.pair}, {choice.why})"):
                 staged.append(
                     stage_cpu_model(
                         loaded,
@@ -148,24 +166,27 @@ def _stage_cpu(loaded, result, staging: Path, refused: list, runtime: Runtime) -
                         served_tolerances(loaded, precision),
                         staging,
                         runtime,
+                        variant.engine,
                     )
                 )
         except ArtifactRunFailed as error:
-            line = refusal(name, kind, variant.artifact.path, error)
+            line = refusal(name, choice.pair, variant.artifact.path, error)
             warn(f"refused {line}")
             refused.append((f"{name}_{precision}", line))
     return staged
 
 
-def _stage_gpu(loaded, result, staging: Path, work_dir: Path, target: Target, refused, pending, runtime):
+def _stage_gpu(
+    loaded, result, choices, staging: Path, work_dir: Path, target: Target, refused, pending, runtime
+):
     """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
     name = loaded.spec.name
     staged = []
-    for precision in loaded.spec.precisions:
-        variant = result.variants[GPU_SERVED[precision]]
-        if not variant.passed:
-            refused.append((f"{name}_{precision}_trt and _onnx", variant.verdict))
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}_trt and _onnx", _refusal(choice)))
             continue
+        variant = result.variants[choice.pair]
         plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
         with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
             trt, onnx = stage_gpu_models(
@@ -180,6 +201,7 @@ def _stage_gpu(loaded, result, staging: Path, work_dir: Path, target: Target, re
                 engines_dir=work_dir / name / "engines" / precision,
                 timing_cache_dir=work_dir / "timing-cache",
                 runtime=runtime,
+                run_with=variant.engine,
             )
         staged += [trt, onnx]
         if trt.manifest_entry["engine_pending"]:
@@ -187,7 +209,9 @@ def _stage_gpu(loaded, result, staging: Path, work_dir: Path, target: Target, re
     return staged
 
 
-def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path, runtime: Runtime) -> list:
+def _stage_ensemble(
+    loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime
+) -> list:
     """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
     name = loaded.spec.name
     mine = {model.name: model for model in staged if model.source_model == name}
@@ -195,15 +219,17 @@ def _stage_ensemble(loaded, result, report: dict, staged: list, staging: Path, r
         return []
     variant, why = choose_variant(loaded, report, list(mine))
     precision = mine[variant].precision
+    served = result.variants[choices[precision].pair]
     report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
     with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why})"):
         return stage_ensemble(
             loaded,
             mine[variant].path,
-            result.variants[CPU_SERVED[precision]].artifact.path,
+            served.artifact.path,
             served_tolerances(loaded, precision),
             staging,
             runtime,
+            served.engine,
         )
 
 
@@ -211,12 +237,14 @@ def _rows(name: str, exported, verified, report: dict, reference: str) -> list[d
     """Table rows: one per artifact, the export facts on the FP32 row."""
     rows = []
     for variant in report["variants"]:
-        fp32 = variant["artifact"] == "fp32"
+        fp32 = variant["artifact"] == "fp32" and variant["runtime"] == "ort"  # the verified reference
         rows.append(
             {
                 "model": name,
                 "artifact": variant["artifact"],
+                "runtime": variant["runtime"],
                 "triton_model": variant["triton_model"],
+                "candidate_for": f"{name}_{variant['candidate_for']}" if variant["candidate_for"] else None,
                 "check": variant["verdict"],
                 "verified_cases": exported.cases if fp32 else None,
                 "reference": reference,
@@ -225,6 +253,7 @@ def _rows(name: str, exported, verified, report: dict, reference: str) -> list[d
                 "mb": variant["size_mb"],
                 "b1_ms": variant["latency_ms_batch1"],
                 "b8": variant["throughput_per_s"],
+                "speedup": variant["speedup_vs_fp32"],
                 "kept": len(variant["kept_nodes"]) + len(variant.get("rule_kept_nodes", [])),
                 "status": variant["status"],
                 "export": ("cached" if exported.cached else f"{exported.seconds:.1f} s") if fp32 else "",
@@ -233,16 +262,18 @@ def _rows(name: str, exported, verified, report: dict, reference: str) -> list[d
     return rows
 
 
-def _tool_versions() -> dict[str, str]:
+def _tool_versions(runtime: Runtime) -> dict[str, str]:
     import onnx
     import onnxruntime
     import torch
 
     from triton_repo import __version__
 
-    return {
+    versions = {
         "triton-repo": __version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+    served = {f"{name} (serving)": version for name, version in runtime.versions().items() if version}
+    return versions | served

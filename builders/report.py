@@ -8,8 +8,9 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from builders.precision.artifacts import CPU_SERVED, GPU_SERVED
-from builders.precision.stage import PrecisionResult
+from builders.precision.pairs import CPU_CANDIDATES, GPU_SERVED, REFERENCE, Choice, split_pair
+from builders.precision.stage import PrecisionResult, VariantResult
+from builders.runtime.cpu import cpu_facts
 from triton_repo.spec import LoadedSpec
 
 REPORT_JSON = "BUILD_REPORT.json"
@@ -18,49 +19,80 @@ ARTIFACT_ROLE = {
     "fp32": "reference (exported FP32)",
     "fp16": "ModelOpt AutoCast FP16 (for TensorRT)",
     "fp16-cpu": "ModelOpt AutoCast FP16 (cpu serving)",
+    "bf16": "ModelOpt AutoCast BF16 (for TensorRT)",
     "int8": "ModelOpt Q/DQ INT8 (for TensorRT)",
     "int8-cpu": "ONNX Runtime INT8 (cpu serving)",
+    "int8-ov": "NNCF INT8 for OpenVINO (cpu serving)",
 }
 
 
-def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> dict:
-    """One model's section: a row per artifact, whether (and as what) it is served."""
+def arithmetic(variant: VariantResult) -> str:
+    """The arithmetic a pair's matrix work runs in: int8, bf16 or f32 (what the roofline compares with)."""
+    kind, engine = variant.artifact.kind, variant.engine
+    if kind.startswith("int8"):
+        return "int8"
+    if kind == "bf16" or engine.precision == "bf16":
+        return "bf16"
+    return "f32"  # ONNX Runtime computes an FP16 graph's matrix work in FP32 on the CPU
+
+
+def model_report(
+    loaded: LoadedSpec, result: PrecisionResult, target: str, choices: dict[str, Choice]
+) -> dict:
+    """One model's section: a row per (artifact, runtime) pair, whether (and as what) it is served."""
     spec = loaded.spec
-    served = CPU_SERVED if target == "cpu" else GPU_SERVED
-    served_by = {kind: precision for precision, kind in served.items() if precision in spec.precisions}
     suffix = "" if target == "cpu" else "_onnx"  # the gpu target's _trt twin is listed by the build
+    chosen = {choice.pair: precision for precision, choice in choices.items() if choice.pair}
+    candidates = CPU_CANDIDATES if target == "cpu" else {p: (pair,) for p, pair in GPU_SERVED.items()}
+    candidate_of = {pair: precision for precision in choices for pair in candidates[precision]}
+    reference = result.variants[REFERENCE].timing
+    facts = cpu_facts()
     rows = []
-    for kind, variant in result.variants.items():
-        precision = served_by.get(kind)
-        triton_model = f"{spec.name}_{precision}{suffix}" if precision else None
+    for pair, variant in result.variants.items():
+        kind, engine = split_pair(pair)
+        precision = chosen.get(pair) or candidate_of.get(pair)
         accuracy = variant.accuracy
-        built = kind == "fp32" or bool(variant.artifact.key)  # a stand-in for a failed build has no key
-        if triton_model is None:
+        built = kind == REFERENCE or bool(variant.artifact.key)  # a stand-in for a failed build has no key
+        if pair in chosen:
+            status = "published"
+        elif precision is None:
             status = f"not served on the {target} target"
         elif accuracy is not None and accuracy.failure:
             status = "refused: " + ("the runtime could not run it" if built else "its quantizer failed")
-        elif not variant.passed:
+        elif not variant.servable:
             status = "refused: outside budget"
         else:
-            status = "published"
+            status = f"measured: within budget, {choices[precision].pair} is faster"
         timing = variant.timing
         kept_by_rule = sorted(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
         )
+        flops = result.flops.get(str(timing.batch)) if timing else None
+        achieved = flops * timing.throughput_b8 / timing.batch / 1e9 if timing and flops else None
+        peak, peak_how = facts.peak_gflops(arithmetic(variant), timing.threads) if timing else (None, "")
         rows.append(
             {
                 "artifact": kind,
+                "runtime": engine,
+                "runtime_label": result.engines.get(engine, result.runtime),
                 "role": ARTIFACT_ROLE[kind],
                 "file": variant.artifact.path.name,
-                "triton_model": triton_model,
+                "triton_model": f"{spec.name}_{precision}{suffix}" if pair in chosen else None,
+                "candidate_for": precision,
                 "status": status,
-                "within_budget": variant.passed,
+                "within_budget": variant.servable if precision else variant.passed,
                 "verdict": variant.verdict,
                 "accuracy": asdict(accuracy) if accuracy else None,
                 "size_mb": round(variant.artifact.path.stat().st_size / 1e6, 2) if built else None,
                 "latency_ms_batch1": round(timing.latency_ms_b1, 3) if timing else None,
                 "throughput_batch": timing.batch if timing else None,
                 "throughput_per_s": round(timing.throughput_b8, 1) if timing else None,
+                "speedup_vs_fp32": round(timing.throughput_b8 / reference.throughput_b8, 2)
+                if timing
+                else None,
+                "gflops": float(f"{achieved:.3g}") if achieved else None,
+                "peak_gflops": round(peak, 1) if peak else None,
+                "peak_estimate": peak_how,
                 "kept_nodes": list(variant.artifact.kept),
                 "kept_op_types": [result.op_types.get(node, "?") for node in variant.artifact.kept],
                 "rule_kept_nodes": kept_by_rule,
@@ -68,15 +100,22 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target: str) -> di
                 "rule": variant.artifact.kept_because,
             }
         )
-    timing = result.variants["fp32"].timing
     return {
         "spec": str(loaded.path),
         "target": target,
         "metric": spec.accuracy.metric if spec.accuracy else None,
         "budget": spec.accuracy.effective_budget if spec.accuracy else None,
-        "threads": timing.threads,
-        "speed_rounds": timing.rounds,
+        "threads": reference.threads,
+        "speed_rounds": reference.rounds,
         "runtime": result.runtime,
+        "engines": result.engines,
+        "cpu": {
+            "model": facts.model,
+            "vendor": facts.vendor,
+            "mhz": facts.mhz,
+            "instruction_sets": list(facts.flags),
+        },
+        "choices": {p: {"pair": c.pair, "why": c.why} for p, c in choices.items()},
         "measured_at": result.measured_at,
         "variants": rows,
     }
@@ -100,32 +139,42 @@ def render_markdown(report: dict) -> str:
     lines = [
         "# Build report",
         "",
-        "Every variant is measured against FP32 on the model's eval set with the spec's metric; one outside its",
-        "budget, or that the runtime crashed or failed on, is not published. Every artifact runs in a worker",
-        "process of the serving environment's runtime (ONNX Runtime, CPU execution provider). Speed is in-process,",
-        "all artifacts of a model timed in one interleaved run: median latency at batch 1, and throughput at",
-        "batch 8 (other axes at their opt size). Generated by `triton-repo build`; do not edit.",
+        "Every (artifact, runtime) pair is measured against FP32 (ONNX Runtime) on the model's eval set with the",
+        "spec's metric; one outside its budget, or that the runtime crashed or failed on, is not published. Each",
+        "runs in a worker process of the serving environment (ONNX Runtime's CPU execution provider, or OpenVINO",
+        "at f32 or bf16 inference precision). Speed is in-process, every pair of a model timed in one interleaved",
+        "run: median latency at batch 1, throughput at batch 8 (other axes at their opt size), and the matrix",
+        "work's GFLOP/s against this CPU's estimated peak for the pair's arithmetic. A served variant is the",
+        "fastest of its candidate pairs within budget. Generated by `triton-repo build`; do not edit.",
         "",
     ]
     for name, model in report["models"].items():
+        cpu = model.get("cpu", {})
         lines += [
             f"## {name}",
             "",
-            f"Metric `{model['metric']}`, budget {model['budget']}; {model.get('runtime', 'ONNX Runtime')}, "
-            f"{model['threads']} threads; measured {model['measured_at']}.",
+            f"Metric `{model['metric']}`, budget {model['budget']}; {model['threads']} threads; "
+            f"{', '.join(model.get('engines', {}).values()) or model.get('runtime', '')}; "
+            f"measured {model['measured_at']} on {cpu.get('model', 'this CPU')} "
+            f"({', '.join(cpu.get('instruction_sets', [])) or 'no matrix extensions found'}).",
             "",
-            "| artifact | Triton model | accuracy vs FP32 | max abs diff | MB | batch 1 ms | batch 8 inf/s | kept nodes | status |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| artifact | runtime | Triton model | accuracy vs FP32 | max abs diff | MB | batch 1 ms | batch 8 inf/s "
+            "| x FP32 | GFLOP/s (% of est. peak) | kept nodes | status |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in model["variants"]:
             max_abs = max(row["accuracy"]["max_abs"].values(), default=0.0) if row["accuracy"] else 0.0
             latency, rate = row["latency_ms_batch1"], row["throughput_per_s"]
             kept = len(row["kept_nodes"]) + len(row.get("rule_kept_nodes", []))
+            gflops, peak = row.get("gflops"), row.get("peak_gflops")
+            roofline = f"{gflops:.0f} ({100 * gflops / peak:.0f}%)" if gflops and peak else "—"
             lines.append(
-                f"| {row['artifact']} | {row['triton_model'] or '—'} | {row['verdict']} | {max_abs:.3g} | "
-                f"{_number(row['size_mb'], '.1f')} | {_number(latency, '.2f')} | "
-                f"{_number(rate, '.0f')} | {kept} | {row['status']} |"
+                f"| {row['artifact']} | {row.get('runtime', 'ort')} | {row['triton_model'] or '—'} | "
+                f"{row['verdict']} | {max_abs:.3g} | {_number(row['size_mb'], '.1f')} | {_number(latency, '.2f')} | "
+                f"{_number(rate, '.0f')} | {_number(row.get('speedup_vs_fp32'), '.2f')} | {roofline} | {kept} | "
+                f"{row['status']} |"
             )
+        lines += _choice_lines(model)
         lines += _kept_lines(model)
         if model.get("ensemble"):
             ensemble = model["ensemble"]
@@ -136,6 +185,23 @@ def render_markdown(report: dict) -> str:
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _choice_lines(model: dict) -> list[str]:
+    """Which pair each served variant is, why, and how the roofline's peak was estimated."""
+    lines = ["", "Served variants (the fastest candidate pair within budget):", ""]
+    for precision, choice in model.get("choices", {}).items():
+        lines.append(
+            f"- {precision}: {choice['pair'] or 'none'}{' — ' + choice['why'] if choice['why'] else ''}"
+        )
+    estimates = sorted({row["peak_estimate"] for row in model["variants"] if row.get("peak_estimate")})
+    if estimates:
+        lines += [
+            "",
+            "Estimated peaks: " + "; ".join(estimates) + " (the clock /proc/cpuinfo reports; cores that run "
+            "faster under load show more than 100%).",
+        ]
+    return lines
 
 
 def _kept_lines(model: dict, listed: int = 8) -> list[str]:

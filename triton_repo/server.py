@@ -199,6 +199,8 @@ def start(
     environment = dict(os.environ)
     environment["PATH"] = f"{env.root / 'bin'}{os.pathsep}{environment.get('PATH', '')}"
     environment["PYTHONNOUSERSITE"] = "1"
+    # OpenVINO-served models keep their compiled blobs here, so a reload does not compile again.
+    environment["TRITON_REPO_OV_CACHE"] = str((log_path.parent / "openvino-cache").resolve())
     environment.pop("PYTHONPATH", None)
     environment.pop("VIRTUAL_ENV", None)
     with log_path.open("w") as log:

@@ -3,10 +3,13 @@
 fp16      ModelOpt AutoCast, I/O kept FP32 (for TensorRT)                 -> model.fp16.onnx
 fp16-cpu  ModelOpt AutoCast keeping in FP32 every op type the serving      -> model.fp16-cpu.onnx
           ONNX Runtime has no CPU FP16 kernel for (what the cpu target serves)
+bf16      ModelOpt AutoCast to BF16, I/O kept FP32 (for TensorRT)          -> model.bf16.onnx
 int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)                  -> model.int8.onnx
-int8-cpu  ONNX Runtime quantization (what the cpu target serves)           -> model.int8-cpu.onnx
+int8-cpu  ONNX Runtime quantization (served by ONNX Runtime, cpu target)   -> model.int8-cpu.onnx
+int8-ov   NNCF PTQ, Q/DQ placed for OpenVINO (served by OpenVINO, cpu)     -> model.int8-ov.onnx
 
-Both FP16 artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
+The cpu target's bf16 is no artifact of its own: the FP32 graph run by OpenVINO at BF16 inference
+precision. Half-precision artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
 """
 
 from __future__ import annotations
@@ -32,19 +35,19 @@ ARTIFACT_FILES = {
     "fp32": "model.onnx",
     "fp16": "model.fp16.onnx",
     "fp16-cpu": "model.fp16-cpu.onnx",
+    "bf16": "model.bf16.onnx",
     "int8": "model.int8.onnx",
     "int8-cpu": "model.int8-cpu.onnx",
+    "int8-ov": "model.int8-ov.onnx",
 }
 BUILT_WITH = {
     "fp16": "ModelOpt AutoCast",
     "fp16-cpu": "ModelOpt AutoCast",
+    "bf16": "ModelOpt AutoCast",
     "int8": "ModelOpt INT8 PTQ",
     "int8-cpu": "ONNX Runtime quantization",
+    "int8-ov": "NNCF INT8 PTQ",
 }
-# The artifact the cpu target serves as <name>_<precision>.
-CPU_SERVED = {"fp32": "fp32", "fp16": "fp16-cpu", "int8": "int8-cpu"}
-# The artifact the gpu target serves as <name>_<precision>_trt and _onnx: int8 is ModelOpt's Q/DQ graph.
-GPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 CALIBRATION_BATCH = 8
 
 
@@ -61,12 +64,15 @@ class Artifact:
 
 
 def artifacts_for(precisions: list[str]) -> list[str]:
-    """fp32 always; fp16 and int8 each mean two artifacts: TensorRT's and the cpu target's."""
+    """fp32 always; fp16: TensorRT's and the cpu target's; bf16: TensorRT's (the cpu target runs the FP32
+    graph in OpenVINO at BF16); int8: TensorRT's, ONNX Runtime's and OpenVINO's."""
     kinds = ["fp32"]
     if "fp16" in precisions:
         kinds += ["fp16", "fp16-cpu"]
+    if "bf16" in precisions:
+        kinds.append("bf16")
     if "int8" in precisions:
-        kinds += ["int8", "int8-cpu"]
+        kinds += ["int8", "int8-cpu", "int8-ov"]
     return kinds
 
 
@@ -93,7 +99,7 @@ def fp16_op_rule(
     """fp16: recurrent ops. fp16-cpu: those, and every op type of the graph the serving runtime has no
     CPU FP16 kernel for (ONNX Runtime would otherwise wrap each in casts, and crashes on some)."""
     recurrent = sorted(RECURRENT_OPS & graph_op_types)
-    if kind == "fp16":
+    if kind in ("fp16", "bf16"):
         return OpTypeRule(tuple(recurrent), "recurrent ops stay FP32" if recurrent else "")
     if kind != "fp16-cpu":
         return OpTypeRule((), "")
@@ -109,9 +115,9 @@ def fp16_op_rule(
 class ArtifactBuilder:
     """The child processes that build artifacts, kept for a model's (or a search's) whole run.
 
-    Two children: ModelOpt's (fp16, fp16-cpu, int8) and ONNX Runtime quantization's (int8-cpu), because
-    importing ModelOpt patches ONNX Runtime's quantization module and breaks a later quantize_static in
-    the same process. Importing ModelOpt costs about 4 s, so a child is reused rather than started per
+    A child per tool: ModelOpt's (fp16, fp16-cpu, bf16, int8), ONNX Runtime quantization's (int8-cpu)
+    and NNCF's (int8-ov), because importing ModelOpt patches ONNX Runtime's quantization module and
+    breaks a later quantize_static in the same process. Importing ModelOpt costs about 4 s, so a child is reused rather than started per
     artifact; a child that dies (out of memory, a crash in a quantizer) fails that artifact and is
     replaced for the next one. Use as a context manager.
     """
@@ -142,7 +148,7 @@ class ArtifactBuilder:
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        family = "onnxruntime" if kind == "int8-cpu" else "modelopt"
+        family = {"int8-cpu": "onnxruntime", "int8-ov": "nncf"}.get(kind, "modelopt")
         if family not in self._pools:
             context = multiprocessing.get_context("spawn")
             self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
@@ -197,8 +203,11 @@ def _build_here(
     from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
     with _quiet():
-        if kind in ("fp16", "fp16-cpu"):
-            return _autocast_fp16(fp32_onnx, output, kept, kept_op_types)
+        if kind in ("fp16", "fp16-cpu", "bf16"):
+            low = "bf16" if kind == "bf16" else "fp16"
+            return _autocast(fp32_onnx, output, low, kept, kept_op_types)
+        if kind == "int8-ov":
+            return _nncf_int8(fp32_onnx, output, settings.openvino, kept, calibration)
         if kind == "int8":
             return _modelopt_int8(fp32_onnx, output, settings.calibration_method, kept, calibration)
         if kind == "int8-cpu":
@@ -224,11 +233,19 @@ def exact_names(names: tuple[str, ...]) -> list[str] | None:
 def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=()) -> str:
     from importlib.metadata import version
 
-    tools = {name: version(name) for name in ("nvidia-modelopt", "onnxruntime-gpu", "onnx")}
+    names = (
+        ("nncf", "openvino", "onnx") if kind == "int8-ov" else ("nvidia-modelopt", "onnxruntime-gpu", "onnx")
+    )
+    tools = {name: version(name) for name in names}
+    own_settings = {  # each artifact is keyed by the settings its quantizer reads
+        "int8": {"calibration_method": settings.calibration_method},
+        "int8-cpu": settings.cpu.model_dump(mode="json"),
+        "int8-ov": settings.openvino.model_dump(mode="json"),
+    }
     payload = {
         "kind": kind,
         "fp32": fp32_sha256,
-        "settings": settings.model_dump(mode="json") if not kind.startswith("fp16") else None,
+        "settings": own_settings.get(kind),
         "kept": list(kept),
         "kept_op_types": list(kept_op_types),
         "node_match": "exact",
@@ -238,15 +255,15 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=())
     return json.dumps(payload, sort_keys=True)
 
 
-def _autocast_fp16(
-    fp32_onnx: Path, output: Path, kept: tuple[str, ...], kept_op_types: tuple[str, ...]
+def _autocast(
+    fp32_onnx: Path, output: Path, low: str, kept: tuple[str, ...], kept_op_types: tuple[str, ...]
 ) -> Path:
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
     model = convert_to_mixed_precision(
         onnx_path=str(fp32_onnx),
-        low_precision_type="fp16",
+        low_precision_type=low,
         keep_io_types=True,
         nodes_to_exclude=exact_names(kept),
         op_types_to_exclude=list(kept_op_types) or None,
@@ -295,6 +312,52 @@ def _modelopt_int8(
         os.replace(result, output)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return output
+
+
+def openvino_model_type(settings, op_types: set[str]) -> tuple[str, str]:
+    """(model type, preset) for NNCF: `auto` reads the graph (Softmax and no Conv: a transformer)."""
+    model_type = settings.model_type
+    if model_type == "auto":
+        model_type = "transformer" if "Softmax" in op_types and "Conv" not in op_types else "cnn"
+    preset = settings.preset
+    if preset == "auto":
+        preset = "mixed" if model_type == "transformer" else "performance"
+    return model_type, preset
+
+
+def _nncf_int8(
+    fp32_onnx: Path,
+    output: Path,
+    settings,
+    kept: tuple[str, ...],
+    calibration: dict[str, np.ndarray] | None,
+) -> Path:
+    """NNCF post-training quantization of the ONNX graph, Q/DQ placed for OpenVINO (which runs the
+    quantized MatMul/Conv in INT8, on AMX or VNNI where the CPU has them); `kept` is its ignored scope."""
+    os.environ.setdefault("NNCF_CI", "1")  # NNCF's switch that keeps its usage telemetry off
+    import nncf
+    import onnx
+
+    from builders.precision.accuracy import row_batches
+
+    if not calibration:
+        raise ValueError("int8 needs calibration data")
+    model = onnx.load(str(fp32_onnx))
+    model_type, preset = openvino_model_type(settings, {node.op_type for node in model.graph.node})
+    batches = list(row_batches(calibration, CALIBRATION_BATCH))
+    options = {"model_type": nncf.ModelType.TRANSFORMER} if model_type == "transformer" else {}
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(batches),
+        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(batches),
+        ignored_scope=nncf.IgnoredScope(names=list(kept)) if kept else None,
+        **options,
+    )
+    tmp = output.with_name(output.name + ".tmp")
+    onnx.save(quantized, str(tmp))
+    os.replace(tmp, output)
     return output
 
 

@@ -20,8 +20,10 @@ HEADER = """\
 # the FP32 ONNX graph that stays in higher precision in that artifact:
 #   fp16      ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx, for TensorRT)
 #   fp16-cpu  ModelOpt AutoCast keeps it in FP32 (model.fp16-cpu.onnx, served by the cpu target)
+#   bf16      ModelOpt AutoCast (bf16) keeps it in FP32 (model.bf16.onnx, for TensorRT)
 #   int8      ModelOpt Q/DQ PTQ leaves it unquantized (model.int8.onnx, for TensorRT)
 #   int8-cpu  ONNX Runtime quantization leaves it in float (model.int8-cpu.onnx, served by the cpu target)
+#   int8-ov   NNCF leaves it in float (ignored scope; model.int8-ov.onnx, served by OpenVINO on the cpu target)
 """
 
 
@@ -60,8 +62,10 @@ class ArtifactPlan(_Strict):
 class PrecisionPlan(_Strict):
     fp16: ArtifactPlan = ArtifactPlan()
     fp16_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="fp16-cpu")
+    bf16: ArtifactPlan = ArtifactPlan()
     int8: ArtifactPlan = ArtifactPlan()
     int8_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="int8-cpu")
+    int8_ov: ArtifactPlan = Field(default=ArtifactPlan(), alias="int8-ov")
 
     def for_artifact(self, artifact: str) -> ArtifactPlan:
         return getattr(self, _FIELDS[artifact]) if artifact in _FIELDS else ArtifactPlan()
@@ -70,7 +74,14 @@ class PrecisionPlan(_Strict):
         return self.model_copy(update={_FIELDS[artifact]: plan})
 
 
-_FIELDS = {"fp16": "fp16", "fp16-cpu": "fp16_cpu", "int8": "int8", "int8-cpu": "int8_cpu"}
+_FIELDS = {
+    "fp16": "fp16",
+    "fp16-cpu": "fp16_cpu",
+    "bf16": "bf16",
+    "int8": "int8",
+    "int8-cpu": "int8_cpu",
+    "int8-ov": "int8_ov",
+}
 
 
 def load_plan(folder: Path) -> PrecisionPlan:

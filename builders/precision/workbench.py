@@ -9,6 +9,7 @@ import numpy as np
 
 from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
 from builders.precision.artifacts import ARTIFACT_FILES, ArtifactBuilder, OpTypeRule, fp16_op_rule
+from builders.precision.pairs import ENGINES_OF
 from builders.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
 from builders.precision.stage import graph_node_names, refusal
 from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession, Runtime
@@ -41,6 +42,10 @@ class Workbench:
     def threads(self) -> int:
         return self.loaded.spec.triton.intra_op_threads
 
+    def engine(self, kind: str):
+        """How the artifact is measured: the runtime that serves it (OpenVINO for int8-ov)."""
+        return ENGINES_OF[kind][0]
+
     def build(self, kind: str, kept: tuple[str, ...], output: Path) -> Path:
         return self.builder.build(
             kind,
@@ -58,7 +63,7 @@ class Workbench:
         self.build(kind, kept, output)
         outputs = [o.name for o in self.loaded.spec.outputs]
         try:
-            with IsolatedSession(self.runtime, output, self.threads) as session:
+            with IsolatedSession(self.runtime, output, self.threads, self.engine(kind)) as session:
                 variant = session.run(self.eval_inputs, outputs, self.batch)
         except ArtifactRunFailed as error:
             return AccuracyResult.not_run(

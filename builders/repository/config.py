@@ -146,10 +146,14 @@ def shape_ranges(loaded: LoadedSpec) -> dict[str, list]:
     return ranges
 
 
-def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray]) -> mc.ModelConfig:
-    """The cpu-target config: python backend running ONNX Runtime; dims and batching from the spec.
+def cpu_model_config(
+    loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray], runtime: dict[str, str] | None = None
+) -> mc.ModelConfig:
+    """The cpu-target config: python backend running the ONNX file; dims and batching from the spec.
 
     `warmup` holds one sample (no batch dim) per input; Triton repeats it to each warmup batch size.
+    `runtime` is the engine's parameters for the template (default ONNX Runtime): {"runtime":
+    "openvino", "inference_precision": "bf16"} runs it in OpenVINO at BF16.
     """
     spec = loaded.spec
     config = new_config(loaded, name, backend="python")
@@ -158,6 +162,8 @@ def cpu_model_config(loaded: LoadedSpec, name: str, warmup: dict[str, np.ndarray
     batching = spec.triton.dynamic_batching
     add_dynamic_batching(config, loaded, batching.preferred_batch_sizes if batching else [])
     config.parameters["onnx_file"].string_value = ONNX_FILE
+    for key, value in (runtime or {"runtime": "onnxruntime"}).items():
+        config.parameters[key].string_value = value
     config.parameters["intra_op_threads"].string_value = str(spec.triton.intra_op_threads)
     config.parameters["shape_ranges"].string_value = json.dumps(shape_ranges(loaded), sort_keys=True)
     dims = {tensor.name: warmup[tensor.name].shape for tensor in spec.inputs}

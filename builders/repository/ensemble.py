@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from builders.golden import load_raw_golden, save_raw_golden
 from builders.repository.config import labels_files, new_config, parse_config, to_text, write_labels
 from builders.repository.writer import VERSION, StagedModel, file_hashes, new_model_dir
-from builders.runtime.isolated import IsolatedSession, Runtime
+from builders.runtime.isolated import ORT, Engine, IsolatedSession, Runtime
 from triton_repo.errors import SpecError, TritonRepoError
 from triton_repo.references import load_callable
 from triton_repo.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
@@ -172,9 +172,11 @@ def stage_ensemble(
     tolerances: dict[str, Tolerance],
     staging: Path,
     runtime: Runtime,
+    engine: Engine = ORT,
 ) -> list[StagedModel]:
     """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
-    ONNX file run by `runtime` (a worker process) on the pre-processed samples."""
+    ONNX file run by `runtime` with `engine` (a worker process, as the variant is served) on the
+    pre-processed samples."""
     from builders.repository.templates import preprocessing
 
     spec = loaded.spec
@@ -206,7 +208,7 @@ def stage_ensemble(
     # dynamic INT8 ranges depend on what is batched together.
     feed = preprocessing.run(step, samples)
     names = [o.name for o in variant.output]
-    with IsolatedSession(runtime, variant_onnx, spec.triton.intra_op_threads) as session:
+    with IsolatedSession(runtime, variant_onnx, spec.triton.intra_op_threads, engine) as session:
         outputs = session.run(feed, names)
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 

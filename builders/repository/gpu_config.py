@@ -24,7 +24,9 @@ from triton_repo.spec import BATCH_AXIS, LoadedSpec
 ONNX_FILE = "model.onnx"
 DEFAULT_PLAN = "model.plan"
 TRT_CACHE_ROOT = "/trt-cache"  # a writable volume of the triton service (the repository is read-only)
-ACCELERATOR_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+# The TensorRT accelerator's precision_mode (FP32, FP16, INT8 are what Triton's onnxruntime backend takes):
+# a BF16 graph carries its precision in its own types, so the accelerator adds no lowering (FP32).
+ACCELERATOR_PRECISION = {"fp32": "FP32", "fp16": "FP16", "bf16": "FP32", "int8": "INT8"}
 
 
 @dataclass(frozen=True)

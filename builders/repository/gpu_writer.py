@@ -43,7 +43,7 @@ from builders.repository.writer import (
     new_model_dir,
     validate_staged,
 )
-from builders.runtime.isolated import IsolatedSession, Runtime
+from builders.runtime.isolated import ORT, Engine, IsolatedSession, Runtime
 from triton_repo.errors import TritonRepoError
 from triton_repo.references import inputs_at
 from triton_repo.releases import Release
@@ -66,13 +66,15 @@ def stage_gpu_models(
     engines_dir: Path,
     timing_cache_dir: Path,
     runtime: Runtime,
+    run_with: Engine = ORT,
 ) -> list[StagedModel]:
     """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
 
     `sample` holds the golden inputs and the outputs this artifact must produce; `tolerances` the per-output
     limits. With `gpu.available` the plan is built into `engines_dir` (reused when nothing changed) and
     checked against golden; `timing_cache_dir` keeps one timing cache per GPU and TensorRT version.
-    `runtime` runs the ONNX artifact (in a worker process) for the reference outputs and the staged check.
+    `runtime` runs the ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph,
+    which ONNX Runtime's CPU cannot run) for the reference outputs and the staged check.
     """
     profiles = derive_profiles(loaded.spec)
     warmup = warmup_points(loaded, profiles)
@@ -89,17 +91,32 @@ def stage_gpu_models(
             hardware_compatibility_level=loaded.spec.gpu.hardware_compatibility_level,
             gpu=gpu,
         )
-        cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime)
+        cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime, run_with)
         engine = (request.plan, engine_summary(build_engine(request, cases, tolerances)))
     trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
     onnx = _stage_onnx(
-        loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime
+        loaded,
+        precision,
+        onnx_path,
+        sample,
+        tolerances,
+        staging,
+        profiles,
+        warmup,
+        release,
+        runtime,
+        run_with,
     )
     return [trt, onnx]
 
 
 def engine_check_cases(
-    loaded: LoadedSpec, onnx_path: Path, sample: GoldenCase, profiles: list[Profile], runtime: Runtime
+    loaded: LoadedSpec,
+    onnx_path: Path,
+    sample: GoldenCase,
+    profiles: list[Profile],
+    runtime: Runtime,
+    run_with: Engine = ORT,
 ) -> list[GoldenCase]:
     """The golden sample, and the sample resized to each profile's min/opt/max with what the same ONNX
     artifact computes there in ONNX Runtime (CPU, a worker process): what the plan must reproduce."""
@@ -108,7 +125,7 @@ def engine_check_cases(
     if any(p.contains({n: tuple(a.shape) for n, a in sample.inputs.items()}) for p in profiles):
         cases.append(sample)
     seen = []
-    with IsolatedSession(runtime, onnx_path) as session:
+    with IsolatedSession(runtime, onnx_path, 0, run_with) as session:
         for profile in profiles:
             for sizes in profile.points():
                 if sizes in seen:
@@ -179,7 +196,7 @@ def _stage_trt(
 
 
 def _stage_onnx(
-    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime
+    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime, run_with
 ) -> StagedModel:
     name = f"{loaded.spec.name}_{precision}_onnx"
     model_dir = new_model_dir(staging, name)
@@ -188,6 +205,6 @@ def _stage_onnx(
     _write_warmup(loaded, model_dir, sample, warmup)
     config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime)  # round trip, warmup, ONNX vs golden
+    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with)  # round trip, warmup, golden
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)

@@ -24,7 +24,7 @@ from builders.repository.config import (
     warmup_rows,
     write_labels,
 )
-from builders.runtime.isolated import IsolatedSession, Runtime
+from builders.runtime.isolated import ORT, Engine, IsolatedSession, Runtime
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import LoadedSpec, Tolerance
@@ -56,32 +56,35 @@ def stage_cpu_model(
     tolerances: dict[str, Tolerance],
     staging: Path,
     runtime: Runtime,
+    engine: Engine = ORT,
 ) -> StagedModel:
     """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
 
     `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
     are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
-    on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed).
+    on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed) with
+    `engine`, the way the served model runs it.
     """
     spec = loaded.spec
     name = f"{spec.name}_{precision}"
     model_dir = new_model_dir(staging, name)
     version_dir = model_dir / VERSION
     shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
-    template = resources.files("builders.repository") / "templates" / "onnxruntime_model.py"
+    template = resources.files("builders.repository") / "templates" / "onnx_model.py"
     (version_dir / "model.py").write_text(template.read_text())
     save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
         (model_dir / WARMUP_DIR / input_name).write_bytes(row.tobytes())
-    config = cpu_model_config(loaded, name, rows)
+    config = cpu_model_config(loaded, name, rows, engine.parameters)
     labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, engine)
     entry = {
         "source_model": spec.name,
         "precision": precision,
+        "runtime": engine.name,
         "spec": str(loaded.path),
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
@@ -135,7 +138,12 @@ def check_warmup_files(loaded: LoadedSpec, model_dir: Path, config) -> None:
 
 
 def validate_staged(
-    loaded: LoadedSpec, model_dir: Path, config, tolerances: dict[str, Tolerance], runtime: Runtime
+    loaded: LoadedSpec,
+    model_dir: Path,
+    config,
+    tolerances: dict[str, Tolerance],
+    runtime: Runtime,
+    engine: Engine = ORT,
 ) -> None:
     """The staged directory must parse back to the same config and its ONNX, run by `runtime` in a worker
     process, must reproduce the golden sample."""
@@ -146,7 +154,7 @@ def validate_staged(
     sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
     names = [o.name for o in loaded.spec.outputs]
     threads = loaded.spec.triton.intra_op_threads
-    with IsolatedSession(runtime, model_dir / VERSION / ONNX_FILE, threads) as session:
+    with IsolatedSession(runtime, model_dir / VERSION / ONNX_FILE, threads, engine) as session:
         computed = session.run(sample.inputs, names)
     for output in names:
         actual = computed[output]

@@ -37,16 +37,53 @@ class ArtifactRunFailed(TritonRepoError):
 
 
 @dataclass(frozen=True)
+class Engine:
+    """How an artifact is run: ONNX Runtime's CPU execution provider, or OpenVINO's CPU plugin at an
+    inference precision (bf16 uses AMX / AVX512-BF16 where the CPU has them; OpenVINO falls back to f32
+    where it does not)."""
+
+    name: str  # ort | ov-f32 | ov-bf16
+    runtime: str  # onnxruntime | openvino
+    precision: str = ""  # OpenVINO's INFERENCE_PRECISION_HINT
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """What the python backend template reads from config.pbtxt to run the model this way."""
+        return {
+            "runtime": self.runtime,
+            **({"inference_precision": self.precision} if self.precision else {}),
+        }
+
+
+ORT = Engine("ort", "onnxruntime")
+OV_F32 = Engine("ov-f32", "openvino", "f32")
+OV_BF16 = Engine("ov-bf16", "openvino", "bf16")
+ENGINES = {engine.name: engine for engine in (ORT, OV_F32, OV_BF16)}
+_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+@dataclass(frozen=True)
 class Runtime:
-    """The interpreter whose inference runtime runs artifacts: the serving environment's Python."""
+    """The interpreter whose inference runtimes run artifacts: the serving environment's Python."""
 
     python: Path
 
     @property
     def label(self) -> str:
         """'ONNX Runtime 1.32.0' (asks a worker once per interpreter)."""
-        info = _hello(str(self.python))
-        return f"{info['runtime']} {info['version']}"
+        return self.label_of(ORT)
+
+    def label_of(self, engine: Engine) -> str:
+        """'ONNX Runtime 1.32.0' or 'OpenVINO 2026.4.1 (bf16)'."""
+        version = self.versions().get(engine.runtime) or "(not installed)"
+        precision = f" ({engine.precision})" if engine.precision else ""
+        return f"{_RUNTIME_NAMES[engine.runtime]} {version}{precision}"
+
+    def versions(self) -> dict[str, str | None]:
+        return dict(_hello(str(self.python))["versions"])
+
+    def has(self, engine: Engine) -> bool:
+        return self.versions().get(engine.runtime) is not None
 
     def fp16_kernel_ops(self) -> frozenset[str]:
         """Op types the runtime's CPU execution provider can run in float16."""
@@ -70,8 +107,9 @@ def signal_name(returncode: int) -> str:
 class IsolatedSession:
     """One artifact loaded in its own worker process; use as a context manager (the worker exits after)."""
 
-    def __init__(self, runtime: Runtime, onnx_path: Path, threads: int = 0) -> None:
+    def __init__(self, runtime: Runtime, onnx_path: Path, threads: int = 0, engine: Engine = ORT) -> None:
         self.runtime = runtime
+        self.engine = engine
         self.path = Path(onnx_path)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self._process = subprocess.Popen(
@@ -81,7 +119,15 @@ class IsolatedSession:
             stderr=self._stderr,
         )
         try:
-            header, _ = self._call({"op": "open", "path": str(self.path.resolve()), "threads": threads})
+            header, _ = self._call(
+                {
+                    "op": "open",
+                    "path": str(self.path.resolve()),
+                    "threads": threads,
+                    "runtime": engine.runtime,
+                    "precision": engine.precision,
+                }
+            )
         except BaseException:
             self.close()
             raise
@@ -132,14 +178,14 @@ class IsolatedSession:
             returncode = process.wait()
             reason = f"crashed ({signal_name(returncode)})"
             raise ArtifactRunFailed(
-                f"{self.runtime.label} {reason} running {self.path.name}{self._stderr_tail()}",
+                f"{self.runtime.label_of(self.engine)} {reason} running {self.path.name}{self._stderr_tail()}",
                 reason,
                 crashed=True,
             ) from None
         if "error" in reply:
             reason = f"failed: {reply['error']}"
             raise ArtifactRunFailed(
-                f"{self.runtime.label} {reason} ({self.path.name})", reason, crashed=False
+                f"{self.runtime.label_of(self.engine)} {reason} ({self.path.name})", reason, crashed=False
             )
         return reply, out
 

@@ -1,9 +1,10 @@
 """The artifact worker: one ONNX file in one inference session, driven by the build over pipes.
 
 Started by builders.runtime.isolated with the Python of the environment that will serve the artifact
-(the serving environment's ONNX Runtime), so what the build measures is what the server will run, and
-a crash in the runtime (SIGSEGV, abort, out of memory) ends this process, not the build. Needs only
-numpy and the runtime; commands and replies are builders.runtime.protocol messages.
+(the serving environment's ONNX Runtime or OpenVINO), so what the build measures is what the server will
+run, and a crash in the runtime (SIGSEGV, abort, out of memory) ends this process, not the build. Needs
+only numpy and the runtime; commands and replies are builders.runtime.protocol messages. The session
+options are the python backend template's (builders/repository/templates/onnx_model.py).
 """
 
 from __future__ import annotations
@@ -33,25 +34,63 @@ def fp16_kernel_ops() -> list[str]:
     return sorted(found)
 
 
+class OpenVinoSession:
+    """An OpenVINO compiled model with ONNX Runtime's session interface (run, get_inputs, get_outputs)."""
+
+    def __init__(self, path: str, threads: int, precision: str) -> None:
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(path, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+
+    def run(self, names, feed):
+        self.request.infer(feed)
+        return [self.request.get_tensor(name).data.copy() for name in names or self.output_names]
+
+
+def versions() -> dict[str, str | None]:
+    """The inference runtimes this environment has, by name: version or None."""
+    import importlib.metadata as metadata
+
+    found = {}
+    for name in ("onnxruntime", "openvino"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            try:
+                found[name] = metadata.version(f"{name}-gpu") if name == "onnxruntime" else None
+            except metadata.PackageNotFoundError:
+                found[name] = None
+    return found
+
+
 class Worker:
     def __init__(self) -> None:
         self.session = None
         self.feeds: dict[str, dict[str, np.ndarray]] = {}
 
     def hello(self, header, arrays):
-        import onnxruntime as ort
-
-        return {"runtime": "ONNX Runtime", "version": ort.__version__, "python": sys.version.split()[0]}, {}
+        return {"versions": versions(), "python": sys.version.split()[0]}, {}
 
     def fp16_kernels(self, header, arrays):
         return {"op_types": fp16_kernel_ops()}, {}
 
     def open(self, header, arrays):
+        threads = int(header.get("threads", 0))
+        if header.get("runtime", "onnxruntime") == "openvino":
+            session = OpenVinoSession(header["path"], threads, header.get("precision") or "f32")
+            self.session = session
+            return {"inputs": session.input_names, "outputs": session.output_names}, {}
         import onnxruntime as ort
 
         options = ort.SessionOptions()  # the python backend template's options
         options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
-        options.intra_op_num_threads = int(header.get("threads", 0))
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(header["path"], options, providers=["CPUExecutionProvider"])
         return {

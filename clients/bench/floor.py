@@ -1,4 +1,5 @@
-"""The in-process floor of a served variant: its ONNX file run in the serving environment's Python."""
+"""The in-process floor of a served variant: its ONNX file run in the serving environment's Python, by
+the runtime (ONNX Runtime or OpenVINO, at the inference precision) its config names."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class FloorPlan:
 
     onnx: Path
     threads: int
+    runtime: str = "onnxruntime"  # or openvino
+    precision: str = ""  # OpenVINO's inference precision
 
 
 def best_floor(floors: list[Floor]) -> Floor:
@@ -54,9 +57,12 @@ def floor_plan(config_path: Path, version_dir: Path) -> FloorPlan | None:
     config = parse_config(config_path)
     if config.backend != "python" or "onnx_file" not in config.parameters:
         return None
-    onnx = version_dir / config.parameters["onnx_file"].string_value
-    threads = int(config.parameters["intra_op_threads"].string_value or 0)
-    return FloorPlan(onnx, threads) if onnx.is_file() else None
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    onnx = version_dir / parameters["onnx_file"]
+    threads = int(parameters.get("intra_op_threads") or 0)
+    runtime = parameters.get("runtime", "onnxruntime")
+    precision = parameters.get("inference_precision", "")
+    return FloorPlan(onnx, threads, runtime, precision) if onnx.is_file() else None
 
 
 def measure_floor(
@@ -78,6 +84,8 @@ def measure_floor(
             f"--onnx={plan.onnx}",
             f"--inputs={feed}",
             f"--threads={plan.threads}",
+            f"--runtime={plan.runtime}",
+            f"--precision={plan.precision or 'f32'}",
             f"--window={window_s}",
             f"--max-windows={max_windows}",
             f"--warmup={warmup_s}",
@@ -88,7 +96,7 @@ def measure_floor(
         raise RuntimeError(f"in-process floor failed in {python}: {last}")
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return Floor(
-        runtime=f"onnxruntime {report['onnxruntime']}",
+        runtime=report["runtime"],
         threads=report["threads"],
         batch=batch,
         request_rate=report["request_rate"],

@@ -31,7 +31,7 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
     """Export, precision artifacts, then one plan per served precision, checked with TrtRunner against the
     artifact's outputs at the sample and at every profile's min/opt/max (build_engine raises otherwise)."""
     from builders.export import export
-    from builders.precision.artifacts import GPU_SERVED
+    from builders.precision.pairs import choose_gpu
     from builders.precision.stage import run_precision
     from builders.repository.gpu_writer import stage_gpu_models
     from builders.repository.writer import served_tolerances
@@ -42,9 +42,10 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
     result = run_precision(loaded, exported, work / model, artifact_runtime())
     built = 0
     for precision in loaded.spec.precisions:
-        variant = result.variants[GPU_SERVED[precision]]
-        if not variant.passed:
+        choice = choose_gpu(precision, result.variants)
+        if choice.pair is None:
             continue
+        variant = result.variants[choice.pair]
         trt, _ = stage_gpu_models(
             loaded,
             precision,
@@ -57,6 +58,7 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
             engines_dir=work / model / "engines" / precision,
             timing_cache_dir=work / "timing-cache",
             runtime=artifact_runtime(),
+            run_with=variant.engine,
         )
         (summary,) = trt.manifest_entry["engines"]
         assert summary["tensorrt_version"] == pinned_release.tensorrt

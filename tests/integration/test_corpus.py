@@ -48,15 +48,17 @@ def test_every_variant_is_published_or_refused_with_a_reason_and_the_build_goes_
     built = rows(served)
     assert sorted({row["model"] for row in built}) == MODELS  # every model went through every stage
     published = read_manifest(served.repository)["models"]
+    closing = result.stderr.splitlines()[-1]
     for row in built:
-        if row["triton_model"] is None:
-            continue  # the gpu target's artifacts are measured but not served on the cpu target
-        if row["within_budget"]:
+        if row["triton_model"] is not None:  # the pair a served variant was chosen from
             assert row["triton_model"] in published, row
-        else:
-            assert row["triton_model"] not in published and row["check"], row
-            assert row["triton_model"] in result.stderr.splitlines()[-1]  # named in the closing line
+        elif row["candidate_for"] and row["candidate_for"] not in published:  # every candidate refused
+            assert row["check"] and row["candidate_for"] in closing, row  # named in the closing line
     assert {f"{name}_fp32" for name in MODELS} <= set(published)
+    for name in published:  # each published variant came from exactly one measured pair
+        assert sum(row["triton_model"] == name for row in built) == (
+            name.rsplit("_", 1)[-1] in ("fp32", "fp16", "bf16", "int8")
+        )
     print(
         "\n"
         + "\n".join(f"{r['triton_model'] or r['model'] + ' ' + r['artifact']}: {r['check']}" for r in built)

@@ -56,29 +56,48 @@ def gated(tmp_path_factory):
     return folder, repository, work_dir, result
 
 
-def test_fp16_and_int8_are_published_with_a_report(gated):
+def test_every_precision_is_published_from_its_fastest_pair_with_a_report(gated):
     _, repository, work_dir, result = gated
     manifest = json.loads((repository / "manifest.json").read_text())
-    assert sorted(manifest["models"]) == ["tiny_fp16", "tiny_fp32", "tiny_int8"]
+    assert sorted(manifest["models"]) == ["tiny_bf16", "tiny_fp16", "tiny_fp32", "tiny_int8"]
     assert manifest["models"]["tiny_int8"]["precision"] == "int8"
     assert manifest["models"]["tiny_int8"]["tolerances"]["pooled"] == {"atol": 1e-2, "rtol": 5e-2}
-    for artifact in ("model.fp16.onnx", "model.fp16-cpu.onnx", "model.int8.onnx", "model.int8-cpu.onnx"):
-        assert (work_dir / "tiny" / artifact).is_file()
-    # the cpu target serves ONNX Runtime's INT8 graph, not ModelOpt's
-    served = (repository / "tiny_int8" / "1" / "model.onnx").read_bytes()
-    assert served == (work_dir / "tiny" / "model.int8-cpu.onnx").read_bytes()
+    for kind in ("fp16", "fp16-cpu", "bf16", "int8", "int8-cpu", "int8-ov"):
+        assert (work_dir / "tiny" / f"model.{kind}.onnx").is_file()
     report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
-    rows = {row["artifact"]: row for row in report["variants"]}
-    assert set(rows) == {"fp32", "fp16", "fp16-cpu", "int8", "int8-cpu"}
-    assert rows["int8"]["status"] == rows["fp16"]["status"] == "not served on the cpu target"
-    assert rows["fp16-cpu"]["triton_model"] == "tiny_fp16" and rows["fp16-cpu"]["status"] == "published"
-    assert rows["int8-cpu"]["triton_model"] == "tiny_int8" and rows["int8-cpu"]["status"] == "published"
-    for kind in ("fp16", "int8", "int8-cpu"):
-        assert 0.9 <= rows[kind]["accuracy"]["value"] <= 1.0
-        assert rows[kind]["throughput_per_s"] > 0 and rows[kind]["latency_ms_batch1"] > 0
-    assert report["threads"] == 1
+    rows = {(row["artifact"], row["runtime"]): row for row in report["variants"]}
+    assert set(rows) == {
+        ("fp32", "ort"),
+        ("fp32", "ov-f32"),
+        ("fp32", "ov-bf16"),
+        ("fp16", "ort"),
+        ("fp16-cpu", "ort"),
+        ("bf16", "ov-f32"),
+        ("int8", "ort"),
+        ("int8-cpu", "ort"),
+        ("int8-ov", "ov-bf16"),
+    }
+    assert rows["int8", "ort"]["status"] == rows["fp16", "ort"]["status"] == "not served on the cpu target"
+    assert rows["fp16-cpu", "ort"]["triton_model"] == "tiny_fp16"
+    assert rows["fp32", "ov-bf16"]["triton_model"] == "tiny_bf16"  # the FP32 graph at BF16 in OpenVINO
+    # each served variant is the pair its choice names, and the served file is that pair's artifact
+    for precision, choice in report["choices"].items():
+        kind, _, engine = choice["pair"].partition("@")
+        row = rows[kind, engine or "ort"]
+        assert row["triton_model"] == f"tiny_{precision}" and row["status"] == "published"
+        served = (repository / f"tiny_{precision}" / "1" / "model.onnx").read_bytes()
+        assert served == (work_dir / "tiny" / row["file"]).read_bytes()
+        config = (repository / f"tiny_{precision}" / "config.pbtxt").read_text()
+        assert ('"openvino"' in config) == engine.startswith("ov")
+    candidates = [row for row in report["variants"] if row["candidate_for"] == "int8"]
+    assert {row["artifact"] for row in candidates} == {"int8-cpu", "int8-ov"}
+    for row in report["variants"]:
+        if row["artifact"] != "fp32" or row["runtime"] != "ort":
+            assert 0.9 <= row["accuracy"]["value"] <= 1.0
+        assert row["throughput_per_s"] > 0 and row["latency_ms_batch1"] > 0 and row["gflops"] > 0
+    assert report["threads"] == 1 and report["cpu"]["instruction_sets"]
     markdown = (repository / "BUILD_REPORT.md").read_text()
-    assert "## tiny" in markdown and "| int8-cpu | tiny_int8 | min cosine" in markdown
+    assert "## tiny" in markdown and "| int8-cpu | ort |" in markdown and "Estimated peaks:" in markdown
 
 
 def test_every_variant_answers_correctly_over_grpc_and_http(gated, tmp_path):
@@ -89,7 +108,7 @@ def test_every_variant_answers_correctly_over_grpc_and_http(gated, tmp_path):
     finally:
         run_cli("stop", "--work-dir", str(served.work_dir))
     assert result.returncode == 0, result.stdout + result.stderr
-    for model in ("tiny_fp32", "tiny_fp16", "tiny_int8"):
+    for model in ("tiny_fp32", "tiny_fp16", "tiny_bf16", "tiny_int8"):
         assert result.stdout.count(model) >= 2  # one row per protocol
 
 
@@ -113,14 +132,17 @@ def test_a_variant_outside_its_budget_is_refused_and_no_longer_served(gated, tmp
     assert result.returncode == 1, result.stdout + result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert "variant(s) refused, not published" in error
-    assert "tiny_int8: min cosine" in error and "< 1 (short by" in error
+    assert (
+        "tiny_int8: int8-cpu: min cosine" in error and "< 1 (short by" in error
+    )  # every candidate's verdict
     assert "REFUSED" in result.stdout
     manifest = json.loads((repository / "manifest.json").read_text())
     assert "tiny_int8" not in manifest["models"] and not (repository / "tiny_int8").exists()
+    assert "tiny_bf16" not in manifest["models"]  # BF16 arithmetic is not bit-identical either
     assert "tiny_fp32" in manifest["models"]
     report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
-    statuses = {row["artifact"]: row["status"] for row in report["variants"]}
-    assert statuses["int8-cpu"] == "refused: outside budget"
+    statuses = {(row["artifact"], row["runtime"]): row["status"] for row in report["variants"]}
+    assert statuses["int8-cpu", "ort"] == statuses["int8-ov", "ov-bf16"] == "refused: outside budget"
     # put the passing build back for the other tests of this module
     build(folder, repository, work_dir)
 
@@ -149,7 +171,7 @@ def test_debug_int8_ranks_nodes_and_search_writes_a_plan_that_the_build_applies(
     build(folder, repository, work_dir)
     report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
     int8_cpu = next(row for row in report["variants"] if row["artifact"] == "int8-cpu")
-    assert int8_cpu["kept_nodes"] == kept and int8_cpu["status"] == "published"
+    assert int8_cpu["kept_nodes"] == kept and int8_cpu["within_budget"]
     assert int8_cpu["accuracy"]["value"] == pytest.approx(plan["int8-cpu"]["result"]["value"], abs=1e-6)
 
 

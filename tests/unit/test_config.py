@@ -265,3 +265,16 @@ def test_shape_ranges_name_each_dynamic_dim_of_each_input_with_the_batch_capped(
     capped = batched_spec(tmp_path / "capped", max_batch_size=4)
     config = cpu_model_config(capped, "toy_fp32", batched_warmup(capped))
     assert json.loads(config.parameters["shape_ranges"].string_value)["input_ids"][0] == ["batch", 1, 4]
+
+
+def test_the_runtime_that_serves_a_variant_is_in_its_config_and_parses_back(tmp_path):
+    from builders.runtime.isolated import OV_BF16
+
+    loaded = batched_spec(tmp_path)
+    config = cpu_model_config(loaded, "toy_bf16", batched_warmup(loaded), OV_BF16.parameters)
+    assert config.parameters["runtime"].string_value == "openvino"
+    assert config.parameters["inference_precision"].string_value == "bf16"
+    assert parse_config_text(to_text(config)) == config
+    default = cpu_model_config(loaded, "toy_fp32", batched_warmup(loaded))
+    assert default.parameters["runtime"].string_value == "onnxruntime"
+    assert "inference_precision" not in default.parameters

@@ -107,8 +107,8 @@ BAD_ENSEMBLES = [
     (
         "variant_not_a_precision",
         tokenize_spec,
-        lambda d: d["ensemble"].update(variant="bf16"),
-        ["ensemble.variant", "'bf16' is not allowed"],
+        lambda d: d["ensemble"].update(variant="fp8"),
+        ["ensemble.variant", "'fp8' is not allowed"],
     ),
     (
         "unknown_key_in_ensemble",

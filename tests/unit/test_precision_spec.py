@@ -26,11 +26,12 @@ def test_without_accuracy_only_fp32_is_built(tmp_path):
     assert _parse(tmp_path, minimal_spec()).precisions == ["fp32"]
 
 
-def test_with_accuracy_and_eval_fp16_is_added_and_int8_needs_calibration(tmp_path):
-    assert _parse(tmp_path, _gated(eval="eval.npz")).precisions == ["fp32", "fp16"]
+def test_with_accuracy_and_eval_fp16_and_bf16_are_added_and_int8_needs_calibration(tmp_path):
+    assert _parse(tmp_path, _gated(eval="eval.npz")).precisions == ["fp32", "fp16", "bf16"]
     assert _parse(tmp_path, _gated(eval="eval.npz", calibration="calib.npz")).precisions == [
         "fp32",
         "fp16",
+        "bf16",
         "int8",
     ]
 

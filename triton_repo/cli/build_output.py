@@ -55,24 +55,34 @@ def _print_publish(published) -> None:
 def _print_table(rows: list[dict], target: str) -> None:
     from rich.table import Table
 
-    table = Table(title="Built models (accuracy vs FP32 on the eval set; speed in-process, ONNX Runtime CPU)")
+    table = Table(
+        title="Built models: every (artifact, runtime) pair, accuracy vs FP32 on the eval set, speed in-process"
+    )
     for column in (
         "model",
         "artifact",
+        "runtime",
         "Triton model",
         "check",
         "MB",
         "b1 ms",
         "b8 inf/s",
+        "x fp32",
         "kept",
         "repository",
     ):
         table.add_column(column)
+    served = {row["triton_model"] for row in rows if row["triton_model"]}
     for row in rows:
-        if row["triton_model"] is None:
-            status = f"[dim]not served ({target})[/dim]"
-        elif not row["within_budget"]:
-            status = "[bold red]REFUSED[/bold red]"
+        if row["triton_model"] is None and row["status"].startswith("refused"):
+            # bold when no pair serves the variant; plain when a sibling pair serves it instead
+            status = (
+                "[red]refused[/red]" if row["candidate_for"] in served else "[bold red]REFUSED[/bold red]"
+            )
+        elif row["triton_model"] is None:
+            status = (
+                f"[dim]{'slower' if row['status'].startswith('measured') else f'not served ({target})'}[/dim]"
+            )
         else:
             status = f"published v{row['published']}" if row["published"] else "unchanged"
         if row["verified_cases"] is not None:
@@ -85,11 +95,13 @@ def _print_table(rows: list[dict], target: str) -> None:
         table.add_row(
             row["model"],
             row["artifact"],
-            row["triton_model"] or "—",
+            row["runtime"],
+            row["triton_model"] or (f"({row['candidate_for']})" if row["candidate_for"] else "—"),
             check,
             _number(row["mb"], ".1f"),
             _number(row["b1_ms"], ".2f"),
             _number(row["b8"], ".0f"),
+            _number(row["speedup"], ".2f"),
             str(row["kept"]),
             status,
         )

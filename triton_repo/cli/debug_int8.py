@@ -14,11 +14,12 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--artifact",
-    type=click.Choice(["int8", "int8-cpu", "fp16", "fp16-cpu"]),
+    type=click.Choice(["int8", "int8-cpu", "int8-ov", "fp16", "fp16-cpu"]),
     default="int8",
     show_default=True,
-    help="int8: ModelOpt Q/DQ (TensorRT); int8-cpu: ONNX Runtime quantization (cpu serving); "
-    "fp16 / fp16-cpu: AutoCast for TensorRT / for the cpu target.",
+    help="int8: ModelOpt Q/DQ (TensorRT); int8-cpu: ONNX Runtime quantization (cpu serving); int8-ov: NNCF "
+    "(OpenVINO, cpu serving); fp16 / fp16-cpu: AutoCast for TensorRT / for the cpu target. The layer-wise comparison runs both graphs "
+    "in ONNX Runtime (whose CPU has no BF16 kernels: the bf16 artifact cannot be compared this way).",
 )
 @click.option(
     "--apply-plan",

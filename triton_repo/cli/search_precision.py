@@ -15,7 +15,7 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @click.option(
     "--artifact",
     "artifacts",
-    type=click.Choice(["int8-cpu", "int8", "fp16", "fp16-cpu"]),
+    type=click.Choice(["int8-cpu", "int8-ov", "int8", "fp16", "fp16-cpu"]),
     multiple=True,
     help="Artifact(s) to search (repeatable). Default: every lower-precision artifact the spec builds.",
 )
@@ -50,7 +50,8 @@ def search_precision(
     from triton_repo.spec import find_model
 
     loaded = find_model(model)
-    kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k != "fp32"]
+    searchable = ("fp16", "fp16-cpu", "int8", "int8-cpu", "int8-ov")  # ranked by ONNX Runtime: no bf16
+    kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k in searchable]
     if not kinds:
         raise click.UsageError(f"{loaded.spec.name} builds only fp32 (precision.variants): nothing to search")
     failed = []
@@ -142,17 +143,24 @@ def _speed_cost(bench, kind: str, kept: tuple[str, ...], default_path: Path) -> 
     bench.build(kind, kept, found_path)
     sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
     threads = bench.loaded.spec.triton.intra_op_threads or os.cpu_count() or 1
-    paths = {"fp32": bench.fp32, f"{kind} all nodes": default_path, f"{kind} this plan": found_path}
+    engine = bench.engine(kind)
+    paths = {
+        "fp32": (bench.fp32, bench.engine("fp32")),
+        f"{kind} all nodes": (default_path, engine),
+        f"{kind} this plan": (found_path, engine),
+    }
     if not kept:
         paths.pop(f"{kind} all nodes")
     with contextlib.ExitStack() as stack:
         sessions = {}
-        for label, path in paths.items():
+        for label, (path, how) in paths.items():
             try:
-                sessions[label] = stack.enter_context(IsolatedSession(bench.runtime, path, threads))
+                sessions[label] = stack.enter_context(IsolatedSession(bench.runtime, path, threads, how))
             except ArtifactRunFailed as error:
                 warn(f"{label}: not timed: {error}")
-        with step(f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, {bench.runtime.label})"):
+        with step(
+            f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, {bench.runtime.label_of(engine)})"
+        ):
             timings, failed = measure_speed(
                 sessions,
                 speed_inputs(bench.loaded, sample, 1),

@@ -24,7 +24,13 @@ from triton_repo.spec.ensemble import STEP_KINDS, EnsembleSpec, ImageStep, Pixel
 from triton_repo.spec.gpu import GpuSettings
 from triton_repo.spec.loader import discover_specs, find_model, load_spec, parse_spec
 from triton_repo.spec.model import LoadedSpec, ModelSpec
-from triton_repo.spec.precision import Accuracy, CpuInt8Settings, Int8Settings, PrecisionSettings
+from triton_repo.spec.precision import (
+    Accuracy,
+    CpuInt8Settings,
+    Int8Settings,
+    OpenVinoInt8Settings,
+    PrecisionSettings,
+)
 from triton_repo.spec.shapes import Dim, InputSpec, OutputSpec, ShapeRange, TensorSpec, Tolerance
 from triton_repo.spec.sources import DataRef, DataSpec, Source
 from triton_repo.spec.triton import DynamicBatching, TritonSettings
@@ -52,6 +58,7 @@ __all__ = [
     "Int8Settings",
     "LoadedSpec",
     "ModelSpec",
+    "OpenVinoInt8Settings",
     "OutputSpec",
     "PixelsStep",
     "Precision",

@@ -31,8 +31,8 @@ DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int
 DEFAULT_BUDGETS = {"top1_drop": 1.0, "top1_agreement": 0.95, "cosine_min": 0.99}
 
 # The precisions a spec can ask for; each becomes the Triton model <name>_<precision>.
-PRECISIONS = ("fp32", "fp16", "int8")
-Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 
 class _Strict(BaseModel):

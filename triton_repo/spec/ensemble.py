@@ -58,7 +58,7 @@ class EnsembleSpec(_Strict):
     """An ensemble `<name>` that clients call with raw data: pre-processing step, then a served variant."""
 
     preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep, Field(discriminator="kind")]
-    variant: Literal["auto", "fp32", "fp16", "int8"] = "auto"  # auto: the fastest published variant
+    variant: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"  # auto: the fastest published variant
     # Kept for existing specs: the labels of the first output (prefer outputs[0].labels, which every
     # variant gets too).
     labels: str | None = None

@@ -108,7 +108,9 @@ class ModelSpec(_Strict):
         if chosen is None:  # unbatched models: fp32 only (see _check_precision)
             gated = self.accuracy is not None and self.data.eval is not None and self.batched
             chosen = (
-                ["fp32"] + (["fp16"] if gated else []) + (["int8"] if gated and self.data.calibration else [])
+                ["fp32"]
+                + (["fp16", "bf16"] if gated else [])
+                + (["int8"] if gated and self.data.calibration else [])
             )
         return [p for p in PRECISIONS if p in chosen]
 

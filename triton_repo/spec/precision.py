@@ -41,22 +41,37 @@ class CpuInt8Settings(_Strict):
     smooth_alpha: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
+class OpenVinoInt8Settings(_Strict):
+    """NNCF post-training quantization for OpenVINO (the cpu target's other INT8 candidate).
+
+    model_type: transformer (NNCF's transformer handling: SmoothQuant, attention left in float) or cnn;
+    auto picks transformer when the graph has Softmax and no Conv. preset: NNCF's quantization preset
+    (performance: symmetric; mixed: asymmetric activations); auto: mixed for transformers, else
+    performance.
+    """
+
+    model_type: Literal["auto", "transformer", "cnn"] = "auto"
+    preset: Literal["auto", "performance", "mixed"] = "auto"
+
+
 class Int8Settings(_Strict):
     calibration_method: Literal["max", "entropy"] = "max"  # ModelOpt PTQ (the TensorRT artifact)
     cpu: CpuInt8Settings = CpuInt8Settings()
+    openvino: OpenVinoInt8Settings = OpenVinoInt8Settings()
 
 
 class PrecisionSettings(_Strict):
     """Which variants to build and publish, and how; node-level choices live in precision.yaml."""
 
-    # Default: fp32, plus fp16 when the spec has accuracy and data.eval, plus int8 when it also has
-    # data.calibration (a variant is only published when it can be measured against FP32).
+    # Default: fp32, plus fp16 and bf16 when the spec has accuracy and data.eval, plus int8 when it also
+    # has data.calibration (a variant is only published when it can be measured against FP32).
     variants: Annotated[list[Precision], Field(min_length=1)] | None = None
     int8: Int8Settings = Int8Settings()
     # Served-check tolerance per lower precision: the served output vs the artifact run in-process.
     # Each output uses the larger of this and its own outputs[].tolerance.
-    tolerances: dict[Literal["fp16", "int8"], Tolerance] = {
+    tolerances: dict[Literal["fp16", "bf16", "int8"], Tolerance] = {
         "fp16": Tolerance(atol=1e-3, rtol=1e-2),
+        "bf16": Tolerance(atol=1e-2, rtol=5e-2),
         "int8": Tolerance(atol=1e-2, rtol=5e-2),
     }
 

@@ -1,0 +1,55 @@
+"""FLOPs of a model's matrix work (MatMul, Gemm, Conv) at a given input, for the report's roofline column:
+achieved GFLOP/s = FLOPs / measured time, against the CPU's peak for the pair's arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MATRIX_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+
+
+def matrix_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> float:
+    """2 x multiply-adds of every MatMul, Gemm and Conv of the FP32 graph at `inputs`, from the shapes the
+    graph really has there (the graph runs once in-process with those tensors marked as outputs)."""
+    import onnx
+    from polygraphy.backend.onnx import bytes_from_onnx, modify_outputs
+
+    from builders.onnx_runtime import cpu_session
+
+    model = onnx.load(str(fp32_onnx))
+    initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in MATRIX_OPS]
+    wanted = sorted(
+        {name for n in nodes for name in [*n.input, *n.output] if name and name not in initializers}
+    )
+    if not nodes:
+        return 0.0
+    session = cpu_session(bytes_from_onnx(modify_outputs(model, outputs=wanted)))
+    shapes = dict(initializers)
+    for name, value in zip(wanted, session.run(wanted, inputs), strict=True):
+        shapes[name] = value.shape
+    return float(sum(_node_flops(node, shapes) for node in nodes))
+
+
+def _node_flops(node, shapes: dict[str, tuple[int, ...]]) -> float:
+    attributes = {a.name: a for a in node.attribute}
+    if node.op_type == "MatMul":
+        a, b = shapes[node.input[0]], shapes[node.input[1]]
+        m, k = (a[-2], a[-1]) if len(a) > 1 else (1, a[-1])
+        n = b[-1] if len(b) > 1 else 1
+        batch = np.prod(np.broadcast_shapes(a[:-2], b[:-2])) if len(a) > 2 or len(b) > 2 else 1
+        return 2.0 * batch * m * k * n
+    if node.op_type == "Gemm":
+        a, b = shapes[node.input[0]], shapes[node.input[1]]
+        trans_a = attributes["transA"].i if "transA" in attributes else 0
+        trans_b = attributes["transB"].i if "transB" in attributes else 0
+        m, k = (a[1], a[0]) if trans_a else (a[0], a[1])
+        n = b[0] if trans_b else b[1]
+        return 2.0 * m * k * n
+    out, weight = shapes[node.output[0]], shapes[node.input[1]]
+    group = attributes["group"].i if "group" in attributes else 1
+    if node.op_type == "ConvTranspose":  # weight [C_in, C_out/group, k...]: every input element spreads
+        return 2.0 * float(np.prod(shapes[node.input[0]])) * weight[1] * float(np.prod(weight[2:]))
+    return 2.0 * float(np.prod(out)) * weight[1] * float(np.prod(weight[2:])) * (1 if group else 1)

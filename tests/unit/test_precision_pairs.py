@@ -1,0 +1,129 @@
+"""Which (artifact, runtime) pair serves each precision: the fastest within budget, measured, not assumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from builders.precision.accuracy import AccuracyResult
+from builders.precision.artifacts import Artifact, ArtifactBuilder, make_artifact
+from builders.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
+from builders.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
+from builders.precision.stage import VariantResult
+from builders.precision.timing import Timing
+from builders.runtime.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
+from tests.helpers import artifact_runtime
+from triton_repo.spec import Int8Settings
+
+
+def variant(
+    kind: str, engine, throughput: float, passed: bool = True, golden_ok: bool = True
+) -> VariantResult:
+    accuracy = AccuracyResult("cosine_min", 0.999 if passed else 0.9, 0.99, passed, {}, {}, {})
+    timing = Timing(1.0, throughput, 8, 2, 10)
+    return VariantResult(
+        Artifact(kind, Path(f"model.{kind}.onnx"), 0, True, (), "k"),
+        accuracy,
+        timing,
+        None,
+        engine,
+        golden_ok,
+    )
+
+
+def test_pair_ids_name_the_engine_unless_it_is_onnx_runtime():
+    assert pair_id("int8-cpu", ORT) == "int8-cpu" and pair_id("int8-ov", OV_BF16) == "int8-ov@ov-bf16"
+    assert split_pair("fp32@ov-f32") == ("fp32", "ov-f32") and split_pair("fp32") == ("fp32", "ort")
+
+
+def test_the_fastest_candidate_within_budget_serves_the_precision():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 200.0),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 350.0),
+    }
+    choice = choose_cpu("int8", variants)
+    assert choice.pair == "int8-ov@ov-bf16" and "350" in choice.why and "int8-cpu 200" in choice.why
+
+
+def test_a_faster_candidate_outside_its_budget_is_passed_over_and_said_so():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 200.0),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 350.0, passed=False),
+    }
+    choice = choose_cpu("int8", variants)
+    assert choice.pair == "int8-cpu" and "int8-ov@ov-bf16 outside budget" in choice.why
+    assert [pair for pair, _ in choice.refused] == ["int8-ov@ov-bf16"]
+
+
+def test_no_candidate_within_budget_refuses_the_precision_with_every_verdict():
+    variants = {"int8-cpu": variant("int8-cpu", ORT, 2.0, passed=False)}
+    choice = choose_cpu("int8", variants)
+    assert choice.pair is None and choice.refused == (("int8-cpu", "min cosine 0.9 < 0.99 (short by 0.09)"),)
+
+
+def test_an_fp32_pair_that_differs_from_pytorch_never_serves_as_fp32():
+    variants = {
+        "fp32": variant("fp32", ORT, 100.0),
+        "fp32@ov-f32": variant("fp32", OV_F32, 150.0, golden_ok=False),
+    }
+    assert choose_cpu("fp32", variants).pair == "fp32"
+
+
+def test_the_gpu_target_serves_the_artifact_tensorrt_builds():
+    assert choose_gpu("bf16", {"bf16@ov-f32": variant("bf16", OV_F32, 1.0)}).pair == "bf16@ov-f32"
+    assert choose_gpu("bf16", {}).pair is None
+
+
+def two_matmuls(path: Path) -> Path:
+    """x @ W1 -> y @ W2: two quantizable MatMuls named first and second."""
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), f"w{i}") for i in (1, 2)
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"),
+        helper.make_node("MatMul", ["h", "w2"], ["y"], name="second"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _fed_by_dequantize(path: Path) -> set[str]:
+    graph = onnx.load(str(path)).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return {n.name for n in graph.node if n.op_type == "MatMul" and any(i in dequantized for i in n.input)}
+
+
+@pytest.fixture(scope="module")
+def builder():
+    with ArtifactBuilder() as artifacts:
+        yield artifacts
+
+
+def test_nncf_ignored_scope_is_the_plans_kept_nodes_and_openvino_runs_the_result(tmp_path, builder):
+    fp32 = two_matmuls(tmp_path / "model.onnx")
+    calibration = {"x": np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)}
+    everything = make_artifact(
+        "int8-ov", fp32, "sha", tmp_path, Int8Settings(), PrecisionPlan(), calibration, builder
+    )
+    assert _fed_by_dequantize(everything.path) == {"first", "second"}
+    keep = PrecisionPlan().with_artifact("int8-ov", ArtifactPlan(keep=[KeptNode(node="second")]))
+    (tmp_path / "kept").mkdir()
+    kept = make_artifact(
+        "int8-ov", fp32, "sha", tmp_path / "kept", Int8Settings(), keep, calibration, builder
+    )
+    assert kept.kept == ("second",) and _fed_by_dequantize(kept.path) == {"first"}
+    x = calibration["x"][:4]
+    with IsolatedSession(artifact_runtime(), kept.path, 1, OV_BF16) as session:
+        assert session.run({"x": x})["y"].shape == (4, 16)
