@@ -11,6 +11,8 @@ TARGET ?= auto
 COMPOSE ?= docker compose
 BENCH_ARGS ?=
 SOAK_ARGS ?= digits_fp32 --minutes 10 --concurrency 16
+TUNE_MODELS ?= $(notdir $(patsubst %/model.yaml,%,$(wildcard models/*/model.yaml)))
+TUNE_ARGS ?= --slo-p99 100
 READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
 
 BUILD_STAMP := $(VENV)/.installed
@@ -27,7 +29,7 @@ define with_server
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install build-repo check-repo serve stop bench soak engines serve-gpu test test-unit lint format docs clean
+.PHONY: help install build-repo check-repo serve stop bench soak tune engines serve-gpu test test-unit lint format docs clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -72,6 +74,9 @@ bench: install ## Benchmark every published variant over gRPC (BENCH_ARGS="minil
 
 soak: install ## 10 minutes at concurrency 16 on digits_fp32: 0 errors and server RSS growth <= 50 MB (SOAK_ARGS to change)
 	$(call with_server,$(CLI) soak --repository $(REPO) $(SOAK_ARGS))
+
+tune: install ## Tune each model's served settings under a p99 SLO (TUNE_MODELS=minilm TUNE_ARGS="--slo-p99 50 --apply")
+	$(call with_server,for m in $(TUNE_MODELS); do $(CLI) tune $$m --repository $(REPO) $(TUNE_ARGS) || exit $$?; done)
 
 engines: ## On a GPU host: build the repository with TensorRT plans in the pinned NGC TensorRT image (docker compose)
 	ENGINES_UID=$$(id -u) ENGINES_GID=$$(id -g) $(COMPOSE) run --rm engines

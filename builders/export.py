@@ -52,9 +52,9 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         out_dir / "golden.npz",
         out_dir / "export.json",
     )
-    # precision.yaml only steers the precision stage; editing it must not re-export the model.
+    # precision.yaml and tuning.yaml only steer later stages; editing them must not re-export the model.
     fingerprint = folder_fingerprint(
-        loaded.folder, _tool_versions(), skip_files=frozenset({"precision.yaml"})
+        loaded.folder, _tool_versions(), skip_files=frozenset({"precision.yaml", "tuning.yaml"})
     )
     if record_path.is_file() and onnx_path.is_file() and golden_path.is_file():
         record = json.loads(record_path.read_text())

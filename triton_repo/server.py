@@ -6,6 +6,7 @@ first on the server's PATH; that environment holds numpy<2 and onnxruntime for t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -343,8 +344,17 @@ class ModelControl:
         self.http_url = http_url
         self.timeout = timeout
 
-    def load(self, name: str) -> None:
-        self._post(f"models/{name}/load", name, "load")
+    def load(self, name: str, config: str | None = None, files: dict[str, bytes] | None = None) -> None:
+        """Load (or reload) `name`. With `config` (the model config as JSON) and `files` (path in the
+        model directory -> content), Triton builds the model from them in a directory of its own
+        instead of the repository's: how a candidate configuration is tried without touching it."""
+        parameters: dict[str, str] = {}
+        if config is not None:
+            parameters["config"] = config
+        for path, content in (files or {}).items():
+            parameters[f"file:{path}"] = base64.b64encode(content).decode()
+        body = json.dumps({"parameters": parameters}).encode() if parameters else b"{}"
+        self._post(f"models/{name}/load", name, "load", body)
 
     def unload(self, name: str) -> None:
         self._post(f"models/{name}/unload", name, "unload")
@@ -361,10 +371,10 @@ class ModelControl:
                 ready.setdefault(entry["name"], set()).add(str(entry.get("version", "")))
         return ready
 
-    def _post(self, path: str, name: str, action: str) -> bytes:
+    def _post(self, path: str, name: str, action: str, body: bytes = b"{}") -> bytes:
         request = urllib.request.Request(
             f"{self.http_url}/v2/repository/{path}",
-            data=b"{}",
+            data=body,
             method="POST",
             headers={"Content-Type": "application/json"},
         )

@@ -15,6 +15,7 @@ from triton_repo.cli.rollback import rollback
 from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
 from triton_repo.cli.soak import soak
+from triton_repo.cli.tune import tune
 from triton_repo.errors import TritonRepoError
 
 
@@ -33,6 +34,7 @@ cli.add_command(debug_int8)
 cli.add_command(search_precision)
 cli.add_command(bench)
 cli.add_command(soak)
+cli.add_command(tune)
 
 
 def main() -> None:

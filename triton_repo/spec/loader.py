@@ -13,6 +13,7 @@ from triton_repo.errors import SpecError
 from triton_repo.spec.base import NAME_PATTERN
 from triton_repo.spec.ensemble import STEP_KINDS
 from triton_repo.spec.model import LoadedSpec, ModelSpec
+from triton_repo.spec.tuning import apply_tuning, read_tuning
 
 
 def _location(loc: tuple) -> str:
@@ -66,7 +67,8 @@ def parse_spec(data: object, path: Path) -> LoadedSpec:
 
 
 def load_spec(path: Path | str) -> LoadedSpec:
-    """Read and validate models/<name>/model.yaml (or a folder holding one)."""
+    """Read and validate models/<name>/model.yaml (or a folder holding one), with the folder's tuning.yaml
+    (written by `triton-repo tune --apply`) applied over its triton section."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.yaml"
@@ -80,6 +82,9 @@ def load_spec(path: Path | str) -> LoadedSpec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    tuning = read_tuning(path.parent)
+    if tuning is not None and isinstance(data, dict):
+        data = apply_tuning(data, tuning)  # errors still name model.yaml's fields
     return parse_spec(data, path)
 
 

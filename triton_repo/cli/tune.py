@@ -1,0 +1,163 @@
+"""`triton-repo tune MODEL`: the best served configuration under a latency SLO, accuracy as a constraint."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import port_options, ports_or, repository_option, work_dir_option
+
+
+@click.command()
+@click.argument("model")
+@click.option(
+    "--slo-p99",
+    "slo_p99_ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Latency SLO: p99 in milliseconds.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["throughput", "latency"]),
+    default="throughput",
+    show_default=True,
+    help="throughput: the most inferences/s with p99 within the SLO; latency: the lowest p99 of one client.",
+)
+@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
+@click.option(
+    "--search",
+    type=click.Choice(["quick", "exhaustive"]),
+    default="quick",
+    show_default=True,
+    help="quick: coordinate ascent with short windows, full windows for the best few; exhaustive: every candidate with full windows.",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    envvar="TRITON_REPO_TUNE_MINUTES",
+    show_envvar=True,
+    help="Stop searching after this long (the candidates measured so far are reported).",
+)
+@click.option(
+    "--min-accuracy",
+    type=float,
+    default=None,
+    help="A stricter budget in the spec's metric (cosine or agreement at least, or top-1 drop at most); default: every published variant.",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 256),
+    default=32,
+    show_default=True,
+    help="The most clients tried per candidate.",
+)
+@click.option(
+    "--cores",
+    type=click.IntRange(1),
+    default=None,
+    help="Cores the threads of all instances may use [default: this machine's].",
+)
+@click.option("--oversubscribe", is_flag=True, help="Also try more threads in total than cores.")
+@click.option(
+    "--apply",
+    "apply_",
+    is_flag=True,
+    help="Write the winner to models/<name>/tuning.yaml; the next build publishes it.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("tune/results"),
+    show_default=True,
+    envvar="TRITON_REPO_TUNE_OUTPUT",
+    show_envvar=True,
+    help="Results go to OUTPUT/<date>-<model>/.",
+)
+@port_options
+@repository_option
+@work_dir_option
+def tune(
+    model: str,
+    slo_p99_ms: float,
+    apply_: bool,
+    output: Path,
+    repository: Path,
+    work_dir: Path,
+    cores,
+    http_port,
+    grpc_port,
+    metrics_port,
+    **options,
+) -> None:
+    """Find the best served configuration of MODEL (a source model) on the running `triton-repo serve`.
+
+    Every candidate (a published variant within its accuracy budget, instances x threads per instance,
+    the dynamic batcher off or on at several queue delays and preferred sizes) is loaded into the running
+    server as a model of its own with a config override (its files are the published ones), warmed up,
+    measured like `triton-repo bench` at rising concurrency until its p99 passes the SLO, and unloaded:
+    no server restart, the published models keep serving. The result: every candidate, the winner and its
+    gain over the committed settings measured in the same run, and tune/results/<date>-<model>/. With
+    --apply the winner goes to models/<name>/tuning.yaml. Exit 1 when no candidate meets the SLO.
+    """
+    from builders.repository.publish import read_manifest
+    from clients.tune.results import print_result, tuning_measured, write_results
+    from clients.tune.session import TuneOptions, no_slo_met, run_tune
+    from triton_repo import server
+    from triton_repo.errors import ServerError
+    from triton_repo.log import info, out
+    from triton_repo.spec import load_spec
+    from triton_repo.spec.tuning import write_tuning
+
+    state = server.running_state(work_dir / "server")
+    ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
+    control = server.ModelControl(f"http://127.0.0.1:{ports.http}", timeout=300)
+    if control.ready_versions() is None:
+        raise ServerError(
+            f"no tritonserver answers at {control.http_url}; start it with `make serve` (tune loads candidates into it)"
+        )
+    settings = TuneOptions(
+        model=model,
+        repository=repository,
+        urls={"grpc": f"127.0.0.1:{ports.grpc}", "http": f"127.0.0.1:{ports.http}"},
+        slo_p99_ms=slo_p99_ms,
+        cores=cores or os.cpu_count() or 1,
+        server_pid=state.pid if state and state.ports == ports else None,
+        **options,
+    )
+    result = run_tune(settings, control)
+    print_result(result, out, slo_p99_ms)
+    recorded = {"slo_p99_ms": slo_p99_ms, **{k: v for k, v in options.items()}}
+    folder = write_results(result, recorded, output / f"{time.strftime('%Y-%m-%d-%H%M%S')}-{model}")
+    info(f"results: {folder}/ (results.json, candidates.csv, pareto.png)")
+    if result.interrupted:
+        raise click.Abort()
+    if result.winner is None:
+        raise no_slo_met(result, slo_p99_ms)
+    winner = result.winner
+    gain = (
+        f"{result.gain:.2f}x the committed settings ({result.baseline.candidate.label})"
+        if result.gain
+        else "no committed baseline measured"
+    )
+    info(
+        f"chosen: {winner.candidate.label}; {winner.throughput:,.1f} inf/s at p99 {winner.p99:.1f} ms "
+        f"(c={winner.best.level.concurrency}); accuracy {result.accuracy[winner.candidate.variant]['verdict']}; {gain}; "
+        f"{len(result.measured)} measurements in {result.seconds / 60:.1f} min"
+    )
+    if apply_:
+        entry = read_manifest(repository)["models"][winner.candidate.variant]
+        loaded = load_spec(entry["spec"])
+        variant = winner.candidate.precision if loaded.spec.ensemble else None
+        path = write_tuning(
+            loaded.folder, winner.candidate.triton_settings(), variant, tuning_measured(result, recorded)
+        )
+        info(
+            f"written: {path}; `make build-repo` publishes it (a new version of each variant, loaded by the running server)"
+        )
