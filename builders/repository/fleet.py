@@ -34,8 +34,9 @@ def load_everywhere(
 ) -> FleetLoad:
     """Each server in turn loads every model in `names` (in order); a polling server is waited for.
 
-    Raises ServerError at the first refusal: the servers before it already switched and are listed in
-    the error's `switched` attribute (the caller restores the pointers and reloads them).
+    Raises ServerError at the first refusal: the servers before it (which switched) and the refusing
+    one are listed in the error's `switched` attribute; the caller restores the pointers and has them
+    load again.
     """
     done = FleetLoad([])
     for server in servers:
@@ -44,7 +45,8 @@ def load_everywhere(
             if polling:
                 _wait_for_versions(server, expected, poll_wait)
         except ServerError as error:
-            error.switched = list(done.switched)  # type: ignore[attr-defined]
+            # the refusing server reloads too: its failed version leaves it not ready (strict readiness)
+            error.switched = [*done.switched, server]  # type: ignore[attr-defined]
             raise
         done.switched.append(server)
         info(f"  {server.http_url}: {'picked up' if polling else 'loaded'} {_describe(expected)}")
