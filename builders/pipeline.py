@@ -18,7 +18,15 @@ from builders.precision.timing import SPEED_SECONDS
 from builders.report import model_report, write_report
 from builders.repository.ensemble import choose_variant, stage_ensemble
 from builders.repository.gpu_writer import stage_gpu_models
+from builders.repository.object_store import (
+    StoreTarget,
+    local_stand_in,
+    open_store,
+    publish_report,
+    publish_to_store,
+)
 from builders.repository.publish import ModelControl, Published, publish, read_manifest
+from builders.repository.store_manifest import read_store_manifest
 from builders.repository.writer import served_tolerances, stage_cpu_model, staging_root
 from builders.runtime.isolated import ArtifactRunFailed, Runtime
 from builders.verify import verify
@@ -48,7 +56,7 @@ class BuildResult:
     pending: list[str] = field(default_factory=list)  # _trt models published without a plan
     served: list[str] = field(default_factory=list)  # every model in the repository afterwards
 
-    def to_json(self, repository: Path) -> dict:
+    def to_json(self, repository: Path | str) -> dict:
         return {
             "repository": str(repository),
             "target": self.target,
@@ -60,7 +68,7 @@ class BuildResult:
 def build(
     specs: list[LoadedSpec],
     target: Target,
-    repository: Path,
+    repository: Path | StoreTarget,
     work_dir: Path,
     control: ModelControl | None,
     runtime: Runtime,
@@ -68,13 +76,19 @@ def build(
 ) -> BuildResult:
     """Build every spec and publish the result into `repository` (loaded by `control`'s server, if any).
 
-    Nothing is published unless every model exported and verified; refused variants are left out (and
-    retired if an earlier build published them), and listed in the result.
+    `repository` is a local folder, or an object-storage repository (StoreTarget: its servers load the
+    new versions; its access is checked before anything is built). Nothing is published unless every
+    model exported and verified; refused variants are left out (and retired if an earlier build
+    published them), and listed in the result.
     """
-    staging = staging_root(repository)
+    store = None
+    if isinstance(repository, StoreTarget):
+        store = open_store(repository)  # wrong credentials or a missing bucket fail before any work
+    local = local_stand_in(repository, work_dir)
+    staging = staging_root(local)
     # held to the end: the staging area is this build's alone; the quantizers' child processes serve
     # every model (importing ModelOpt or NNCF costs seconds)
-    with repository_lock(repository), ArtifactBuilder() as builder:
+    with repository_lock(local), ArtifactBuilder() as builder:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         rows, staged, reports, refused, pending = [], [], {}, [], []
@@ -118,17 +132,25 @@ def build(
                 for model in _model_names(loaded.spec.name)
                 if model not in staged_names
             )
-            where = f" and load into the server at {control.http_url}" if control else ""
-            with step(f"publish into {repository}{where}"):
-                published = publish(
-                    staged, repository, _tool_versions(runtime), retire=retire, control=control
-                )
-                write_report(repository, reports)
+            if store is not None:
+                with step(f"publish into {repository}"):
+                    published = publish_to_store(
+                        staged, repository, _tool_versions(runtime), retire=retire, store=store
+                    )
+                    publish_report(store, local, reports)
+                served = sorted((read_store_manifest(store) or {"models": {}})["models"])
+            else:
+                where = f" and load into the server at {control.http_url}" if control else ""
+                with step(f"publish into {repository}{where}"):
+                    published = publish(
+                        staged, repository, _tool_versions(runtime), retire=retire, control=control
+                    )
+                    write_report(repository, reports)
+                served = sorted(read_manifest(repository)["models"])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     for row in rows:
         row["published"] = published.versions.get(row["triton_model"])
-    served = sorted(read_manifest(repository)["models"])
     return BuildResult(target.name, rows, reports, published, refused, pending, served)
 
 

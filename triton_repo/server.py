@@ -6,7 +6,6 @@ first on the server's PATH; that environment holds numpy<2 and onnxruntime for t
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from triton_repo.errors import ServerError
+from triton_repo.storage import ObjectStoreUrl, repository_id
 
 STATE_FILE = "server.json"
 
@@ -154,10 +154,30 @@ class ServerState:
         return f"127.0.0.1:{self.ports.grpc}"
 
 
-def server_command(env: ServeEnv, repository: Path, ports: Ports, exit_timeout: int = 30) -> list[str]:
+@dataclass(frozen=True)
+class ModelControlMode:
+    """explicit (loads on request; `load` names the models loaded at start, '*' for all) or poll."""
+
+    mode: str = "explicit"
+    load: tuple[str, ...] = ("*",)
+    poll_seconds: int = 2
+
+    def flags(self) -> list[str]:
+        if self.mode == "poll":
+            return ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_seconds}"]
+        return ["--model-control-mode=explicit", *(f"--load-model={name}" for name in self.load)]
+
+
+def server_command(
+    env: ServeEnv,
+    repository: Path | ObjectStoreUrl,
+    ports: Ports,
+    exit_timeout: int = 30,
+    control: ModelControlMode = ModelControlMode(),
+) -> list[str]:
     return [
         str(env.binary),
-        f"--model-repository={repository.resolve()}",
+        f"--model-repository={repository_id(repository)}",
         f"--backend-directory={env.backends}",
         "--http-address=127.0.0.1",
         "--grpc-address=127.0.0.1",
@@ -168,8 +188,7 @@ def server_command(env: ServeEnv, repository: Path, ports: Ports, exit_timeout: 
         "--disable-auto-complete-config",
         "--strict-readiness=true",
         "--exit-on-error=true",
-        "--model-control-mode=explicit",
-        "--load-model=*",
+        *control.flags(),
         "--pinned-memory-pool-byte-size=0",
         "--log-verbose=0",
         f"--exit-timeout-secs={exit_timeout}",
@@ -178,16 +197,19 @@ def server_command(env: ServeEnv, repository: Path, ports: Ports, exit_timeout: 
 
 def start(
     env: ServeEnv,
-    repository: Path,
+    repository: Path | ObjectStoreUrl,
     ports: Ports,
     log_path: Path,
     timeout: float = 180.0,
     exit_timeout: int = 30,
+    control: ModelControlMode = ModelControlMode(),
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, ServerState]:
-    """Start tritonserver on 127.0.0.1 and wait until every model is loaded and the server is ready."""
-    if not repository.is_dir() or not any(
-        p.is_dir() and not p.name.startswith(".") for p in repository.iterdir()
-    ):
+    """Start tritonserver on 127.0.0.1 and wait until every model is loaded and the server is ready.
+
+    `extra_env` is added to the server's environment (an object store's credentials and mount directory).
+    """
+    if isinstance(repository, Path) and not _has_models(repository):
         raise ServerError(f"{repository}: no models to serve; build the repository first (make build-repo)")
     for label, port in (("http", ports.http), ("grpc", ports.grpc), ("metrics", ports.metrics)):
         if port_in_use(port):
@@ -204,9 +226,10 @@ def start(
     environment["TRITON_REPO_OV_CACHE"] = str((log_path.parent / "openvino-cache").resolve())
     environment.pop("PYTHONPATH", None)
     environment.pop("VIRTUAL_ENV", None)
+    environment.update(extra_env or {})
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            server_command(env, repository, ports, exit_timeout),
+            server_command(env, repository, ports, exit_timeout, control),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -215,13 +238,17 @@ def start(
             # group (setpgid works within one session only), so that `terminate` stops both.
             process_group=0,
         )
-    state = ServerState(process.pid, ports, str(repository.resolve()), str(log_path.resolve()))
+    state = ServerState(process.pid, ports, repository_id(repository), str(log_path.resolve()))
     try:
         wait_ready(state, process, timeout)
     except BaseException:
         terminate(process.pid)
         raise
     return process, state
+
+
+def _has_models(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
 
 
 def is_ready(http_port: int) -> bool:
@@ -331,86 +358,3 @@ def running_state(state_dir: Path) -> ServerState | None:
     """The server `triton-repo serve` started from this work dir, if it is still running."""
     state = load_state(state_dir)
     return state if state is not None and running(state) else None
-
-
-class ModelControl:
-    """Triton's model control API on a running server (explicit mode): load or unload one model.
-
-    A load of a model that is already loaded is a reload: Triton keeps serving the loaded versions
-    until the new ones are READY, and keeps them if the reload fails. Both calls return when done.
-    """
-
-    def __init__(self, http_url: str, timeout: float = 600.0) -> None:
-        self.http_url = http_url
-        self.timeout = timeout
-
-    def load(self, name: str, config: str | None = None, files: dict[str, bytes] | None = None) -> None:
-        """Load (or reload) `name`. With `config` (the model config as JSON) and `files` (path in the
-        model directory -> content), Triton builds the model from them in a directory of its own
-        instead of the repository's: how a candidate configuration is tried without touching it."""
-        parameters: dict[str, str] = {}
-        if config is not None:
-            parameters["config"] = config
-        for path, content in (files or {}).items():
-            parameters[f"file:{path}"] = base64.b64encode(content).decode()
-        body = json.dumps({"parameters": parameters}).encode() if parameters else b"{}"
-        self._post(f"models/{name}/load", name, "load", body)
-
-    def unload(self, name: str) -> None:
-        self._post(f"models/{name}/unload", name, "unload")
-
-    def ready_versions(self) -> dict[str, set[str]] | None:
-        """Model -> its READY versions, from the repository index; None if the server did not answer."""
-        try:
-            index = json.loads(self._post("index", "the repository", "read the index of"))
-        except (ServerError, ValueError):
-            return None
-        ready: dict[str, set[str]] = {}
-        for entry in index:
-            if entry.get("state") == "READY":
-                ready.setdefault(entry["name"], set()).add(str(entry.get("version", "")))
-        return ready
-
-    def _post(self, path: str, name: str, action: str, body: bytes = b"{}") -> bytes:
-        request = urllib.request.Request(
-            f"{self.http_url}/v2/repository/{path}",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:
-            reason = server_message(error.read())
-            raise ServerError(
-                f"tritonserver at {self.http_url} could not {action} '{name}': {reason}"
-            ) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ServerError(
-                f"tritonserver at {self.http_url} did not answer the {action} of '{name}': {reason}"
-            ) from None
-
-
-def server_message(body: bytes) -> str:
-    """The `error` of a Triton HTTP error body, on one line (a python backend traceback is cut at 'At:')."""
-    try:
-        text = json.loads(body).get("error", "")
-    except (ValueError, AttributeError):
-        text = body.decode(errors="replace")
-    lines = []
-    for line in text.splitlines():
-        if line.strip() == "At:":
-            break
-        if line.strip():
-            lines.append(line.strip())
-    return " ".join(lines) or "(no reason given)"
-
-
-def model_control(state_dir: Path, repository: Path) -> ModelControl | None:
-    """The model control API of the server `triton-repo serve` runs on this repository, if any."""
-    state = running_state(state_dir)
-    if state is None or Path(state.repository) != repository.resolve():
-        return None
-    return ModelControl(state.http_url)

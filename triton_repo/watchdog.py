@@ -225,7 +225,7 @@ def run(watchdog: Watchdog, interval: float = POLL_S) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from triton_repo.server import ModelControl
+    from triton_repo.model_control import ModelControl
 
     parser = argparse.ArgumentParser(
         prog="python -m triton_repo.watchdog", description=__doc__.split("\n")[0]

@@ -36,7 +36,7 @@ LOAD_ORDER = {"model": 0, "preprocess": 1, "ensemble": 2}  # an ensemble loads a
 
 
 class ModelControl(Protocol):
-    """What publishing needs of a server: triton_repo.server.ModelControl."""
+    """What publishing needs of a server: triton_repo.model_control.ModelControl."""
 
     http_url: str
 

@@ -21,7 +21,8 @@ import pytest
 
 from clients.triton_client import RetryPolicy, TritonClient, status_code
 from tests.integration.conftest import Served, build_all, run_cli, serve, write_tiny_model
-from triton_repo.server import ModelControl, load_state
+from triton_repo.model_control import ModelControl
+from triton_repo.server import load_state
 
 # A one-instance model slow enough (about 5 ms per row, 20 ms per batch of 8 on one ONNX Runtime thread)
 # that 32 closed-loop clients overflow a queue of 8. One shared 1024x1024 layer applied 64 times keeps

@@ -18,7 +18,7 @@ from builders.repository.publish import publish, read_manifest
 from builders.repository.writer import VERSION, StagedModel, file_hashes, staging_root
 from tests.integration.conftest import TINY_MODEL_PY, build, run_cli, serve, tree_hash, write_tiny_model
 from triton_repo.errors import ServerError
-from triton_repo.server import ModelControl
+from triton_repo.model_control import ModelControl
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from builders.repository.publish import read_manifest
 from clients.tune.candidate import load_candidate, unload_candidate
 from clients.tune.space import Batching, Candidate
 from tests.integration.conftest import build, run_cli, serve, write_tiny_model
-from triton_repo.server import ModelControl
+from triton_repo.model_control import ModelControl
 
 pytestmark = pytest.mark.integration
 

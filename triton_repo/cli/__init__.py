@@ -11,6 +11,7 @@ from triton_repo.cli.bench import bench
 from triton_repo.cli.build import build
 from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
+from triton_repo.cli.publish import publish
 from triton_repo.cli.rollback import rollback
 from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
@@ -28,6 +29,7 @@ def cli() -> None:
 cli.add_command(build)
 cli.add_command(serve)
 cli.add_command(stop)
+cli.add_command(publish)
 cli.add_command(rollback)
 cli.add_command(infer)
 cli.add_command(debug_int8)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import artifact_runtime, repository_option, serve_env_option, work_dir_option
+from triton_repo.cli.options import (
+    artifact_runtime,
+    serve_env_option,
+    store_options,
+    store_repository_option,
+    work_dir_option,
+)
 
 
 @click.command()
@@ -40,16 +46,20 @@ from triton_repo.cli.options import artifact_runtime, repository_option, serve_e
     help="Length of each model's interleaved in-process timing of its artifacts (the report's speed "
     "columns and the ensemble's `variant: auto` choice).",
 )
-@repository_option
+@store_repository_option
 @work_dir_option
+@store_options
 @serve_env_option("The serving environment: its ONNX Runtime runs every built artifact in the checks.")
 def build(
     models: tuple[Path, ...],
     models_dir: Path,
     target: str,
     speed_seconds: float,
-    repository: Path,
+    repository,
     work_dir: Path,
+    aws_profile: str | None,
+    servers: tuple[str, ...],
+    admin_header: str | None,
     serve_env: Path | None,
 ) -> None:
     """Build MODELS (folders holding model.yaml; default: every folder under models/) into the repository.
@@ -66,13 +76,19 @@ def build(
     A changed model is published as its next version, and loaded by `triton-repo serve` when it runs
     on this repository (the previous version serves until the new one is READY; a load the server
     refuses puts every model back). With nothing changed, nothing is published.
+
+    With --repository s3://..., the build publishes into object storage: each changed model's version is
+    uploaded under a new number, read back and hashed, and only then named by its config.pbtxt; every
+    --server (and `triton-repo serve` on that URL) then loads it in turn (see `triton-repo publish`).
     """
     from builders.engines import gpu_available
     from builders.pipeline import Target
     from builders.pipeline import build as run_build
-    from triton_repo import server
     from triton_repo.cli.build_output import print_result, refusals
+    from triton_repo.cli.options import store_target
+    from triton_repo.model_control import model_control
     from triton_repo.spec import discover_specs, load_spec
+    from triton_repo.storage import ObjectStoreUrl
 
     gpu = gpu_available() if target != "cpu" else None
     if target == "auto":
@@ -88,12 +104,16 @@ def build(
     names = [loaded.spec.name for loaded in specs]
     if len(set(names)) != len(names):
         raise click.UsageError(f"a model is named twice: {names}")
-    control = server.model_control(work_dir / "server", repository)
+    control = None
+    if isinstance(repository, ObjectStoreUrl):
+        repository = store_target(repository, work_dir, aws_profile, servers, admin_header)
+    else:
+        control = model_control(work_dir / "server", repository)
     result = run_build(
         specs, Target(target, release, gpu), repository, work_dir, control, runtime, speed_seconds
     )
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "build.json").write_text(json.dumps(result.to_json(repository), indent=2))
+    (work_dir / "build.json").write_text(json.dumps(result.to_json(str(repository)), indent=2))
     print_result(result, repository, gpu.reason if gpu else "")
     if result.refused:
         raise refusals(result, names)

@@ -8,10 +8,10 @@ from triton_repo.errors import CheckFailed
 from triton_repo.log import info, out
 
 
-def print_result(result, repository: Path, gpu_reason: str) -> None:
+def print_result(result, repository, gpu_reason: str) -> None:
     """The table, the publish summary, and for the gpu target what to run on a GPU host."""
     _print_table(result.rows, result.target)
-    _print_publish(result.published)
+    _print_publish(result.published, "the running server" if isinstance(repository, Path) else "the servers")
     if result.pending:
         from builders.repository.gpu_writer import GPU_HOST_COMMANDS
 
@@ -20,7 +20,10 @@ def print_result(result, repository: Path, gpu_reason: str) -> None:
             f"without a plan: {', '.join(result.pending)}"
         )
         info(f"On a GPU host, in this checkout: {' && '.join(GPU_HOST_COMMANDS)}")
-    info(f"repository: {repository}   report: {repository / 'BUILD_REPORT.md'}")
+    report = (
+        repository / "BUILD_REPORT.md" if isinstance(repository, Path) else f"{repository}/BUILD_REPORT.md"
+    )
+    info(f"repository: {repository}   report: {report}")
     info(f"served models: {', '.join(result.served)}")
 
 
@@ -38,7 +41,7 @@ def refusals(result, names: list[str]) -> CheckFailed:
     )
 
 
-def _print_publish(published) -> None:
+def _print_publish(published, loaded_by: str = "the running server") -> None:
     """What changed in the repository: new versions (and those kept for rollback), retired models."""
     if not published.versions and not published.retired:
         info("nothing changed: nothing published")
@@ -46,7 +49,7 @@ def _print_publish(published) -> None:
     for name, version in sorted(published.versions.items()):
         kept = [v for v in published.kept[name] if v != version]
         also = f"; kept for rollback: {', '.join(map(str, kept))}" if kept else ""
-        served = "loaded by the running server" if published.loaded else "served from the next start"
+        served = f"loaded by {loaded_by}" if published.loaded else "served from the next start"
         info(f"published {name} version {version} ({served}{also})")
     for name in published.retired:
         info(f"retired {name} (removed{' and unloaded' if published.loaded else ''})")

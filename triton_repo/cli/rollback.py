@@ -7,14 +7,22 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import repository_option, work_dir_option
+from triton_repo.cli.options import store_options, store_repository_option, work_dir_option
 
 
 @click.command()
 @click.argument("models", nargs=-1, required=True)
-@repository_option
+@store_repository_option
 @work_dir_option
-def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
+@store_options
+def rollback(
+    models: tuple[str, ...],
+    repository,
+    work_dir: Path,
+    aws_profile: str | None,
+    servers: tuple[str, ...],
+    admin_header: str | None,
+) -> None:
     """Return each Triton MODEL to its previous published state: the version before the newest serves again.
 
     The repository keeps the latest `triton.keep_versions` versions of each model (default 2). The
@@ -24,16 +32,29 @@ def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
     model directory that change replaced, its config and versions, is restored from the history area
     beside the repository (one config change back per model). Several MODELS roll back together or not at all: name an ensemble with the variant
     it calls. A later build whose model differs from the served version publishes a new version.
+
+    In object storage (--repository s3://...), each model's config.pbtxt is rewritten to name its
+    previous versions (or its previous config), after they were hashed against the manifest; every
+    server then loads it in turn, and the dropped version's objects are deleted.
     """
-    from builders.repository.publish import rollback as roll_back
-    from builders.repository.writer import staging_root
-    from triton_repo import server
-    from triton_repo.locks import repository_lock
-    from triton_repo.log import info, step
+    from triton_repo.storage import ObjectStoreUrl
 
     if len(set(models)) != len(models):
         raise click.UsageError(f"a model is named twice: {list(models)}")
-    control = server.model_control(work_dir / "server", repository)
+    if isinstance(repository, ObjectStoreUrl):
+        _rollback_store(list(models), repository, work_dir, aws_profile, servers, admin_header)
+    else:
+        _rollback_local(list(models), repository, work_dir)
+
+
+def _rollback_local(models: list[str], repository: Path, work_dir: Path) -> None:
+    from builders.repository.publish import rollback as roll_back
+    from builders.repository.writer import staging_root
+    from triton_repo.locks import repository_lock
+    from triton_repo.log import info, step
+    from triton_repo.model_control import model_control
+
+    control = model_control(work_dir / "server", repository)
     staging = staging_root(repository)
     with repository_lock(repository):
         shutil.rmtree(staging, ignore_errors=True)
@@ -41,9 +62,24 @@ def rollback(models: tuple[str, ...], repository: Path, work_dir: Path) -> None:
         where = f" (the server at {control.http_url} loads it)" if control else ""
         try:
             with step(f"roll back {', '.join(models)}{where}"):
-                moves = roll_back(list(models), repository, staging, control)
+                moves = roll_back(models, repository, staging, control)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     for name, (removed, served) in moves.items():
         now = "now served" if control else "served from the next `triton-repo serve`"
+        info(f"{name}: version {removed} removed; version {served} {now}")
+
+
+def _rollback_store(models: list[str], url, work_dir: Path, aws_profile, servers, admin_header) -> None:
+    from builders.repository.object_store import local_stand_in
+    from builders.repository.store_rollback import rollback_store
+    from triton_repo.cli.options import store_target
+    from triton_repo.locks import repository_lock
+    from triton_repo.log import info, step
+
+    target = store_target(url, work_dir, aws_profile, servers, admin_header)
+    with repository_lock(local_stand_in(target, work_dir)), step(f"roll back {', '.join(models)} in {url}"):
+        moves, loaded = rollback_store(models, target)
+    for name, (removed, served) in moves.items():
+        now = f"now served by {loaded} server(s)" if loaded else "served from each server's next load"
         info(f"{name}: version {removed} removed; version {served} {now}")

@@ -112,12 +112,13 @@ def tune(
     from triton_repo import server
     from triton_repo.errors import ServerError
     from triton_repo.log import info, out
+    from triton_repo.model_control import ModelControl
     from triton_repo.spec import load_spec
     from triton_repo.spec.tuning import write_tuning
 
     state = server.running_state(work_dir / "server")
     ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
-    control = server.ModelControl(f"http://127.0.0.1:{ports.http}", timeout=300)
+    control = ModelControl(f"http://127.0.0.1:{ports.http}", timeout=300)
     if control.ready_versions() is None:
         raise ServerError(
             f"no tritonserver answers at {control.http_url}; start it with `make serve` (tune loads candidates into it)"

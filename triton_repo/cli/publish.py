@@ -1,0 +1,108 @@
+"""`triton-repo publish --to s3://...`: the local repository's models, published into object storage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+
+from triton_repo.cli.options import RepositoryParam, repository_option, store_options, work_dir_option
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    type=RepositoryParam(),
+    metavar="s3://...",
+    envvar="TRITON_REPO_PUBLISH_TO",
+    show_envvar=True,
+    help="The object-storage repository: s3://bucket/prefix or s3://http(s)://HOST:PORT/bucket/prefix.",
+)
+@repository_option
+@work_dir_option
+@store_options
+def publish(
+    models: tuple[str, ...],
+    destination,
+    repository: Path,
+    work_dir: Path,
+    aws_profile: str | None,
+    servers: tuple[str, ...],
+    admin_header: str | None,
+) -> None:
+    """Publish MODELS of the local repository (default: all) into object storage, as new versions.
+
+    Every local file is first hashed against its manifest.json. For each model whose newest version
+    differs from the one served in the bucket: the version is uploaded under a new number (never over an
+    existing object; large files in parts, with progress), read back and hashed, and only then is the
+    model's config.pbtxt rewritten to name it (version_policy specific: Triton ignores a version it does
+    not name, so a half-uploaded one is never loaded); manifest.json is written last. Each --server then
+    loads it, one at a time; at the first refusal the previous versions are restored everywhere and
+    nothing is published. Versions beyond triton.keep_versions are deleted after the switch. With no
+    MODELS, models the bucket has and the local repository no longer has are retired.
+    """
+    from builders.repository.from_local import stage_from_repository
+    from builders.repository.object_store import local_stand_in, open_store, publish_to_store
+    from builders.repository.publish import read_manifest
+    from builders.repository.store_manifest import read_store_manifest, warn_prefix_overlap
+    from builders.repository.writer import staging_root
+    from triton_repo.cli.options import store_target
+    from triton_repo.locks import repository_lock
+    from triton_repo.log import step
+    from triton_repo.storage import ObjectStoreUrl
+
+    if not isinstance(destination, ObjectStoreUrl):
+        raise click.BadParameter(f"'{destination}': give an s3:// URL", param_hint="--to")
+    target = store_target(destination, work_dir, aws_profile, servers, admin_header)
+    stand_in = local_stand_in(target, work_dir)
+    staging = staging_root(stand_in)
+    with repository_lock(stand_in):
+        store = open_store(target)  # wrong credentials, a missing bucket: one line, nothing uploaded
+        warn_prefix_overlap(store)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            with step(
+                f"verify {repository} against its manifest and stage {', '.join(models) or 'every model'}"
+            ):
+                staged = stage_from_repository(repository, staging, list(models))
+            local = read_manifest(repository)
+            published_models = (read_store_manifest(store) or {"models": {}})["models"]
+            retire = () if models else tuple(sorted(set(published_models) - set(local["models"])))
+            with step(f"publish into {destination}"):
+                published = publish_to_store(
+                    staged, target, local.get("tools", {}), retire=retire, store=store
+                )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _report(published, destination, work_dir)
+
+
+def _report(published, destination, work_dir: Path) -> None:
+    """One line per change, and publish.json for machines."""
+    from triton_repo.log import info
+
+    if not published.versions and not published.retired:
+        info("nothing changed: nothing published")
+    for name, version in sorted(published.versions.items()):
+        kept = [v for v in published.kept[name] if v != version]
+        also = f"; kept for rollback: {', '.join(map(str, kept))}" if kept else ""
+        served = "loaded by the servers" if published.loaded else "served from each server's next load"
+        info(f"published {name} version {version} ({served}{also})")
+    for name in published.retired:
+        info(f"retired {name} (removed{' and unloaded' if published.loaded else ''})")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result = {
+        "repository": str(destination),
+        "versions": published.versions,
+        "served": published.kept,
+        "retired": published.retired,
+        "loaded": published.loaded,
+    }
+    (work_dir / "publish.json").write_text(json.dumps(result, indent=2) + "\n")
+    info(f"repository: {destination}   results: {work_dir / 'publish.json'}")
