@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from builders.precision.pairs import CPU_CANDIDATES, GPU_SERVED, REFERENCE, Choice, split_pair
+from builders.precision.qad import load_stats
 from builders.precision.stage import PrecisionResult, VariantResult
 from builders.runtime.cpu import cpu_facts
 from triton_repo.spec import LoadedSpec
@@ -67,6 +68,8 @@ def model_report(
         kept_by_rule = sorted(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
         )
+        qad = load_stats(variant.artifact.path) if kind == "int8" and built else None
+        role = "ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)" if qad else ARTIFACT_ROLE[kind]
         flops = result.flops.get(str(timing.batch)) if timing else None
         achieved = flops * timing.throughput_b8 / timing.batch / 1e9 if timing and flops else None
         peak, peak_how = facts.peak_gflops(arithmetic(variant), timing.threads) if timing else (None, "")
@@ -75,7 +78,7 @@ def model_report(
                 "artifact": kind,
                 "runtime": engine,
                 "runtime_label": result.engines.get(engine, result.runtime),
-                "role": ARTIFACT_ROLE[kind],
+                "role": role,
                 "file": variant.artifact.path.name,
                 "triton_model": f"{spec.name}_{precision}{suffix}" if pair in chosen else None,
                 "candidate_for": precision,
@@ -98,6 +101,8 @@ def model_report(
                 "rule_kept_nodes": kept_by_rule,
                 "rule_kept_op_types": [result.op_types[node] for node in kept_by_rule],
                 "rule": variant.artifact.kept_because,
+                "int8_matrix_flops": round(result.int8_flops[kind], 4) if kind in result.int8_flops else None,
+                "qad": asdict(qad) if qad else None,
             }
         )
     return {
@@ -175,6 +180,7 @@ def render_markdown(report: dict) -> str:
                 f"{row['status']} |"
             )
         lines += _choice_lines(model)
+        lines += _int8_lines(model)
         lines += _kept_lines(model)
         if model.get("ensemble"):
             ensemble = model["ensemble"]
@@ -202,6 +208,30 @@ def _choice_lines(model: dict) -> list[str]:
             "faster under load show more than 100%).",
         ]
     return lines
+
+
+def _int8_lines(model: dict) -> list[str]:
+    """How much of each INT8 artifact's matrix work is INT8, and how a distilled one was trained."""
+    lines = []
+    seen = set()
+    for row in model["variants"]:
+        share = row.get("int8_matrix_flops")
+        if share is None or row["artifact"] in seen:
+            continue
+        seen.add(row["artifact"])
+        line = f"- {row['artifact']}: {100 * share:.0f}% of the matrix FLOPs (batch 8) in INT8"
+        qad = row.get("qad")
+        if qad:
+            loss = ""
+            if qad["first_loss"] is not None and qad["last_loss"] is not None:
+                loss = f", {qad['loss']} loss {qad['first_loss']:.4g} -> {qad['last_loss']:.4g}"
+            line += (
+                f"; distilled (QAD) {qad['steps']} steps in {qad['seconds'] / 60:.1f} min{loss}, "
+                f"{qad['quantized_modules']} modules quantized, {len(qad['kept_modules'])} kept"
+                + (f" ({qad['stopped']})" if qad["stopped"] else "")
+            )
+        lines.append(line)
+    return ["", "INT8 artifacts:", "", *lines] if lines else []
 
 
 def _kept_lines(model: dict, listed: int = 8) -> list[str]:

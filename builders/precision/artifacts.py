@@ -5,6 +5,8 @@ fp16-cpu  ModelOpt AutoCast keeping in FP32 every op type the serving      -> mo
           ONNX Runtime has no CPU FP16 kernel for (what the cpu target serves)
 bf16      ModelOpt AutoCast to BF16, I/O kept FP32 (for TensorRT)          -> model.bf16.onnx
 int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)                  -> model.int8.onnx
+          or, with precision.int8.recover: qad, ModelOpt PyTorch quantization
+          distilled from the FP32 model, FP16 high precision (qad.py)
 int8-cpu  ONNX Runtime quantization (served by ONNX Runtime, cpu target)   -> model.int8-cpu.onnx
 int8-ov   NNCF PTQ, Q/DQ placed for OpenVINO (served by OpenVINO, cpu)     -> model.int8-ov.onnx
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from builders.precision.lowered import RECURRENT_OPS
 from builders.precision.plan import PrecisionPlan
+from builders.precision.qad import QadJob
 from triton_repo.errors import TritonRepoError
 from triton_repo.spec import Int8Settings
 
@@ -49,6 +52,12 @@ BUILT_WITH = {
     "int8-ov": "NNCF INT8 PTQ",
 }
 CALIBRATION_BATCH = 8
+
+
+def built_with(kind: str, settings: Int8Settings) -> str:
+    if kind == "int8" and settings.recover == "qad":
+        return "ModelOpt QAD"
+    return BUILT_WITH[kind]
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,10 @@ class ArtifactBuilder:
         kept: tuple[str, ...],
         calibration: dict[str, np.ndarray] | None,
         kept_op_types: tuple[str, ...] = (),
+        qad: QadJob | None = None,
     ) -> Path:
-        """Build without caching (the search calls this with candidate exclusions)."""
+        """Build without caching (the search calls this with candidate exclusions). `qad`: the TensorRT
+        int8 artifact is made by quantization-aware distillation of the PyTorch model (qad.py)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
@@ -152,7 +163,7 @@ class ArtifactBuilder:
         if family not in self._pools:
             context = multiprocessing.get_context("spawn")
             self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types)
+        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types, qad)
         try:
             return self._pools[family].submit(_build_here, *job).result()
         except BrokenProcessPool:
@@ -172,20 +183,22 @@ def make_artifact(
     calibration: dict[str, np.ndarray] | None,
     builder: ArtifactBuilder,
     rule: OpTypeRule = OpTypeRule((), ""),
+    qad: QadJob | None = None,
 ) -> Artifact:
     """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed."""
     if kind == "fp32":
         return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
     output = out_dir / ARTIFACT_FILES[kind]
-    key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types)
+    qad = qad if kind == "int8" and settings.recover == "qad" else None
+    key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types, qad)
     key_file = output.with_name(output.name + ".key")
     facts = {"kept_op_types": rule.op_types, "kept_because": rule.because}
     if output.is_file() and key_file.is_file() and key_file.read_text() == key:
         return Artifact(kind, output, 0.0, True, kept, key, **facts)
     start = time.perf_counter()
     key_file.unlink(missing_ok=True)
-    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types)
+    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types, qad)
     key_file.write_text(key)
     return Artifact(kind, output, time.perf_counter() - start, False, kept, key, **facts)
 
@@ -198,11 +211,16 @@ def _build_here(
     kept: tuple[str, ...],
     calibration: dict[str, np.ndarray] | None,
     kept_op_types: tuple[str, ...],
+    qad: QadJob | None = None,
 ) -> Path:
     """The child's side: one artifact, the quantizers' chatter silenced."""
     from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
     with _quiet():
+        if kind == "int8" and qad is not None:
+            from builders.precision.qad import qad_int8
+
+            return qad_int8(qad, output, settings, kept, calibration, kept_op_types)
         if kind in ("fp16", "fp16-cpu", "bf16"):
             low = "bf16" if kind == "bf16" else "fp16"
             return _autocast(fp32_onnx, output, low, kept, kept_op_types)
@@ -230,12 +248,14 @@ def exact_names(names: tuple[str, ...]) -> list[str] | None:
     return [f"{re.escape(name)}$" for name in names] or None
 
 
-def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=()) -> str:
+def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(), qad=None) -> str:
     from importlib.metadata import version
 
     names = (
         ("nncf", "openvino", "onnx") if kind == "int8-ov" else ("nvidia-modelopt", "onnxruntime-gpu", "onnx")
     )
+    if qad is not None:
+        names += ("torch",)
     tools = {name: version(name) for name in names}
     own_settings = {  # each artifact is keyed by the settings its quantizer reads
         "int8": {"calibration_method": settings.calibration_method},
@@ -250,6 +270,9 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=())
         "kept_op_types": list(kept_op_types),
         "node_match": "exact",
         "calibration": arrays_digest(calibration) if kind.startswith("int8") else None,
+        "qad": None
+        if qad is None
+        else {"settings": settings.qad.model_dump(mode="json"), "train": arrays_digest(qad.train), "v": 1},
         "tools": tools,
     }
     return json.dumps(payload, sort_keys=True)

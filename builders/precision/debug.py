@@ -119,6 +119,10 @@ def _runner(model: Any, names: list[str], name: str) -> Any:
     from polygraphy.backend.onnx import bytes_from_onnx, modify_outputs
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
+    from builders.runtime.fp16_quantize import exact_fp16_quantize, runtime_truncates
+
+    if runtime_truncates():  # measure FP16 Q/DQ graphs as the spec (and TensorRT) round, not truncated
+        model = exact_fp16_quantize(model)
     # Polygraphy reads names holding * ? [ ] as fnmatch patterns; escape them to match literally.
     patterns = [glob.escape(n) if any(c in n for c in "*?[]") else n for n in names]
     marked = bytes_from_onnx(modify_outputs(model, outputs=patterns))

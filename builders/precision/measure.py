@@ -20,7 +20,7 @@ from builders.golden import GoldenCase, load_golden, sample_case
 from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
 from builders.precision.artifacts import Artifact, arrays_digest
 from builders.precision.pairs import REFERENCE
-from builders.precision.roofline import matrix_flops
+from builders.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from builders.precision.stage import PrecisionResult, VariantResult, refusal, speed_inputs
 from builders.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
 from builders.runtime.isolated import ENGINES, ArtifactRunFailed, Engine, IsolatedSession, Runtime
@@ -102,9 +102,16 @@ def measure_pairs(
         line = refusal(spec.name, pair, pairs[pair][0].path, error)
         warn(f"refused {line}")
         accuracy[pair] = AccuracyResult.not_run(spec, line)
+    node_flops = matrix_node_flops(exported.onnx_path, batch8)
     flops = {
         "1": matrix_flops(exported.onnx_path, batch1),
-        str(THROUGHPUT_BATCH): matrix_flops(exported.onnx_path, batch8),
+        str(THROUGHPUT_BATCH): float(sum(node_flops.values())),
+    }
+    int8_flops = {
+        artifact.kind: fraction
+        for artifact, _ in pairs.values()
+        if artifact.kind.startswith("int8")
+        and (fraction := int8_fraction(node_flops, artifact.path)) is not None
     }
     variants = {}
     for pair, (artifact, engine) in pairs.items():
@@ -115,7 +122,9 @@ def measure_pairs(
         timing = None if pair in failures else timings.get(pair)
         variants[pair] = VariantResult(artifact, accuracy.get(pair), timing, own, engine, golden_ok)
     measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    result = PrecisionResult(variants, measured_at, False, op_types, runtime.label, engines, flops)
+    result = PrecisionResult(
+        variants, measured_at, False, op_types, runtime.label, engines, flops, int8_flops
+    )
     _save_results(work_dir, key, result)
     return result
 
@@ -162,6 +171,7 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
         "runtime": result.runtime,
         "engines": result.engines,
         "flops": result.flops,
+        "int8_flops": result.int8_flops,
         "variants": {
             pair: {
                 "engine": v.engine.name,
@@ -207,4 +217,13 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
             ENGINES[entry["engine"]],
             entry["golden_ok"],
         )
-    return PrecisionResult(variants, data["measured_at"], True, op_types, runtime, engines, data["flops"])
+    return PrecisionResult(
+        variants,
+        data["measured_at"],
+        True,
+        op_types,
+        runtime,
+        engines,
+        data["flops"],
+        data.get("int8_flops", {}),
+    )

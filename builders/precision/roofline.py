@@ -10,9 +10,57 @@ import numpy as np
 MATRIX_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 
 
+# integer ops of quantizers that rewrite the graph instead of inserting Q/DQ
+_INTEGER_OPS = (
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
+    "DynamicQuantizeLinear",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+)
+# ops a quantizer may put between a DequantizeLinear and the MatMul/Conv it feeds (weight layout, type)
+_PASS_THROUGH = ("Transpose", "Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Flatten")
+
+
 def matrix_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> float:
     """2 x multiply-adds of every MatMul, Gemm and Conv of the FP32 graph at `inputs`, from the shapes the
     graph really has there (the graph runs once in-process with those tensors marked as outputs)."""
+    return float(sum(matrix_node_flops(fp32_onnx, inputs).values()))
+
+
+def int8_fraction(node_flops: dict[str, float], quantized_onnx: Path) -> float | None:
+    """The share of the FP32 graph's matrix FLOPs that a Q/DQ graph runs in INT8: a MatMul/Gemm/Conv whose
+    data and weight inputs both come from a DequantizeLinear (TensorRT's rule for an INT8 kernel). None
+    for a graph quantized by rewriting ops (ONNX Runtime's dynamic quantization); 0 for one a quantizer
+    left without any Q/DQ."""
+    import onnx
+
+    graph = onnx.load(str(quantized_onnx), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    if any(node.op_type in _INTEGER_OPS for node in graph.node):
+        return None
+
+    def dequantized(name: str) -> bool:
+        node = producer.get(name)
+        while node is not None and node.op_type in _PASS_THROUGH:
+            node = producer.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    total = sum(node_flops.values())
+    if not total:
+        return None
+    int8 = sum(
+        node_flops.get(node.name, 0.0)
+        for node in graph.node
+        if node.op_type in MATRIX_OPS and len(node.input) > 1 and all(dequantized(i) for i in node.input[:2])
+    )
+    return int8 / total
+
+
+def matrix_node_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """matrix_flops per node name."""
     import onnx
     from polygraphy.backend.onnx import bytes_from_onnx, modify_outputs
 
@@ -25,12 +73,12 @@ def matrix_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> float:
         {name for n in nodes for name in [*n.input, *n.output] if name and name not in initializers}
     )
     if not nodes:
-        return 0.0
+        return {}
     session = cpu_session(bytes_from_onnx(modify_outputs(model, outputs=wanted)))
     shapes = dict(initializers)
     for name, value in zip(wanted, session.run(wanted, inputs), strict=True):
         shapes[name] = value.shape
-    return float(sum(_node_flops(node, shapes) for node in nodes))
+    return {node.name: _node_flops(node, shapes) for node in nodes}
 
 
 def _node_flops(node, shapes: dict[str, tuple[int, ...]]) -> float:

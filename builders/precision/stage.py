@@ -18,16 +18,17 @@ from builders.golden import GoldenCase
 from builders.precision.accuracy import AccuracyResult
 from builders.precision.artifacts import (
     ARTIFACT_FILES,
-    BUILT_WITH,
     Artifact,
     ArtifactBuilder,
     artifacts_for,
+    built_with,
     fp16_op_rule,
     make_artifact,
 )
 from builders.precision.lowered import describe_lowered
 from builders.precision.pairs import ENGINES_OF, REFERENCE, engines_for, pair_id
 from builders.precision.plan import PLAN_FILE, check_nodes, load_plan
+from builders.precision.qad import qad_job
 from builders.precision.timing import SPEED_SECONDS, Timing
 from builders.runtime.isolated import ORT, ArtifactRunFailed, Engine, Runtime
 from triton_repo.errors import SpecError
@@ -78,6 +79,8 @@ class PrecisionResult:
     runtime: str  # what ran the reference, e.g. "ONNX Runtime 1.32.0"
     engines: dict[str, str] = dataclasses.field(default_factory=dict)  # engine name -> its runtime's label
     flops: dict[str, float] = dataclasses.field(default_factory=dict)  # batch size -> FP32 graph FLOPs
+    # Q/DQ artifact kind -> share of the matrix FLOPs (batch 8) it runs in INT8
+    int8_flops: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def graph_node_names(onnx_path: Path) -> dict[str, str]:
@@ -159,6 +162,7 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
     fp16_kernels = runtime.fp16_kernel_ops() if "fp16-cpu" in kinds else frozenset()
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
+    qad = qad_job(loaded)
     for kind in kinds:
         rule = fp16_op_rule(kind, op_types, fp16_kernels, runtime.label)
         kept = len(plan.for_artifact(kind).keep)
@@ -166,6 +170,8 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
         label = f"{spec.name}: {kind} artifact" + (
             f" ({kept} nodes kept{by_rule})" if kind != REFERENCE else ""
         )
+        if kind == "int8" and qad is not None:
+            label += f" by QAD, {spec.precision.int8.qad.steps} steps"
         try:
             with step(label):
                 artifacts[kind] = make_artifact(
@@ -178,13 +184,14 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
                     calibration,
                     builder,
                     rule,
+                    qad,
                 )
         except SpecError:
             raise
         except Exception as error:  # noqa: BLE001 - a quantizer failing refuses its variant, not the build
             if kind == REFERENCE:
                 raise
-            line = f"{spec.name} {kind}: {BUILT_WITH[kind]} failed: {_first_line(error)}"
+            line = f"{spec.name} {kind}: {built_with(kind, spec.precision.int8)} failed: {_first_line(error)}"
             warn(f"refused {line}")
             unbuilt[kind] = (Artifact(kind, work_dir / ARTIFACT_FILES[kind], 0.0, False, (), ""), line)
     return artifacts, unbuilt

@@ -11,12 +11,13 @@ from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
 from builders.precision.artifacts import ARTIFACT_FILES, ArtifactBuilder, OpTypeRule, fp16_op_rule
 from builders.precision.pairs import ENGINES_OF
 from builders.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
+from builders.precision.qad import QadJob, qad_job
 from builders.precision.stage import graph_node_names, refusal
 from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession, Runtime
 from triton_repo.errors import CheckFailed, SpecError
 from triton_repo.log import step
 from triton_repo.references import load_arrays, load_labels
-from triton_repo.spec import LoadedSpec
+from triton_repo.spec import Int8Settings, LoadedSpec
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Workbench:
     runtime: Runtime  # what runs the artifacts (the serving environment's)
     rule: OpTypeRule  # op types the artifact keeps in higher precision whatever the plan says
     builder: ArtifactBuilder  # its child processes live as long as the command
+    qad: QadJob | None = None  # the TensorRT int8 artifact is distilled (precision.int8.recover: qad)
 
     @property
     def batch(self) -> int:
@@ -46,21 +48,32 @@ class Workbench:
         """How the artifact is measured: the runtime that serves it (OpenVINO for int8-ov)."""
         return ENGINES_OF[kind][0]
 
-    def build(self, kind: str, kept: tuple[str, ...], output: Path) -> Path:
+    def build(
+        self, kind: str, kept: tuple[str, ...], output: Path, settings: Int8Settings | None = None
+    ) -> Path:
+        """`settings`: the spec's precision.int8 unless given (`triton-repo qad` overrides QAD's)."""
+        settings = settings or self.loaded.spec.precision.int8
         return self.builder.build(
             kind,
             self.fp32,
             output,
-            self.loaded.spec.precision.int8,
+            settings,
             kept,
             self.calibration,
             self.rule.op_types,
+            self.qad if kind == "int8" and settings.recover == "qad" else None,
         )
 
-    def evaluate(self, kind: str, kept: tuple[str, ...], output: Path) -> AccuracyResult:
+    def evaluate(
+        self, kind: str, kept: tuple[str, ...], output: Path, settings: Int8Settings | None = None
+    ) -> AccuracyResult:
         """Build `kind` keeping `kept` in higher precision, then measure it against FP32 on the eval set
         (in a worker process: a runtime crash makes a failing result that says so)."""
-        self.build(kind, kept, output)
+        self.build(kind, kept, output, settings)
+        return self.measure(kind, output)
+
+    def measure(self, kind: str, output: Path) -> AccuracyResult:
+        """An artifact already built, measured against FP32 on the eval set."""
         outputs = [o.name for o in self.loaded.spec.outputs]
         try:
             with IsolatedSession(self.runtime, output, self.threads, self.engine(kind)) as session:
@@ -124,4 +137,5 @@ def open_workbench(
         runtime,
         rule,
         builder,
+        qad_job(loaded, always=True) if kind == "int8" else None,
     )

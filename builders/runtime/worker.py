@@ -21,6 +21,20 @@ import numpy as np  # noqa: E402
 from builders.runtime.protocol import ChannelClosed, receive, send  # noqa: E402
 
 
+def _measured_graph(path: str):
+    """The artifact's path, or its bytes with FP16 QuantizeLinear computed in FP32 where this ONNX Runtime
+    truncates FP16 quantization (builders.runtime.fp16_quantize)."""
+    from builders.runtime.fp16_quantize import exact_fp16_quantize, runtime_truncates
+
+    if not runtime_truncates():
+        return path
+    import onnx
+
+    model = onnx.load(path)
+    rewritten = exact_fp16_quantize(model)
+    return path if rewritten is model else rewritten.SerializeToString()
+
+
 def fp16_kernel_ops() -> list[str]:
     """ONNX op types (default domain) the CPU execution provider has a float16 kernel for."""
     from onnxruntime.capi import _pybind_state as C
@@ -92,7 +106,9 @@ class Worker:
         options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(header["path"], options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            _measured_graph(header["path"]), options, providers=["CPUExecutionProvider"]
+        )
         return {
             "inputs": [i.name for i in self.session.get_inputs()],
             "outputs": [o.name for o in self.session.get_outputs()],

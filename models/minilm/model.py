@@ -60,6 +60,15 @@ def tokenize(sentences: list[str]) -> dict[str, np.ndarray]:
     }
 
 
+TRAIN_SENTENCES = Path(__file__).with_name("train_sentences.txt")
+
+
+def train_inputs() -> dict[str, np.ndarray]:
+    """Unlabeled sentences for quantization-aware distillation, none of them in sentences.txt."""
+    lines = TRAIN_SENTENCES.read_text().splitlines()
+    return tokenize([line.strip() for line in lines if line.strip()])
+
+
 def sentences() -> list[str]:
     return [line.strip() for line in SENTENCES.read_text().splitlines() if line.strip()]
 

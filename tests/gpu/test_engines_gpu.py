@@ -124,3 +124,67 @@ def test_compose_deployment_serves_the_gpu_repository(gpu, compose_available, tm
         subprocess.run([*cli, "infer", "--repository", str(repository)], check=True, cwd=ROOT)
     finally:
         subprocess.run(["docker", "compose", "down"], cwd=ROOT, env=env)
+
+
+def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_release, work):
+    """MiniLM's distilled INT8 artifact (precision.int8.recover: qad, FP16 elsewhere) becomes a strongly
+    typed plan that matches its artifact; its speed and the FP16 plan's, measured interleaved, are written
+    to qad-speed.json and printed (a report, not an assertion: speed is benchmarked, not tested)."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    from builders.export import export
+    from builders.golden import load_golden, sample_case
+    from builders.precision.stage import run_precision, speed_inputs
+    from builders.repository.gpu_writer import stage_gpu_models
+    from builders.repository.writer import served_tolerances
+    from triton_repo.spec import load_spec
+
+    loaded = load_spec(ROOT / "models" / "minilm" / "model.yaml")
+    assert loaded.spec.precision.int8.recover == "qad"
+    exported = export(loaded, work / "minilm-qad")
+    result = run_precision(loaded, exported, work / "minilm-qad", artifact_runtime())
+    plans = {}
+    for precision, pair in (("int8", "int8"), ("fp16", "fp16")):
+        variant = result.variants[pair]
+        assert variant.passed, variant.verdict
+        trt, _ = stage_gpu_models(
+            loaded,
+            precision,
+            variant.artifact.path,
+            variant.sample,
+            served_tolerances(loaded, precision),
+            work / "staging-qad",
+            release=pinned_release,
+            gpu=gpu,
+            engines_dir=work / "minilm-qad" / "engines" / precision,
+            timing_cache_dir=work / "timing-cache",
+            runtime=artifact_runtime(),
+            run_with=variant.engine,
+        )
+        (summary,) = trt.manifest_entry["engines"]
+        plans[precision] = trt.path / "1" / summary["plan"]
+        manifest = json.loads((work / "minilm-qad" / "engines" / precision / "engine.json").read_text())
+        assert manifest["strongly_typed"] is True and all(row["passed"] for row in manifest["check"])
+    feed = speed_inputs(loaded, sample_case(load_golden(exported.golden_path)).inputs, 8)
+    runners = {p: TrtRunner(EngineFromBytes(path.read_bytes())) for p, path in plans.items()}
+    seconds = {p: 0.0 for p in runners}
+    for runner in runners.values():
+        runner.activate()
+    try:
+        for runner in runners.values():
+            for _ in range(20):
+                runner.infer(feed)
+        for _ in range(10):  # interleaved rounds
+            for precision, runner in runners.items():
+                start = time.perf_counter()
+                for _ in range(20):
+                    runner.infer(feed)
+                seconds[precision] += time.perf_counter() - start
+    finally:
+        for runner in runners.values():
+            runner.deactivate()
+    rates = {p: 200 * 8 / s for p, s in seconds.items()}
+    (work / "qad-speed.json").write_text(json.dumps({"gpu": gpu.name, "inferences_per_s": rates}, indent=2))
+    print(
+        f"\nminilm on {gpu.name}, batch 8: QAD INT8 {rates['int8']:.0f} inf/s, FP16 {rates['fp16']:.0f} inf/s"
+    )

@@ -12,6 +12,7 @@ from triton_repo.cli.build import build
 from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
 from triton_repo.cli.publish import publish
+from triton_repo.cli.qad import qad
 from triton_repo.cli.rollback import rollback
 from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
@@ -34,6 +35,7 @@ cli.add_command(rollback)
 cli.add_command(infer)
 cli.add_command(debug_int8)
 cli.add_command(search_precision)
+cli.add_command(qad)
 cli.add_command(bench)
 cli.add_command(soak)
 cli.add_command(tune)

@@ -26,6 +26,14 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @click.option(
     "--rows", default=16, show_default=True, type=click.IntRange(1), help="Eval rows for the ranking."
 )
+@click.option(
+    "--qad-steps",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="When the int8 artifact is distilled (precision.int8.recover: qad): QAD steps per trial; the "
+    "set found is then confirmed with the spec's steps.",
+)
 @work_dir_option
 @serve_env_option("The serving environment whose runtime measures every trial.")
 def search_precision(
@@ -34,6 +42,7 @@ def search_precision(
     max_trials: int,
     max_minutes: float,
     rows: int,
+    qad_steps: int,
     work_dir: Path,
     serve_env: Path | None,
 ) -> None:
@@ -59,7 +68,7 @@ def search_precision(
     with ArtifactBuilder() as builder:
         for kind in kinds:
             outcome = _search_one(
-                loaded, kind, max_trials, max_minutes * 60, rows, work_dir, runtime, builder
+                loaded, kind, max_trials, max_minutes * 60, rows, work_dir, runtime, builder, qad_steps
             )
             if outcome is None:
                 failed.append(kind)
@@ -70,7 +79,15 @@ def search_precision(
 
 
 def _search_one(
-    loaded, kind: str, max_trials: int, max_seconds: float, rows: int, work_dir: Path, runtime, builder
+    loaded,
+    kind: str,
+    max_trials: int,
+    max_seconds: float,
+    rows: int,
+    work_dir: Path,
+    runtime,
+    builder,
+    qad_steps: int = 0,
 ):
     from builders.precision.debug import isolated_layerwise_errors
     from builders.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
@@ -80,15 +97,23 @@ def _search_one(
 
     name = loaded.spec.name
     bench = open_workbench(loaded, work_dir, kind, runtime, builder)
+    own = loaded.spec.precision.int8
+    distilled = kind == "int8" and own.recover == "qad"
+    trial_settings = None
+    if distilled and qad_steps != own.qad.steps:  # trials at fewer steps; the found set confirmed below
+        trial_settings = own.model_copy(update={"qad": own.qad.model_copy(update={"steps": qad_steps})})
+        info(f"{name} int8 is distilled: trials train {qad_steps} QAD steps, the found set {own.qad.steps}")
     default_path = bench.scratch(kind, "all")
     with step(f"{name}: {kind} with every node quantized, measured on the eval set"):
-        default = bench.evaluate(kind, (), default_path)
+        default = bench.evaluate(kind, (), default_path, trial_settings)
     info(f"{name} {kind}, nothing kept: {default.verdict}")
     ranked: list[str] = []
     if not default.passed:
         feeds = eval_feeds(bench.eval_inputs, bench.batch, rows)
         with step(f"{name}: rank nodes by the error they add (Polygraphy, {rows} eval rows)"):
             changed = None if kind.startswith("fp16") else changed_nodes(bench.fp32, default_path)
+            if distilled:  # QAD keeps modules: only their MatMul/Gemm/Conv nodes can be kept
+                changed = {n for n in changed if bench.op_types.get(n) in ("MatMul", "Gemm", "Conv")}
             report = isolated_layerwise_errors(name, kind, bench.fp32, default_path, feeds)
             ranked = candidates(report, changed)
         info(f"{len(ranked)} candidate nodes; top 5: {', '.join(ranked[:5])}")
@@ -97,14 +122,23 @@ def _search_one(
         if not kept:
             return default
         with step(f"{name}: {kind} keeping {len(kept)} node(s)"):
-            return bench.evaluate(kind, kept, bench.scratch(kind, "trial"))
+            return bench.evaluate(kind, kept, bench.scratch(kind, "trial"), trial_settings)
 
     outcome = search(kind, evaluate, ranked, max_trials, max_seconds, progress=info)
+    if outcome.found is not None and trial_settings is not None:
+        with step(f"{name}: int8 keeping {len(outcome.found)} node(s), {own.qad.steps} QAD steps"):
+            confirmed = bench.evaluate(kind, outcome.found, bench.scratch(kind, "trial"))
+        info(f"{name} int8 with {own.qad.steps} QAD steps: {confirmed.verdict}")
+        outcome.accuracy = confirmed
+        if not confirmed.passed:
+            outcome.found = None
+            outcome.stopped_early = f"the set found at {qad_steps} QAD steps fails at {own.qad.steps}"
     _print_trials(name, kind, outcome, out)
     if outcome.found is None:
         info(f"[red]{name} {kind}: no passing set ({outcome.stopped_early})[/red]")
         return None
-    speed = _speed_cost(bench, kind, outcome.found, default_path)
+    confirmed_path = bench.scratch(kind, "trial") if trial_settings is not None else None
+    speed = _speed_cost(bench, kind, outcome.found, default_path, confirmed_path)
     result = SearchResult(
         metric=outcome.accuracy.metric,
         value=round(outcome.accuracy.value, 6),
@@ -128,7 +162,9 @@ def _search_one(
     return outcome
 
 
-def _speed_cost(bench, kind: str, kept: tuple[str, ...], default_path: Path) -> dict[str, float]:
+def _speed_cost(
+    bench, kind: str, kept: tuple[str, ...], default_path: Path, built: Path | None = None
+) -> dict[str, float]:
     """In-process batch-8 throughput of FP32, the fully quantized graph and the found plan, one interleaved run."""
     import contextlib
     import os
@@ -139,8 +175,9 @@ def _speed_cost(bench, kind: str, kept: tuple[str, ...], default_path: Path) -> 
     from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession
     from triton_repo.log import step, warn
 
-    found_path = bench.scratch(kind, "found")
-    bench.build(kind, kept, found_path)
+    found_path = built or bench.scratch(kind, "found")
+    if built is None:
+        bench.build(kind, kept, found_path)
     sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
     threads = bench.loaded.spec.triton.intra_op_threads or os.cpu_count() or 1
     engine = bench.engine(kind)

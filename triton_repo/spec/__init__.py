@@ -30,6 +30,7 @@ from triton_repo.spec.precision import (
     Int8Settings,
     OpenVinoInt8Settings,
     PrecisionSettings,
+    QadSettings,
 )
 from triton_repo.spec.shapes import Dim, InputSpec, OutputSpec, ShapeRange, TensorSpec, Tolerance
 from triton_repo.spec.sources import DataRef, DataSpec, Source
@@ -59,6 +60,7 @@ __all__ = [
     "LoadedSpec",
     "ModelSpec",
     "OpenVinoInt8Settings",
+    "QadSettings",
     "OutputSpec",
     "PixelsStep",
     "Precision",

@@ -54,8 +54,31 @@ class OpenVinoInt8Settings(_Strict):
     preset: Literal["auto", "performance", "mixed"] = "auto"
 
 
+class QadSettings(_Strict):
+    """Quantization-aware distillation of the TensorRT INT8 artifact (precision.int8.recover: qad).
+
+    The FP32 PyTorch model is the teacher; a copy with ModelOpt INT8 fake quantization on every Linear
+    and Conv (weights per channel, activations per tensor) is calibrated on data.calibration, then
+    trained for `steps` mini-batches of data.calibration and data.train (never data.eval) to match the
+    teacher's accuracy output. loss auto: cosine for cosine_min, KL divergence of the softmax for the
+    top-1 metrics. steps 0 is PyTorch-side PTQ (calibration only). Training stops at max_minutes.
+    """
+
+    steps: Annotated[int, Field(ge=0)] = 200
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    loss: Literal["auto", "cosine", "mse", "kl"] = "auto"
+    max_minutes: Annotated[float, Field(gt=0)] = 20.0
+    seed: int = 0
+
+
 class Int8Settings(_Strict):
     calibration_method: Literal["max", "entropy"] = "max"  # ModelOpt PTQ (the TensorRT artifact)
+    # How the TensorRT INT8 artifact is made. none: ModelOpt ONNX PTQ of the FP32 graph, unquantized
+    # ops in FP32. qad: ModelOpt PyTorch quantization of Linear/Conv, distilled from the FP32 model,
+    # exported with Q/DQ and every unquantized op in FP16 (needs a PyTorch source).
+    recover: Literal["none", "qad"] = "none"
+    qad: QadSettings = QadSettings()
     cpu: CpuInt8Settings = CpuInt8Settings()
     openvino: OpenVinoInt8Settings = OpenVinoInt8Settings()
 
@@ -102,6 +125,15 @@ def check_precision(spec) -> None:
         )
     if "int8" in lower and spec.data.calibration is None:
         raise ValueError("precision.variants has int8: set data.calibration (disjoint from data.eval)")
+    if spec.precision.int8.recover == "qad" and spec.source.factory is None:
+        raise ValueError(
+            "precision.int8.recover: qad trains the PyTorch model: it needs source.factory (an ONNX "
+            "source has no PyTorch model to train); remove recover or give the factory"
+        )
+    if spec.data.train is not None and spec.precision.int8.recover != "qad":
+        raise ValueError(
+            "data.train is read only by precision.int8.recover: qad; set it or remove data.train"
+        )
     if spec.accuracy is not None:
         if spec.accuracy.metric == "top1_drop" and spec.data.eval_labels is None:
             raise ValueError("accuracy.metric top1_drop needs data.eval_labels (the true class per eval row)")

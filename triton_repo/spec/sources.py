@@ -48,8 +48,9 @@ class DataSpec(_Strict):
     calibration: DataRef | None = None
     eval: DataRef | None = None
     eval_labels: DataRef | None = None  # module:function returning int labels, or .npz with one array
+    train: DataRef | None = None  # unlabeled rows for quantization-aware distillation, disjoint from eval
 
-    @field_validator("sample", "calibration", "eval", "eval_labels")
+    @field_validator("sample", "calibration", "eval", "eval_labels", "train")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
         if value is not None and not (value.endswith(".npz") or re.fullmatch(REFERENCE_PATTERN, value)):
