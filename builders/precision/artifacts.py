@@ -272,7 +272,12 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(),
         "calibration": arrays_digest(calibration) if kind.startswith("int8") else None,
         "qad": None
         if qad is None
-        else {"settings": settings.qad.model_dump(mode="json"), "train": arrays_digest(qad.train), "v": 1},
+        else {
+            "settings": settings.qad.model_dump(mode="json"),
+            "train": arrays_digest(qad.train),
+            "target": qad.target,
+            "v": 1,
+        },
         "tools": tools,
     }
     return json.dumps(payload, sort_keys=True)

@@ -40,6 +40,7 @@ class QadJob:
     train: dict[str, np.ndarray] | None  # data.train
     eval_rows: frozenset[str]  # digests of the eval rows, to prove none is trained on
     label: str = ""  # progress prefix (the model's name)
+    target: str = ""  # what the loss reads: the accuracy metric and output (part of the cache key)
 
 
 @dataclass
@@ -78,7 +79,9 @@ def qad_job(loaded, always: bool = False) -> QadJob | None:
         return None
     train = load_arrays(loaded, "train") if spec.data.train is not None else None
     eval_rows = frozenset(row_digests(load_arrays(loaded, "eval")))
-    return QadJob(loaded.folder, train, eval_rows, spec.name)
+    accuracy = spec.accuracy
+    target = f"{accuracy.metric}:{accuracy.output or spec.outputs[0].name}" if accuracy else ""
+    return QadJob(loaded.folder, train, eval_rows, spec.name, target)
 
 
 def row_digests(arrays: dict[str, np.ndarray] | None) -> list[str]:

@@ -150,13 +150,13 @@ def test_bench_names_the_server_it_cannot_reach(bench_served, tmp_path):
     assert f"cannot reach Triton at 127.0.0.1:{port} over grpc" in result.stderr
 
 
-def test_soak_of_30_seconds_has_no_errors_and_reports_server_memory(bench_served):
+def test_soak_of_20_seconds_has_no_errors_and_reports_server_memory(bench_served):
     """The CI version of `make soak` (10 minutes there): steady load, every error counted, RSS sampled."""
     result = run_cli(
         "soak",
         "tiny_fp32",
         "--minutes",
-        "0.5",
+        "0.35",
         "--concurrency",
         "16",
         *bench_served.common_args,
@@ -164,8 +164,8 @@ def test_soak_of_30_seconds_has_no_errors_and_reports_server_memory(bench_served
     )
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((bench_served.work_dir / "soak.json").read_text())
-    assert record["errors"] == {} and record["requests"] > 0 and record["seconds"] >= 30
-    assert len(record["rss_mb"]) >= 5 and record["rss_growth_mb"] is not None
+    assert record["errors"] == {} and record["requests"] > 0 and record["seconds"] >= 20
+    assert len(record["rss_mb"]) >= 4 and record["rss_growth_mb"] is not None  # sampled every 5 s
     assert "server RSS" in result.stdout and "growth" in result.stdout
 
 
