@@ -27,11 +27,18 @@ def _tree(root: int) -> dict[int, list[str]] | None:
 
 
 def tree_cpu_seconds(root: int) -> float | None:
-    """User + system CPU seconds of `root` and all its descendants alive now; None if `root` is gone."""
+    """User + system CPU seconds `root` and its descendants have used, those that exited included; None if
+    `root` is gone.
+
+    Each process alive counts its own time and that of the children it has reaped (cutime, cstime), so
+    the total never shrinks when a process exits: a python backend stub unloaded between two samples
+    moves its time into tritonserver's children time instead of taking it out of the sum (which made a
+    window's CPU per request negative)."""
     tree = _tree(root)
     if tree is None:
         return None
-    return sum(int(fields[11]) + int(fields[12]) for fields in tree.values()) / _TICKS  # utime, stime
+    # utime, stime, cutime, cstime: fields 14-17 of /proc/<pid>/stat
+    return sum(sum(int(value) for value in fields[11:15]) for fields in tree.values()) / _TICKS
 
 
 def tree_rss_mb(root: int) -> float | None:

@@ -72,3 +72,14 @@ def test_tree_cpu_seconds_includes_the_children_of_the_root(busy_child):
     tree = tree_cpu_seconds(os.getpid())
     assert child is not None and tree is not None
     assert tree >= own + child - 0.011  # /proc counts in clock ticks of 0.01 s; sums of them round
+
+
+def test_tree_cpu_seconds_keeps_the_time_of_a_child_that_exited():
+    """A process that exits between two samples (a stub unloaded mid-measurement) must not take its CPU
+    time out of the tree's total: the total keeps growing by what the child used."""
+    before = tree_cpu_seconds(os.getpid())
+    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n    pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # runs, exits and is reaped
+    after = tree_cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert after - before >= 0.25

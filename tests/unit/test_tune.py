@@ -12,7 +12,7 @@ from conftest import minimal_spec, write_spec
 
 from clients.bench.method import Latency
 from clients.bench.run import Level, Point
-from clients.tune.search import concurrency_ladder, within_slo
+from clients.tune.search import concurrency_ladder, past_the_knee, within_slo
 from clients.tune.space import Batching, Candidate, Committed, search_space, threading_options
 from triton_repo.errors import SpecError
 from triton_repo.spec import load_spec
@@ -79,6 +79,15 @@ def test_the_slo_keeps_the_fastest_point_whose_p99_meets_it_and_saw_no_errors():
     assert within_slo(points, 15.0).level.concurrency == 4
     assert within_slo(points, 4.0) is None
     assert concurrency_ladder(32) == [1, 2, 4, 8, 16, 32]
+
+
+def test_the_ladder_stops_after_two_levels_in_a_row_that_add_under_5_percent():
+    assert not past_the_knee([50.0])
+    assert not past_the_knee([50.0, 51.0])  # one flat level: a batcher may still be filling up
+    assert not past_the_knee([50.0, 51.0, 90.0])  # ... and here it did (preferred batch reached)
+    assert past_the_knee([50.0, 51.0, 52.0])
+    assert past_the_knee([50.0, 100.0, 101.0, 99.0])
+    assert not past_the_knee([50.0, 100.0, 101.0, 107.0])  # 5% over the best before it
 
 
 def test_a_candidate_config_runs_the_published_files_under_its_own_name(tmp_path):
