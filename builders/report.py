@@ -24,6 +24,7 @@ ARTIFACT_ROLE = {
     "int8": "ModelOpt Q/DQ INT8 (for TensorRT)",
     "int8-cpu": "ONNX Runtime INT8 (cpu serving)",
     "int8-ov": "NNCF INT8 for OpenVINO (cpu serving)",
+    "int8-qad": "ModelOpt QAD Q/DQ INT8, FP32 elsewhere (OpenVINO, cpu serving)",
 }
 
 
@@ -68,8 +69,10 @@ def model_report(
         kept_by_rule = sorted(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
         )
-        qad = load_stats(variant.artifact.path) if kind == "int8" and built else None
-        role = "ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)" if qad else ARTIFACT_ROLE[kind]
+        qad = load_stats(variant.artifact.path) if kind in ("int8", "int8-qad") and built else None
+        role = ARTIFACT_ROLE[kind]
+        if qad and kind == "int8":
+            role = "ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)"
         flops = result.flops.get(str(timing.batch)) if timing else None
         achieved = flops * timing.throughput_b8 / timing.batch / 1e9 if timing and flops else None
         peak, peak_how = facts.peak_gflops(arithmetic(variant), timing.threads) if timing else (None, "")

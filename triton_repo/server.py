@@ -287,11 +287,22 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    if _zombie(pid):  # exited, waiting for whichever process adopted it to reap it (seconds, sometimes)
+        return False
     try:  # a zombie child of ours counts as gone
         waited, _ = os.waitpid(pid, os.WNOHANG)
         return waited == 0
     except ChildProcessError:
         return True
+
+
+def _zombie(pid: int) -> bool:
+    """True for a process that has exited and not been reaped yet (Linux /proc; False elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows the parenthesised name
 
 
 def terminate(pid: int, timeout: float = 30.0) -> None:

@@ -9,6 +9,8 @@ int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)                  -> mo
           distilled from the FP32 model, FP16 high precision (qad.py)
 int8-cpu  ONNX Runtime quantization (served by ONNX Runtime, cpu target)   -> model.int8-cpu.onnx
 int8-ov   NNCF PTQ, Q/DQ placed for OpenVINO (served by OpenVINO, cpu)     -> model.int8-ov.onnx
+int8-qad  with precision.int8.recover: qad, the same distilled student       -> model.int8-qad.onnx
+          exported with explicit Q/DQ and FP32 elsewhere (served by OpenVINO at BF16, cpu)
 
 The cpu target's bf16 is no artifact of its own: the FP32 graph run by OpenVINO at BF16 inference
 precision. Half-precision artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
@@ -42,6 +44,7 @@ ARTIFACT_FILES = {
     "int8": "model.int8.onnx",
     "int8-cpu": "model.int8-cpu.onnx",
     "int8-ov": "model.int8-ov.onnx",
+    "int8-qad": "model.int8-qad.onnx",
 }
 BUILT_WITH = {
     "fp16": "ModelOpt AutoCast",
@@ -50,7 +53,9 @@ BUILT_WITH = {
     "int8": "ModelOpt INT8 PTQ",
     "int8-cpu": "ONNX Runtime quantization",
     "int8-ov": "NNCF INT8 PTQ",
+    "int8-qad": "ModelOpt QAD",
 }
+QAD_KINDS = ("int8", "int8-qad")  # what precision.int8.recover: qad distils (one student, two exports)
 CALIBRATION_BATCH = 8
 
 
@@ -72,9 +77,10 @@ class Artifact:
     kept_because: str = ""  # the rule, for the report
 
 
-def artifacts_for(precisions: list[str]) -> list[str]:
+def artifacts_for(precisions: list[str], recover: str = "none") -> list[str]:
     """fp32 always; fp16: TensorRT's and the cpu target's; bf16: TensorRT's (the cpu target runs the FP32
-    graph in OpenVINO at BF16); int8: TensorRT's, ONNX Runtime's and OpenVINO's."""
+    graph in OpenVINO at BF16); int8: TensorRT's, ONNX Runtime's and OpenVINO's, and with `recover` qad
+    the distilled student's FP32 Q/DQ export for OpenVINO (after int8, whose build writes it too)."""
     kinds = ["fp32"]
     if "fp16" in precisions:
         kinds += ["fp16", "fp16-cpu"]
@@ -82,6 +88,8 @@ def artifacts_for(precisions: list[str]) -> list[str]:
         kinds.append("bf16")
     if "int8" in precisions:
         kinds += ["int8", "int8-cpu", "int8-ov"]
+        if recover == "qad":
+            kinds.append("int8-qad")
     return kinds
 
 
@@ -152,9 +160,11 @@ class ArtifactBuilder:
         calibration: dict[str, np.ndarray] | None,
         kept_op_types: tuple[str, ...] = (),
         qad: QadJob | None = None,
+        companion: Path | None = None,
     ) -> Path:
         """Build without caching (the search calls this with candidate exclusions). `qad`: the TensorRT
-        int8 artifact is made by quantization-aware distillation of the PyTorch model (qad.py)."""
+        int8 artifact is made by quantization-aware distillation of the PyTorch model (qad.py);
+        `companion`: where that build also writes the student's FP32 Q/DQ export (int8-qad)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
@@ -163,7 +173,7 @@ class ArtifactBuilder:
         if family not in self._pools:
             context = multiprocessing.get_context("spawn")
             self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types, qad)
+        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types, qad, companion)
         try:
             return self._pools[family].submit(_build_here, *job).result()
         except BrokenProcessPool:
@@ -190,7 +200,11 @@ def make_artifact(
         return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
     output = out_dir / ARTIFACT_FILES[kind]
-    qad = qad if kind == "int8" and settings.recover == "qad" else None
+    qad = qad if kind in QAD_KINDS and settings.recover == "qad" else None
+    if kind == "int8-qad" and qad is None:
+        raise TritonRepoError(
+            "the int8-qad artifact is the QAD student: it needs precision.int8.recover: qad"
+        )
     key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types, qad)
     key_file = output.with_name(output.name + ".key")
     facts = {"kept_op_types": rule.op_types, "kept_because": rule.because}
@@ -198,8 +212,16 @@ def make_artifact(
         return Artifact(kind, output, 0.0, True, kept, key, **facts)
     start = time.perf_counter()
     key_file.unlink(missing_ok=True)
-    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types, qad)
+    # The TensorRT QAD artifact's build also writes the student's FP32 Q/DQ export (int8-qad): one
+    # training serves both, and int8-qad (built next) finds it under its own key.
+    companion = out_dir / ARTIFACT_FILES["int8-qad"] if kind == "int8" and qad is not None else None
+    if companion is not None:
+        companion_key = _cache_key("int8-qad", fp32_sha256, settings, kept, calibration, (), qad)
+        companion.with_name(companion.name + ".key").unlink(missing_ok=True)
+    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types, qad, companion)
     key_file.write_text(key)
+    if companion is not None and companion.is_file():
+        companion.with_name(companion.name + ".key").write_text(companion_key)
     return Artifact(kind, output, time.perf_counter() - start, False, kept, key, **facts)
 
 
@@ -212,15 +234,17 @@ def _build_here(
     calibration: dict[str, np.ndarray] | None,
     kept_op_types: tuple[str, ...],
     qad: QadJob | None = None,
+    companion: Path | None = None,
 ) -> Path:
     """The child's side: one artifact, the quantizers' chatter silenced."""
     from builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
     with _quiet():
-        if kind == "int8" and qad is not None:
+        if kind in QAD_KINDS and qad is not None:
             from builders.precision.qad import qad_int8
 
-            return qad_int8(qad, output, settings, kept, calibration, kept_op_types)
+            high = "fp16" if kind == "int8" else "fp32"
+            return qad_int8(qad, output, settings, kept, calibration, kept_op_types, high, companion)
         if kind in ("fp16", "fp16-cpu", "bf16"):
             low = "bf16" if kind == "bf16" else "fp16"
             return _autocast(fp32_onnx, output, low, kept, kept_op_types)

@@ -26,6 +26,7 @@ ENGINES_OF = {
     "int8": (ORT,),
     "int8-cpu": (ORT,),
     "int8-ov": (OV_BF16,),
+    "int8-qad": (OV_BF16,),  # ModelOpt's Q/DQ placement is TensorRT's: ONNX Runtime's CPU runs it slowly
 }
 
 
@@ -43,7 +44,7 @@ CPU_CANDIDATES = {
     "fp32": ("fp32", "fp32@ov-f32"),
     "fp16": ("fp16-cpu",),
     "bf16": ("fp32@ov-bf16",),
-    "int8": ("int8-cpu", "int8-ov@ov-bf16"),
+    "int8": ("int8-cpu", "int8-ov@ov-bf16", "int8-qad@ov-bf16"),
 }
 # The gpu target's <name>_<precision>_trt and _onnx: the artifact TensorRT builds (the pair it is gated by).
 GPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16@ov-f32", "int8": "int8"}

@@ -81,6 +81,7 @@ _FIELDS = {
     "int8": "int8",
     "int8-cpu": "int8_cpu",
     "int8-ov": "int8_ov",
+    "int8-qad": "int8",  # the QAD student of the TensorRT artifact, exported without the FP16 cast
 }
 
 

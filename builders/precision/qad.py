@@ -147,8 +147,16 @@ def qad_int8(
     kept: tuple[str, ...],
     calibration: dict[str, np.ndarray] | None,
     kept_op_types: tuple[str, ...],
+    high_precision: str = "fp16",
+    companion: Path | None = None,
 ) -> Path:
-    """Quantize, calibrate, distil and export; writes `output` (and its stats) atomically."""
+    """Quantize, calibrate, distil and export; writes `output` (and its stats) atomically.
+
+    `high_precision` "fp16": every unquantized op cast to FP16 (TensorRT's artifact); "fp32": the Q/DQ
+    export as it is (the cpu target's int8-qad, which OpenVINO runs at BF16). `companion`: a second path
+    that gets the FP32 export of the same student (and the same stats), so one training serves both."""
+    if high_precision not in ("fp16", "fp32"):
+        raise ValueError(f"QAD high precision must be fp16 or fp32, not {high_precision!r}")
     import onnx
     import torch
 
@@ -176,6 +184,13 @@ def qad_int8(
     tmp = output.with_name(output.name + ".tmp")
     try:
         _export_torch(loaded, student, load_arrays(loaded, "sample"), scratch)
+        if companion is not None:
+            _replace_with_copy(scratch, companion)
+            stats.save(companion)
+        if high_precision == "fp32":
+            os.replace(scratch, output)
+            stats.save(output)
+            return output
         from modelopt.onnx.autocast import convert_to_mixed_precision
 
         from builders.precision.lowered import RECURRENT_OPS
@@ -195,6 +210,17 @@ def qad_int8(
         tmp.unlink(missing_ok=True)
     stats.save(output)
     return output
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    import shutil
+
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _loss_name(loss: str, spec) -> str:

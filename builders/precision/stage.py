@@ -158,7 +158,7 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
     variant: it comes back in `unbuilt` with a stand-in artifact and the one-line reason."""
     spec = loaded.spec
     op_types = set(graph_node_names(exported.onnx_path).values())
-    kinds = artifacts_for(spec.precisions)
+    kinds = artifacts_for(spec.precisions, spec.precision.int8.recover)
     fp16_kernels = runtime.fp16_kernel_ops() if "fp16-cpu" in kinds else frozenset()
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
@@ -168,10 +168,12 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
         kept = len(plan.for_artifact(kind).keep)
         by_rule = f", op types kept FP32: {', '.join(rule.op_types)}" if rule.op_types else ""
         label = f"{spec.name}: {kind} artifact" + (
-            f" ({kept} nodes kept{by_rule})" if kind != REFERENCE else ""
+            f" ({kept} node{'' if kept == 1 else 's'} kept{by_rule})" if kind != REFERENCE else ""
         )
         if kind == "int8" and qad is not None:
             label += f" by QAD, {spec.precision.int8.qad.steps} steps"
+        if kind == "int8-qad":
+            label += ", the QAD student with FP32 high precision (for OpenVINO)"
         try:
             with step(label):
                 artifacts[kind] = make_artifact(

@@ -18,11 +18,31 @@ from tests.integration.conftest import ROOT, build_all, run_cli, serve, tree_has
 
 ZOO = ("digits", "minilm", "resnet50")
 
+# ResNet-50's spec, data, labels and image pre-processing around a small network with its input and
+# output: the ensemble is what these tests exercise, and `make build-repo` builds ResNet-50 itself.
+STAND_INS = {
+    "resnet50": textwrap.dedent(
+        """
+
+        def build():  # the ensemble tests' stand-in (tests/integration/test_ensembles.py)
+            torch.manual_seed(SEED)
+            return nn.Sequential(
+                nn.Conv2d(3, 16, 7, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1000)
+            ).eval()
+        """
+    )
+}
+
 
 def fp32_only(models: Path, name: str) -> Path:
-    """A copy of a zoo model that builds only FP32 (the precision stage is tested elsewhere)."""
+    """A copy of a zoo model that builds only FP32 (the precision stage is tested elsewhere), its network
+    replaced by a small stand-in where STAND_INS has one."""
     folder = models / name
     shutil.copytree(ROOT / "models" / name, folder)
+    if name in STAND_INS:
+        with (folder / "model.py").open("a") as model_py:
+            model_py.write(STAND_INS[name])
+        (folder / "precision.yaml").unlink(missing_ok=True)  # names the real network's nodes
     spec = yaml.safe_load((folder / "model.yaml").read_text())
     spec.setdefault("precision", {})["variants"] = ["fp32"]
     (folder / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

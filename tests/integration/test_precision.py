@@ -147,8 +147,13 @@ def test_a_variant_outside_its_budget_is_refused_and_no_longer_served(gated, tmp
     build(folder, repository, work_dir)
 
 
+def int8_only(spec: str) -> str:
+    """A gated spec that builds fp32 and int8 only (what the INT8 debugging tests are about)."""
+    return spec.replace("triton:", "precision: {variants: [fp32, int8]}\ntriton:", 1)
+
+
 def test_debug_int8_ranks_nodes_and_search_writes_a_plan_that_the_build_applies(tmp_path):
-    folder = write_tiny_model(tmp_path / "models", model_py=GATED_MODEL_PY, spec=gated_spec(0.9))
+    folder = write_tiny_model(tmp_path / "models", model_py=GATED_MODEL_PY, spec=int8_only(gated_spec(0.9)))
     work_dir, repository = tmp_path / "build", tmp_path / "model_repository"
     debug = run_cli(
         "debug-int8", str(folder), "--artifact", "int8-cpu", "--work-dir", str(work_dir), check=True
@@ -160,7 +165,7 @@ def test_debug_int8_ranks_nodes_and_search_writes_a_plan_that_the_build_applies(
     assert (work_dir / "tiny" / "debug-int8-cpu" / "layerwise.png").stat().st_size > 1000
 
     # a budget the fully quantized graph misses: the search must keep something and say what
-    (folder / "model.yaml").write_text(gated_spec(0.9995))
+    (folder / "model.yaml").write_text(int8_only(gated_spec(0.9995)))
     search = run_cli("search-precision", str(folder), "--artifact", "int8-cpu", "--work-dir", str(work_dir))
     assert search.returncode == 0, search.stdout + search.stderr
     plan = yaml.safe_load((folder / "precision.yaml").read_text())

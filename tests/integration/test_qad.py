@@ -164,6 +164,37 @@ def test_qad_round_trips_through_the_build_gate(distilled, tmp_path):
     markdown = (tmp_path / "repo" / "BUILD_REPORT.md").read_text()
     assert "distilled (QAD) 300 steps" in markdown
     assert "QAD step" not in result.stderr  # the artifact `qad` built is the build's, reused by its key
+    # The cpu target: the same student, exported with FP32 high precision, is a third candidate for
+    # outlier_int8 (OpenVINO) beside the two post-training quantizers; the fastest within budget serves.
+    rows = {r["artifact"]: r for r in report["models"]["outlier"]["variants"]}
+    student = rows["int8-qad"]
+    assert student["runtime"] == "ov-bf16" and student["candidate_for"] == "int8"
+    assert student["qad"]["steps"] == 300  # the TensorRT artifact's training, not a second one
+    assert student["role"] == "ModelOpt QAD Q/DQ INT8, FP32 elsewhere (OpenVINO, cpu serving)"
+    assert student["int8_matrix_flops"] == pytest.approx(1.0)
+    # one student: FP32 instead of FP16 around the same INT8 arithmetic moves the accuracy very little
+    assert student["accuracy"]["value"] == pytest.approx(row["accuracy"]["value"], abs=0.02)
+    candidates = [rows[kind] for kind in ("int8-cpu", "int8-ov", "int8-qad") if rows[kind]["within_budget"]]
+    served = [r for r in candidates if r["status"] == "published"]
+    assert served == [max(candidates, key=lambda r: r["throughput_per_s"])]
+    pair = served[0]["artifact"] + ("" if served[0]["runtime"] == "ort" else "@" + served[0]["runtime"])
+    for other in candidates:
+        if other is not served[0]:
+            assert other["status"] == f"measured: within budget, {pair} is faster"
+
+
+def test_the_cpu_qad_artifact_is_the_students_q_dq_graph_in_fp32(distilled):
+    """model.int8-qad.onnx: the same quantizers as the TensorRT artifact, and no FP16 anywhere."""
+    root = distilled[0]
+    model = onnx.load(str(root / "build" / "outlier" / "model.int8-qad.onnx"))
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    types.update({v.name: v.type.tensor_type.elem_type for v in model.graph.input})
+    quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantize) == 4 and all(types[n.output[0]] == onnx.TensorProto.INT8 for n in quantize)
+    assert onnx.TensorProto.FLOAT16 not in types.values()
+    assert all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in quantize)
 
 
 def test_eval_rows_never_enter_training(tmp_path):

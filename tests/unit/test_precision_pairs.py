@@ -10,13 +10,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from builders.precision.accuracy import AccuracyResult
-from builders.precision.artifacts import Artifact, ArtifactBuilder, make_artifact
+from builders.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
 from builders.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
 from builders.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
 from builders.precision.stage import VariantResult
 from builders.precision.timing import Timing
 from builders.runtime.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 from tests.helpers import artifact_runtime
+from triton_repo.errors import TritonRepoError
 from triton_repo.spec import Int8Settings
 
 
@@ -63,6 +64,35 @@ def test_no_candidate_within_budget_refuses_the_precision_with_every_verdict():
     variants = {"int8-cpu": variant("int8-cpu", ORT, 2.0, passed=False)}
     choice = choose_cpu("int8", variants)
     assert choice.pair is None and choice.refused == (("int8-cpu", "min cosine 0.9 < 0.99 (short by 0.09)"),)
+
+
+def test_the_qad_student_competes_for_the_cpu_int8_only_when_the_spec_distils():
+    assert artifacts_for(["fp32", "int8"]) == ["fp32", "int8", "int8-cpu", "int8-ov"]
+    kinds = artifacts_for(["fp32", "int8"], "qad")
+    assert kinds[-1] == "int8-qad" and kinds.index("int8") < kinds.index("int8-qad")  # int8 writes it
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 200.0),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 350.0, passed=False),
+        "int8-qad@ov-bf16": variant("int8-qad", OV_BF16, 300.0),
+    }
+    choice = choose_cpu("int8", variants)
+    assert choice.pair == "int8-qad@ov-bf16" and "int8-cpu 200" in choice.why
+    plan = PrecisionPlan(int8=ArtifactPlan(keep=[KeptNode(node="/l/MatMul", op_type="MatMul")]))
+    assert plan.for_artifact("int8-qad") == plan.for_artifact("int8")  # one student, one plan
+
+
+def test_the_int8_qad_artifact_needs_the_spec_to_distil(tmp_path):
+    with pytest.raises(TritonRepoError, match="needs precision.int8.recover: qad"):
+        make_artifact(
+            "int8-qad",
+            tmp_path / "model.onnx",
+            "0" * 64,
+            tmp_path,
+            Int8Settings(),
+            PrecisionPlan(),
+            None,
+            None,
+        )
 
 
 def test_an_fp32_pair_that_differs_from_pytorch_never_serves_as_fp32():

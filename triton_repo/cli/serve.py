@@ -131,10 +131,10 @@ def serve(
         except OSError as error:
             server.terminate(state.pid)
             raise ServerError(f"could not start the stub watchdog: {error}") from None
-        watchdog = f"; stub watchdog log {state_dir / 'watchdog.log'}"
+        watchdog = f"; stub watchdog log {_shown(state_dir / 'watchdog.log')}"
     info(
         f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
-        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {state.log_path}{watchdog}"
+        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {_shown(state.log_path)}{watchdog}"
     )
     server.save_state(state, state_dir)
     if detach:
@@ -203,3 +203,12 @@ def stop(work_dir: Path) -> None:
     server.terminate(state.pid)
     server.clear_state(state_dir)
     info(f"stopped tritonserver (pid {state.pid})")
+
+
+def _shown(path: Path) -> str:
+    """A path as the ready line prints it: relative to the working directory when under it."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
