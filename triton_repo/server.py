@@ -6,6 +6,7 @@ first on the server's PATH; that environment holds numpy<2 and onnxruntime for t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -288,6 +289,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     if _zombie(pid):  # exited, waiting for whichever process adopted it to reap it (seconds, sometimes)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours: reap it now
         return False
     try:  # a zombie child of ours counts as gone
         waited, _ = os.waitpid(pid, os.WNOHANG)

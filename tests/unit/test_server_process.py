@@ -38,6 +38,7 @@ def test_a_running_process_is_alive_and_terminate_ends_it():
         server.terminate(child.pid, timeout=10)
         assert time.monotonic() - started < 5
         assert not server._alive(child.pid)
+        assert not server._zombie(child.pid)  # our own child: reaped, not left behind
     finally:
         child.kill()
         child.wait()
