@@ -139,7 +139,9 @@ _PROTOBUF_LIMIT = 2_000_000_000
 
 
 def _save_single_file(loaded: LoadedSpec, exported: Path, onnx_path: Path) -> None:
-    """One self-contained model.onnx: the dynamo exporter may write weights as external data beside it."""
+    """One self-contained model.onnx: the dynamo exporter may write weights as external data beside it.
+    Weights an older exporter also lists as graph inputs are left as weights only (what clients cannot
+    send anyway), since ModelOpt's AutoCast refuses a graph whose inputs change names."""
     import onnx
 
     model = onnx.load(str(exported), load_external_data=True)
@@ -148,9 +150,22 @@ def _save_single_file(loaded: LoadedSpec, exported: Path, onnx_path: Path) -> No
             f"{loaded.path}: the exported model is {model.ByteSize() / 1e9:.1f} GB; models over 2 GB "
             "(ONNX external data) are not supported yet"
         )
+    _drop_initializer_inputs(model)
     tmp = onnx_path.with_name("model.tmp.onnx")
     onnx.save_model(model, str(tmp), save_as_external_data=False)
     tmp.replace(onnx_path)
+
+
+def _drop_initializer_inputs(model) -> None:
+    """Remove graph inputs that are initializers (IR >= 4 lets a graph list weights as overridable inputs;
+    IR 3 required it, so such a graph is left as it is)."""
+    if model.ir_version < 4:
+        return
+    weights = {t.name for t in model.graph.initializer}
+    kept = [value for value in model.graph.input if value.name not in weights]
+    if len(kept) < len(model.graph.input):
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
 
 
 def _torch_runner(loaded: LoadedSpec, module):

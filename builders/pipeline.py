@@ -31,7 +31,7 @@ from builders.repository.writer import served_tolerances, stage_cpu_model, stagi
 from builders.runtime.isolated import ArtifactRunFailed, Runtime
 from builders.verify import verify
 from triton_repo.locks import repository_lock
-from triton_repo.log import step, warn
+from triton_repo.log import failing_as, step, warn
 from triton_repo.releases import Release
 from triton_repo.spec import PRECISIONS, LoadedSpec
 
@@ -96,33 +96,34 @@ def build(
             for loaded in specs:
                 name = loaded.spec.name
                 model_work = work_dir / name
-                with step(f"{name}: export to ONNX and golden data"):
-                    exported = export(loaded, model_work)
-                reference = "PyTorch" if loaded.spec.source.factory else "the source ONNX"
-                with step(
-                    f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
-                ):
-                    verified = verify(loaded, exported.onnx_path, exported.golden_path)
-                result = run_precision(loaded, exported, model_work, runtime, speed_seconds, builder)
-                choose = choose_gpu if target.name == "gpu" else choose_cpu
-                choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
-                if target.name == "gpu":
-                    staged += _stage_gpu(
-                        loaded, result, choices, staging, work_dir, target, refused, pending, runtime
-                    )
-                else:
-                    staged += _stage_cpu(loaded, result, choices, staging, refused, runtime)
-                reports[name] = model_report(loaded, result, target.name, choices)
-                if loaded.spec.ensemble is not None and target.name == "gpu":
-                    warn(
-                        f"{name}: the ensemble is not built on the gpu target (its pre-processing "
-                        "needs packages the NGC tritonserver image lacks); clients call the variants"
-                    )
-                elif loaded.spec.ensemble is not None:
-                    staged += _stage_ensemble(
-                        loaded, result, choices, reports[name], staged, staging, runtime
-                    )
-                rows += _rows(name, exported, verified, reports[name], reference)
+                with failing_as(f"{name}: build"):  # names the model if anything outside a step fails
+                    with step(f"{name}: export to ONNX and golden data"):
+                        exported = export(loaded, model_work)
+                    reference = "PyTorch" if loaded.spec.source.factory else "the source ONNX"
+                    with step(
+                        f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
+                    ):
+                        verified = verify(loaded, exported.onnx_path, exported.golden_path)
+                    result = run_precision(loaded, exported, model_work, runtime, speed_seconds, builder)
+                    choose = choose_gpu if target.name == "gpu" else choose_cpu
+                    choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
+                    if target.name == "gpu":
+                        staged += _stage_gpu(
+                            loaded, result, choices, staging, work_dir, target, refused, pending, runtime
+                        )
+                    else:
+                        staged += _stage_cpu(loaded, result, choices, staging, refused, runtime)
+                    reports[name] = model_report(loaded, result, target.name, choices)
+                    if loaded.spec.ensemble is not None and target.name == "gpu":
+                        warn(
+                            f"{name}: the ensemble is not built on the gpu target (its pre-processing "
+                            "needs packages the NGC tritonserver image lacks); clients call the variants"
+                        )
+                    elif loaded.spec.ensemble is not None:
+                        staged += _stage_ensemble(
+                            loaded, result, choices, reports[name], staged, staging, runtime
+                        )
+                    rows += _rows(name, exported, verified, reports[name], reference)
             staged_names = {model.name for model in staged}
             # Variants refused now, or no longer asked for, must not stay served from an earlier build.
             # So are the other target's models: one repository serves one target.

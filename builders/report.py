@@ -11,7 +11,8 @@ from pathlib import Path
 from builders.precision.pairs import CPU_CANDIDATES, GPU_SERVED, REFERENCE, Choice, split_pair
 from builders.precision.qad import load_stats
 from builders.precision.stage import PrecisionResult, VariantResult
-from builders.runtime.cpu import cpu_facts
+from builders.runtime.cpu import UNKNOWN_CPU, cpu_facts
+from triton_repo.log import diagnostic
 from triton_repo.spec import LoadedSpec
 
 REPORT_JSON = "BUILD_REPORT.json"
@@ -48,7 +49,7 @@ def model_report(
     candidates = CPU_CANDIDATES if target == "cpu" else {p: (pair,) for p, pair in GPU_SERVED.items()}
     candidate_of = {pair: precision for precision in choices for pair in candidates[precision]}
     reference = result.variants[REFERENCE].timing
-    facts = cpu_facts()
+    facts = diagnostic(f"{spec.name}: instruction-set report", cpu_facts, default=UNKNOWN_CPU)
     rows = []
     for pair, variant in result.variants.items():
         kind, engine = split_pair(pair)
@@ -69,13 +70,23 @@ def model_report(
         kept_by_rule = sorted(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
         )
-        qad = load_stats(variant.artifact.path) if kind in ("int8", "int8-qad") and built else None
+        qad = None
+        if kind in ("int8", "int8-qad") and built:
+            qad = diagnostic(
+                f"{spec.name}: {kind} QAD statistics", lambda v=variant: load_stats(v.artifact.path), None
+            )
         role = ARTIFACT_ROLE[kind]
         if qad and kind == "int8":
             role = "ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)"
         flops = result.flops.get(str(timing.batch)) if timing else None
         achieved = flops * timing.throughput_b8 / timing.batch / 1e9 if timing and flops else None
-        peak, peak_how = facts.peak_gflops(arithmetic(variant), timing.threads) if timing else (None, "")
+        peak, peak_how = (None, "")
+        if timing:
+            peak, peak_how = diagnostic(
+                f"{spec.name}: roofline peak of {pair}",
+                lambda v=variant, t=timing: facts.peak_gflops(arithmetic(v), t.threads),
+                default=(None, ""),
+            )
         rows.append(
             {
                 "artifact": kind,
@@ -139,7 +150,10 @@ def write_report(repository: Path, models: dict[str, dict]) -> Path:
     report["models"].update(models)
     report["models"] = dict(sorted(report["models"].items()))
     _write(path, json.dumps(report, indent=2) + "\n")
-    _write(repository / REPORT_MD, render_markdown(report))
+    markdown = diagnostic(f"{REPORT_MD} tables", lambda: render_markdown(report), default=None)
+    if markdown is None:
+        markdown = f"# Build report\n\nThis report could not be rendered; {REPORT_JSON} holds every number.\n"
+    _write(repository / REPORT_MD, markdown)
     return repository / REPORT_MD
 
 

@@ -104,6 +104,15 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return array.reshape(array.shape[0], -1).astype(np.float64)
 
 
+EMPTY_ROW = 1e-6  # a row whose norm is below this share of the eval set's largest reference row is "empty"
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)
+    """Per-row cosine of `b` (variant) against `a` (reference). Cosine is undefined for an empty row (a
+    detector's map of an image without text, a mask with nothing in it): two empty rows agree (1), an
+    empty row against a non-empty one does not (0), as rounding noise must not decide the gate."""
+    norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cosine = np.sum(a * b, axis=1) / np.maximum(norm_a * norm_b, 1e-30)
+    floor = EMPTY_ROW * float(norm_a.max(initial=0.0))
+    empty_a, empty_b = norm_a <= floor, norm_b <= floor
+    return np.where(empty_a & empty_b, 1.0, np.where(empty_a | empty_b, 0.0, cosine))

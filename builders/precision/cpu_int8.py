@@ -96,6 +96,23 @@ def _check_excluded(model, names: tuple[str, ...], path: Path) -> None:
         )
 
 
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) arrived in opset 13
+
+
+def _per_channel_opset(source: Path, target: Path) -> Path:
+    """`source` converted to opset 13 when it is older (Paddle2ONNX and older exporters write 11 or 12):
+    ONNX Runtime's quantizer writes per-channel Q/DQ with an `axis` those opsets do not have."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(source), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), PER_CHANNEL_OPSET)
+    if opset >= PER_CHANNEL_OPSET:
+        return source
+    onnx.save(version_converter.convert_version(model, PER_CHANNEL_OPSET), str(target))
+    return target
+
+
 def _prepare(
     fp32_onnx: Path,
     work: Path,
@@ -105,6 +122,8 @@ def _prepare(
 ) -> Path:
     """Transformer optimizer, then SmoothQuant, then ORT's pre-processing for static, each if asked."""
     current = fp32_onnx
+    if settings.per_channel:
+        current = _per_channel_opset(current, work / "opset13.onnx")
     if settings.optimize is not None:
         from onnxruntime.transformers.optimizer import optimize_model
 

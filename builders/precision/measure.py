@@ -26,7 +26,7 @@ from builders.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
 from builders.runtime.isolated import ENGINES, ArtifactRunFailed, Engine, IsolatedSession, Runtime
 from builders.verify import compare
 from triton_repo.errors import CheckFailed
-from triton_repo.log import step, warn
+from triton_repo.log import diagnostic, step, warn
 from triton_repo.references import load_arrays, load_labels
 from triton_repo.spec import LoadedSpec
 
@@ -102,17 +102,11 @@ def measure_pairs(
         line = refusal(spec.name, pair, pairs[pair][0].path, error)
         warn(f"refused {line}")
         accuracy[pair] = AccuracyResult.not_run(spec, line)
-    node_flops = matrix_node_flops(exported.onnx_path, batch8)
-    flops = {
-        "1": matrix_flops(exported.onnx_path, batch1),
-        str(THROUGHPUT_BATCH): float(sum(node_flops.values())),
-    }
-    int8_flops = {
-        artifact.kind: fraction
-        for artifact, _ in pairs.values()
-        if artifact.kind.startswith("int8")
-        and (fraction := int8_fraction(node_flops, artifact.path)) is not None
-    }
+    flops, int8_flops = diagnostic(
+        f"{spec.name}: roofline (matrix FLOPs)",
+        lambda: _matrix_work(exported.onnx_path, batch1, batch8, pairs),
+        default=({}, {}),
+    )
     variants = {}
     for pair, (artifact, engine) in pairs.items():
         golden_ok, own = True, samples.get(pair)
@@ -127,6 +121,20 @@ def measure_pairs(
     )
     _save_results(work_dir, key, result)
     return result
+
+
+def _matrix_work(fp32_onnx: Path, batch1, batch8, pairs) -> tuple[dict[str, float], dict[str, float]]:
+    """The report's roofline inputs: matrix FLOPs at batch 1 and 8, and each INT8 artifact's INT8 share."""
+    node_flops = matrix_node_flops(fp32_onnx, batch8)
+    batch = len(next(iter(batch8.values()))) if batch8 else THROUGHPUT_BATCH  # smaller when max batch is
+    flops = {"1": matrix_flops(fp32_onnx, batch1), str(batch): float(sum(node_flops.values()))}
+    int8_flops = {
+        artifact.kind: fraction
+        for artifact, _ in pairs.values()
+        if artifact.kind.startswith("int8")
+        and (fraction := int8_fraction(node_flops, artifact.path)) is not None
+    }
+    return flops, int8_flops
 
 
 def _fail_on_reference(name: str, failures: dict[str, ArtifactRunFailed]) -> None:

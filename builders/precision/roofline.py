@@ -60,25 +60,43 @@ def int8_fraction(node_flops: dict[str, float], quantized_onnx: Path) -> float |
 
 
 def matrix_node_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
-    """matrix_flops per node name."""
+    """matrix_flops per node name. Only activations are run for their shapes: weights, whether initializers
+    (also when an older exporter lists them as graph inputs) or Constant nodes (Paddle's exporter), are
+    read from the file, since a runtime cannot return a constant as an output."""
     import onnx
     from polygraphy.backend.onnx import bytes_from_onnx, modify_outputs
 
     from builders.onnx_runtime import cpu_session
 
     model = onnx.load(str(fp32_onnx))
-    initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
     nodes = [n for n in model.graph.node if n.op_type in MATRIX_OPS]
-    wanted = sorted(
-        {name for n in nodes for name in [*n.input, *n.output] if name and name not in initializers}
-    )
     if not nodes:
         return {}
-    session = cpu_session(bytes_from_onnx(modify_outputs(model, outputs=wanted)))
-    shapes = dict(initializers)
-    for name, value in zip(wanted, session.run(wanted, inputs), strict=True):
-        shapes[name] = value.shape
+    constants = constant_shapes(model.graph)
+    wanted = sorted({name for n in nodes for name in [*n.input, *n.output] if name and name not in constants})
+    shapes = dict(constants)
+    if wanted:
+        session = cpu_session(bytes_from_onnx(modify_outputs(model, outputs=wanted)))
+        fed = {name: value for name, value in inputs.items() if name not in constants}
+        for name, value in zip(wanted, session.run(wanted, fed), strict=True):
+            shapes[name] = value.shape
     return {node.name: _node_flops(node, shapes) for node in nodes}
+
+
+def constant_shapes(graph) -> dict[str, tuple[int, ...]]:
+    """Shapes of the graph's constant tensors: initializers and the outputs of Constant nodes."""
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Constant":
+            continue
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if value is not None:
+            shapes[node.output[0]] = tuple(value.t.dims)
+        elif node.attribute and node.attribute[0].name in ("value_floats", "value_ints"):
+            shapes[node.output[0]] = (len(node.attribute[0].floats or node.attribute[0].ints),)
+        else:  # value_float, value_int, value_string: a scalar
+            shapes[node.output[0]] = ()
+    return shapes
 
 
 def _node_flops(node, shapes: dict[str, tuple[int, ...]]) -> float:

@@ -56,12 +56,15 @@ class CpuFacts:
         return peak, f"{unit}: {per_cycle} FLOP/cycle/core x {cores} cores x {self.mhz / 1000:.2f} GHz"
 
 
+UNKNOWN_CPU = CpuFacts("unknown", "unknown", 0.0, ())
+
+
 @functools.cache
 def cpu_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuFacts:
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return CpuFacts("unknown", "unknown", 0.0, ())
+        return UNKNOWN_CPU
 
     def field(name: str) -> str:
         match = re.search(rf"^{name}\s*:\s*(.*)$", text, re.MULTILINE)

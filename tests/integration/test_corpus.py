@@ -152,3 +152,28 @@ def test_a_shape_at_the_edge_of_the_spec_is_served(corpus):
     mask = client.infer("fcn_segmenter_fp32", [tensor]).as_numpy("mask")
     client.close()
     assert mask.shape == (2, 2, 9, 48)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_paddle_shaped_detector_is_served_at_two_image_sizes_with_its_dotted_names(corpus, protocol):
+    """Its weights are Constant nodes and input-listed initializers, which once crashed the roofline."""
+    import onnxruntime
+
+    _, served = corpus
+    source = CORPUS / "paddle_detector" / "model.onnx"
+    reference = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    module, port = (grpcclient, served.grpc_port) if protocol == "grpc" else (httpclient, served.http_port)
+    client = module.InferenceServerClient(f"127.0.0.1:{port}")
+    rng = np.random.default_rng(7)
+    for shape in [(1, 3, 16, 128), (3, 3, 96, 40)]:
+        pixels = rng.standard_normal(shape).astype(np.float32)
+        tensor = module.InferInput("x", list(shape), "FP32")
+        tensor.set_data_from_numpy(pixels)
+        served_map = client.infer("paddle_detector_fp32", [tensor]).as_numpy("sigmoid_0.tmp_0")
+        expected = reference.run(["sigmoid_0.tmp_0"], {"x": pixels})[0]
+        assert served_map.shape == (shape[0], 1, *shape[2:])
+        np.testing.assert_allclose(served_map, expected, atol=1e-4, rtol=1e-3)
+    client.close()
+    report = json.loads((served.repository / "BUILD_REPORT.json").read_text())["models"]["paddle_detector"]
+    fp32 = next(row for row in report["variants"] if row["artifact"] == "fp32" and row["runtime"] == "ort")
+    assert fp32["gflops"] and fp32["gflops"] > 0  # the roofline measured it

@@ -52,3 +52,14 @@ def test_non_finite_outputs_never_pass(tmp_path):
     reference = {"embedding": np.ones((2, 4), np.float32)}
     variant = {"embedding": np.array([[1, 1, 1, 1], [np.inf, 1, 1, 1]], np.float32)}
     assert not measure(_spec(tmp_path, "top1_agreement", budget=0.0), reference, variant, None).passed
+
+
+def test_cosine_min_counts_two_empty_rows_as_agreeing_and_one_empty_row_as_not(tmp_path):
+    """A detector's map of an image without text is all zeros: rounding noise there must not decide."""
+    reference = {"embedding": np.array([[1, 2, 0, 0], [0, 0, 0, 0], [1e-9, 0, 0, 0]], np.float32)}
+    variant = {"embedding": np.array([[1, 2, 0, 0], [0, 1e-9, 0, 0], [0, 0, 0, 1e-9]], np.float32)}
+    agreeing = measure(_spec(tmp_path, "cosine_min"), reference, variant, None)
+    assert agreeing.value == pytest.approx(1.0) and agreeing.passed
+    variant["embedding"][1] = [0, 0.5, 0, 0]  # an empty reference row, a variant that sees something
+    refused = measure(_spec(tmp_path, "cosine_min"), reference, variant, None)
+    assert refused.value == 0.0 and not refused.passed

@@ -20,6 +20,10 @@ from triton_repo.cli.soak import soak
 from triton_repo.cli.tune import tune
 from triton_repo.errors import TritonRepoError
 
+# Exit codes: 0 success, 1 a check failed, 2 a user error, 3 an unexpected failure (one line on the
+# terminal naming the step; the traceback in the command's log).
+UNEXPECTED = 3
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="triton-repo")
@@ -53,10 +57,34 @@ def main() -> None:
     except TritonRepoError as error:
         from rich.markup import escape
 
-        from triton_repo.log import console
+        from triton_repo.log import console, record
 
+        record(f"error: {error}")
         # escaped: messages quote user text and patterns such as '[a-z]', which rich would take as markup
         console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         if error.detail:
             console.print(error.detail, markup=False, soft_wrap=True)
         sys.exit(error.exit_code)
+    except Exception as error:  # noqa: BLE001 - no traceback on the terminal: one line, the rest in the log
+        from rich.markup import escape
+
+        from triton_repo.log import console, log_traceback, one_line, where_failed
+
+        where = where_failed(error) or f"triton-repo {' '.join(sys.argv[1:2])}".strip()
+        log = log_traceback(error, where)
+        console.print(
+            f"[red]error:[/red] {escape(where)}: failed unexpectedly: {escape(one_line(error))} "
+            f"(the traceback is in {escape(_shown(log))}; please report it with that file)",
+            soft_wrap=True,
+        )
+        sys.exit(UNEXPECTED)
+
+
+def _shown(path) -> str:
+    """A path relative to the working directory when under it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

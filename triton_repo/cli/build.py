@@ -15,6 +15,8 @@ from triton_repo.cli.options import (
     work_dir_option,
 )
 
+BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected traceback of the last build
+
 
 @click.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
@@ -80,16 +82,22 @@ def build(
     With --repository s3://..., the build publishes into object storage: each changed model's version is
     uploaded under a new number, read back and hashed, and only then named by its config.pbtxt; every
     --server (and `triton-repo serve` on that URL) then loads it in turn (see `triton-repo publish`).
+
+    Exit codes: 0 all published, 1 a variant refused or a check failed, 2 a user error (the spec, a
+    file, a port), 3 an unexpected failure: one line names the model and step, and the traceback goes
+    to <work-dir>/build.log (which records every step of the last build).
     """
     from builders.engines import gpu_available
     from builders.pipeline import Target
     from builders.pipeline import build as run_build
     from triton_repo.cli.build_output import print_result, refusals
     from triton_repo.cli.options import store_target
+    from triton_repo.log import diagnostic, open_log
     from triton_repo.model_control import model_control
     from triton_repo.spec import discover_specs, load_spec
     from triton_repo.storage import ObjectStoreUrl
 
+    open_log(work_dir / BUILD_LOG)
     gpu = gpu_available() if target != "cpu" else None
     if target == "auto":
         target = "gpu" if gpu.available else "cpu"
@@ -114,6 +122,6 @@ def build(
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(json.dumps(result.to_json(str(repository)), indent=2))
-    print_result(result, repository, gpu.reason if gpu else "")
+    diagnostic("the results table", lambda: print_result(result, repository, gpu.reason if gpu else ""), None)
     if result.refused:
         raise refusals(result, names)
