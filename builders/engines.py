@@ -89,10 +89,11 @@ def derive_profiles(spec: ModelSpec) -> list[Profile]:
             axes[axis] = shape_range
         inputs = {}
         for tensor in spec.inputs:
-            shapes = [
-                spec.concrete_shape(tensor, {a: getattr(r, level) for a, r in axes.items()})
-                for level in ("min", "opt", "max")
-            ]
+            levels = [{a: getattr(r, level) for a, r in axes.items()} for level in ("min", "opt", "max")]
+            if tensor.scalar:  # the adapted graph's input (builders.repository.scalars): [rows] or [1]
+                shapes = [(sizes[BATCH_AXIS],) if spec.batched else (1,) for sizes in levels]
+            else:
+                shapes = [spec.concrete_shape(tensor, sizes) for sizes in levels]
             inputs[tensor.name] = InputShapes(*shapes)
         profiles.append(Profile(axes, inputs))
     return profiles

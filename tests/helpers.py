@@ -16,3 +16,20 @@ def artifact_runtime():
 
     serve_python = ROOT / ".venv-serve" / "bin" / "python3"
     return Runtime(serve_python) if serve_python.exists() else this_runtime()
+
+
+# What pydantic says in its own messages; none of it may reach a user (triton_repo.spec.loader rewrites it).
+PYDANTIC_PHRASES = (
+    "validation",
+    "should match pattern",
+    "Input should",
+    "should have at least",
+    "should have at most",
+    "Value error",
+    "Field required",
+    "valid integer",
+    "valid dictionary",
+    "valid list",
+    "Extra inputs are not permitted",
+    "union",
+)

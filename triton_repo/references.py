@@ -89,7 +89,7 @@ def load_labels(loaded: LoadedSpec) -> np.ndarray:
         raise SpecError(
             f"{loaded.path}: {where}: expected a 1-D integer array of classes, got {labels.dtype} {labels.shape}"
         )
-    rows = len(next(iter(load_arrays(loaded, "eval").values())))
+    rows = next((len(a) for a in load_arrays(loaded, "eval").values() if a.ndim), 1)
     if len(labels) != rows:
         raise SpecError(f"{loaded.path}: {where}: {len(labels)} labels for {rows} eval rows")
     return labels
@@ -134,9 +134,9 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
                     f"{loaded.path}: {where}: input '{tensor.name}' axis '{dim}' is {size}, "
                     f"outside {limits.min}..{limits.max}"
                 )
-        if spec.batched:
+        if spec.batched and array.ndim:  # a scalar input is one value for every row
             batch_sizes.add(array.shape[0])
-        checked[tensor.name] = np.ascontiguousarray(array)
+        checked[tensor.name] = np.require(array, requirements="C")  # keeps a 0-d scalar 0-d
     if len(batch_sizes) > 1:
         raise SpecError(f"{loaded.path}: {where}: inputs have different batch sizes {sorted(batch_sizes)}")
     return checked

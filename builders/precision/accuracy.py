@@ -54,12 +54,21 @@ def eval_batch_size(spec: ModelSpec) -> int:
 def row_batches(
     arrays: dict[str, np.ndarray], batch_size: int, rows: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive slices of `batch_size` rows of every array (of the first `rows`; the last may be shorter)."""
-    total = len(next(iter(arrays.values())))
+    """Consecutive slices of `batch_size` rows of every array (of the first `rows`; the last may be shorter).
+    A 0-d array (a per-request scalar) goes whole into every slice."""
+    total = row_count(arrays)
     total = total if rows is None else min(rows, total)
     for start in range(0, total, max(1, batch_size)):
         end = min(start + batch_size, total)
-        yield {name: np.ascontiguousarray(array[start:end]) for name, array in arrays.items()}
+        yield {
+            name: array if array.ndim == 0 else np.ascontiguousarray(array[start:end])
+            for name, array in arrays.items()
+        }
+
+
+def row_count(arrays: dict[str, np.ndarray]) -> int:
+    """The rows of a set of inputs: the first dim of those that are not 0-d (per-request scalars)."""
+    return next((len(array) for array in arrays.values() if array.ndim), 1)
 
 
 def measure(

@@ -17,7 +17,7 @@ import numpy as np
 from builders.export import ExportResult
 from builders.fingerprint import sha256_file
 from builders.golden import GoldenCase, load_golden, sample_case
-from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
+from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
 from builders.precision.artifacts import Artifact, arrays_digest
 from builders.precision.pairs import REFERENCE
 from builders.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
@@ -70,7 +70,7 @@ def measure_pairs(
         _fail_on_reference(spec.name, failures)
         if eval_inputs is not None:
             batch = eval_batch_size(spec)
-            rows = len(next(iter(eval_inputs.values())))
+            rows = row_count(eval_inputs)
             with step(f"{spec.name}: FP32 on the eval set ({rows} rows, {runtime.label})"):
                 try:
                     reference = sessions[REFERENCE].run(eval_inputs, outputs, batch)
@@ -126,7 +126,7 @@ def measure_pairs(
 def _matrix_work(fp32_onnx: Path, batch1, batch8, pairs) -> tuple[dict[str, float], dict[str, float]]:
     """The report's roofline inputs: matrix FLOPs at batch 1 and 8, and each INT8 artifact's INT8 share."""
     node_flops = matrix_node_flops(fp32_onnx, batch8)
-    batch = len(next(iter(batch8.values()))) if batch8 else THROUGHPUT_BATCH  # smaller when max batch is
+    batch = row_count(batch8) if batch8 else THROUGHPUT_BATCH  # smaller when max batch is
     flops = {"1": matrix_flops(fp32_onnx, batch1), str(batch): float(sum(node_flops.values()))}
     int8_flops = {
         artifact.kind: fraction

@@ -68,7 +68,7 @@ def measure_speed(
         rounds += 1
         if rounds >= 100:
             break
-    batch = len(next(iter(batch8.values())))
+    batch = next((len(array) for array in batch8.values() if array.ndim), 1)  # 0-d: per-request scalar
     timings = {
         kind: Timing(
             latency_ms_b1=float(np.median(single[kind]) * 1000),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,24 +77,36 @@ def add_tensors(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
     labels = labels_files(loaded)
     for tensor in spec.inputs:
         added = config.input.add(name=tensor.name, data_type=data_type(tensor.dtype))
-        _set_dims(added, spec.triton_dims(tensor))
+        _set_dims(added, spec.triton_dims(tensor), spec.batched)
         if tensor.format is not None:
             added.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.format}")
     for tensor in spec.outputs:
         added = config.output.add(name=tensor.name, data_type=data_type(tensor.dtype))
-        _set_dims(added, spec.triton_dims(tensor))
+        _set_dims(added, spec.triton_dims(tensor), spec.batched)
         if tensor.name in labels:
             added.label_filename = labels[tensor.name]
 
 
-def _set_dims(tensor, dims: list[int]) -> None:
-    """Triton needs at least one dim: a batched tensor of shape [batch] is dims [1] with reshape [], so
-    clients send and receive [batch, 1] and the model sees [batch] (Triton's own convention)."""
+def _set_dims(tensor, dims: list[int], batched: bool) -> None:
+    """Triton needs at least one dim: a batched tensor of shape [batch] (or a per-request scalar) is dims
+    [1] with reshape [], so clients send and receive [batch, 1] and the model sees [batch] (Triton's own
+    convention). Triton refuses an empty reshape in an unbatched model ("scalar tensors are not
+    supported"): there a scalar is dims [1], and the model takes it as [1] (the python backend's template
+    reshapes it for the graph; the gpu target's graph gets a Reshape in front, see scalar_adapter)."""
     if dims:
         tensor.dims.extend(dims)
         return
     tensor.dims.append(1)
-    tensor.reshape.SetInParent()
+    if batched:
+        tensor.reshape.SetInParent()
+
+
+def scalar_tensors(loaded: LoadedSpec) -> list[str]:
+    """The 0-d inputs and outputs of an unbatched model: served as [1], the graph's are []."""
+    spec = loaded.spec
+    if spec.batched:
+        return []
+    return [t.name for t in [*spec.inputs, *spec.outputs] if t.scalar]
 
 
 def add_dynamic_batching(config: mc.ModelConfig, loaded: LoadedSpec, preferred: list[int]) -> None:
@@ -108,6 +122,21 @@ def add_dynamic_batching(config: mc.ModelConfig, loaded: LoadedSpec, preferred: 
         policy.default_timeout_microseconds = batching.queue_timeout_microseconds
         policy.timeout_action = mc.ModelQueuePolicy.REJECT
         policy.allow_timeout_override = False
+
+
+_FILE_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def warmup_file(tensor_name: str, suffix: str = "") -> str:
+    """The file under warmup/ holding an input's warmup row: the tensor's own name when it is a plain file
+    name, else the name with every other character as '_' and a short hash (`input:0` -> `input_0-3f2a...`,
+    `image/raw` never a subfolder; two names never share a file)."""
+    if _FILE_SAFE.fullmatch(tensor_name) and tensor_name not in (".", ".."):
+        base = tensor_name
+    else:
+        digest = hashlib.sha256(tensor_name.encode()).hexdigest()[:8]
+        base = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', tensor_name).strip('.') or 'input'}-{digest}"
+    return f"{base}.{suffix}" if suffix else base
 
 
 def add_warmup(
@@ -166,8 +195,12 @@ def cpu_model_config(
         config.parameters[key].string_value = value
     config.parameters["intra_op_threads"].string_value = str(spec.triton.intra_op_threads)
     config.parameters["shape_ranges"].string_value = json.dumps(shape_ranges(loaded), sort_keys=True)
+    if spec.per_request_inputs:  # only when there are any: other configs stay as they were
+        config.parameters["per_request_inputs"].string_value = json.dumps(spec.per_request_inputs)
+    if scalar_tensors(loaded):
+        config.parameters["scalar_tensors"].string_value = json.dumps(scalar_tensors(loaded))
     dims = {tensor.name: warmup[tensor.name].shape for tensor in spec.inputs}
-    files = {tensor.name: tensor.name for tensor in spec.inputs}
+    files = {tensor.name: warmup_file(tensor.name) for tensor in spec.inputs}
     for batch_size in warmup_batch_sizes(loaded):
         add_warmup(config, loaded, f"golden_sample_batch_{batch_size}", batch_size, dims, files)
     return config
@@ -187,8 +220,8 @@ def warmup_rows(loaded: LoadedSpec, sample: dict[str, np.ndarray]) -> dict[str, 
     rows = {}
     for tensor in loaded.spec.inputs:
         array = sample[tensor.name]
-        row = array[0] if loaded.spec.batched else array
-        rows[tensor.name] = np.ascontiguousarray(row, dtype=tensor.dtype)
+        row = array[0] if loaded.spec.batched and not tensor.scalar else array
+        rows[tensor.name] = np.require(row, dtype=tensor.dtype, requirements="C")  # 0-d stays 0-d
     return rows
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2 as mc
 
 from builders.engines import Profile, max_batch, preferred_batch_sizes
-from builders.repository.config import add_dynamic_batching, add_tensors, add_warmup, new_config
+from builders.repository.config import add_dynamic_batching, add_tensors, add_warmup, new_config, warmup_file
 from triton_repo.errors import PreflightError
 from triton_repo.releases import Release, plan_runs_on
 from triton_repo.spec import BATCH_AXIS, LoadedSpec
@@ -56,7 +56,7 @@ def warmup_points(loaded: LoadedSpec, profiles: list[Profile]) -> list[WarmupPoi
             for tensor in spec.inputs:
                 shape = spec.concrete_shape(tensor, sizes)
                 dims[tensor.name] = shape[1:] if spec.batched else shape
-                files[tensor.name] = f"{tensor.name}.{suffix}"
+                files[tensor.name] = warmup_file(tensor.name, suffix)
             batch = sizes.get(BATCH_AXIS, 1) if spec.batched else 1
             points.append(WarmupPoint(f"profile{index}_{level}", batch, sizes, files, dims))
     return points
@@ -71,7 +71,8 @@ def _common(
 ) -> None:
     """Inputs, outputs, dynamic batching and warmup: the parts both gpu models share."""
     add_tensors(config, loaded)
-    add_dynamic_batching(config, loaded, [p for p in preferred if p <= config.max_batch_size])
+    if not loaded.spec.per_request_inputs:  # else requests with different values must never be joined
+        add_dynamic_batching(config, loaded, [p for p in preferred if p <= config.max_batch_size])
     for point in warmup:
         add_warmup(config, loaded, point.name, point.batch_size, point.dims, point.files)
 
@@ -188,9 +189,10 @@ def preflight(
             raise PreflightError(
                 f"{name}: the engine has {len(profiles)} profiles but instance_group lists none: Triton would use profile 0 only"
             )
+    reshaped = {t.name: tuple(t.reshape.shape) for t in config.input if t.HasField("reshape")}
     for warmup in config.model_warmup:
-        shapes = {
-            input_name: ((warmup.batch_size,) if batched else ()) + tuple(data.dims)
+        shapes = {  # what the engine sees: the reshape when there is one
+            input_name: ((warmup.batch_size,) if batched else ()) + reshaped.get(input_name, tuple(data.dims))
             for input_name, data in warmup.inputs.items()
         }
         if not any(_fits(shapes, profile) for profile in profiles):

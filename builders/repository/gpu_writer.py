@@ -9,6 +9,7 @@ pending, so nothing pretends an engine exists. Every `_trt` model passes the pre
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from builders.repository.gpu_config import (
     trt_model_config,
     warmup_points,
 )
+from builders.repository.scalars import adapt_graph, backend_view, has_scalars
 from builders.repository.writer import (
     GOLDEN_FILE,
     VERSION,
@@ -76,6 +78,10 @@ def stage_gpu_models(
     `runtime` runs the ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph,
     which ONNX Runtime's CPU cannot run) for the reference outputs and the staged check.
     """
+    view = None
+    if has_scalars(loaded):  # Triton's own backends take scalars as [1] or [rows]: the graph gets an adapter
+        onnx_path = adapt_graph(loaded, onnx_path, engines_dir / "model.scalars.onnx")
+        view = functools.partial(backend_view, loaded)
     profiles = derive_profiles(loaded.spec)
     warmup = warmup_points(loaded, profiles)
     engine = None
@@ -91,7 +97,7 @@ def stage_gpu_models(
             hardware_compatibility_level=loaded.spec.gpu.hardware_compatibility_level,
             gpu=gpu,
         )
-        cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime, run_with)
+        cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime, run_with, view)
         engine = (request.plan, engine_summary(build_engine(request, cases, tolerances)))
     trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
     onnx = _stage_onnx(
@@ -106,6 +112,7 @@ def stage_gpu_models(
         release,
         runtime,
         run_with,
+        view,
     )
     return [trt, onnx]
 
@@ -117,13 +124,17 @@ def engine_check_cases(
     profiles: list[Profile],
     runtime: Runtime,
     run_with: Engine = ORT,
+    view=None,
 ) -> list[GoldenCase]:
     """The golden sample, and the sample resized to each profile's min/opt/max with what the same ONNX
-    artifact computes there in ONNX Runtime (CPU, a worker process): what the plan must reproduce."""
+    artifact computes there in ONNX Runtime (CPU, a worker process): what the plan must reproduce.
+    `view` turns a case into what the graph takes (the scalar adapter's [1] or [rows])."""
     names = [output.name for output in loaded.spec.outputs]
+    view = view or (lambda case: case)
     cases = []
-    if any(p.contains({n: tuple(a.shape) for n, a in sample.inputs.items()}) for p in profiles):
-        cases.append(sample)
+    served = view(sample)
+    if any(p.contains({n: tuple(a.shape) for n, a in served.inputs.items()}) for p in profiles):
+        cases.append(served)
     seen = []
     with IsolatedSession(runtime, onnx_path, 0, run_with) as session:
         for profile in profiles:
@@ -131,7 +142,7 @@ def engine_check_cases(
                 if sizes in seen:
                     continue
                 seen.append(sizes)
-                inputs = inputs_at(loaded, sample.inputs, sizes)
+                inputs = view(GoldenCase("", inputs_at(loaded, sample.inputs, sizes), {})).inputs
                 cases.append(GoldenCase(case_label(sizes), inputs, session.run(inputs, names)))
     return cases
 
@@ -143,8 +154,8 @@ def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmu
         inputs = inputs_at(loaded, sample.inputs, point.sizes)
         for tensor in loaded.spec.inputs:
             array = inputs[tensor.name]
-            row = array[0] if loaded.spec.batched else array
-            row = np.ascontiguousarray(row, dtype=tensor.dtype)
+            row = array[0] if loaded.spec.batched and not tensor.scalar else array
+            row = np.require(row, dtype=tensor.dtype, requirements="C")  # 0-d stays 0-d
             if row.shape != point.dims[tensor.name]:
                 raise TritonRepoError(
                     f"{point.name}: warmup row {row.shape} is not {point.dims[tensor.name]} (a bug)"
@@ -196,7 +207,18 @@ def _stage_trt(
 
 
 def _stage_onnx(
-    loaded, precision, onnx_path, sample, tolerances, staging, profiles, warmup, release, runtime, run_with
+    loaded,
+    precision,
+    onnx_path,
+    sample,
+    tolerances,
+    staging,
+    profiles,
+    warmup,
+    release,
+    runtime,
+    run_with,
+    view,
 ) -> StagedModel:
     name = f"{loaded.spec.name}_{precision}_onnx"
     model_dir = new_model_dir(staging, name)
@@ -205,6 +227,8 @@ def _stage_onnx(
     _write_warmup(loaded, model_dir, sample, warmup)
     config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with)  # round trip, warmup, golden
+    validate_staged(
+        loaded, model_dir, config, tolerances, runtime, run_with, view
+    )  # round trip, warmup, golden
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)

@@ -21,6 +21,7 @@ from builders.repository.config import (
     cpu_model_config,
     parse_config,
     to_text,
+    warmup_file,
     warmup_rows,
     write_labels,
 )
@@ -76,7 +77,7 @@ def stage_cpu_model(
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
-        (model_dir / WARMUP_DIR / input_name).write_bytes(row.tobytes())
+        (model_dir / WARMUP_DIR / warmup_file(input_name)).write_bytes(row.tobytes())
     config = cpu_model_config(loaded, name, rows, engine.parameters)
     labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
@@ -144,14 +145,16 @@ def validate_staged(
     tolerances: dict[str, Tolerance],
     runtime: Runtime,
     engine: Engine = ORT,
+    view=None,
 ) -> None:
     """The staged directory must parse back to the same config and its ONNX, run by `runtime` in a worker
-    process, must reproduce the golden sample."""
+    process, must reproduce the golden sample (through `view`, what an adapted graph takes and gives)."""
     parsed = parse_config(model_dir / "config.pbtxt")
     if parsed != config:
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
     check_warmup_files(loaded, model_dir, parsed)
     sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
+    sample = view(sample) if view else sample
     names = [o.name for o in loaded.spec.outputs]
     threads = loaded.spec.triton.intra_op_threads
     with IsolatedSession(runtime, model_dir / VERSION / ONNX_FILE, threads, engine) as session:

@@ -118,12 +118,16 @@ class Worker:
         """Every row of the inputs in chunks of `batch` rows (0: all at once), outputs concatenated."""
         names = header["outputs"]
         batch = int(header.get("batch", 0))
-        total = len(next(iter(arrays.values()))) if batch else 0
+        shaped = [v for v in arrays.values() if v.ndim]  # 0-d: a per-request scalar, never split
+        total = len(shaped[0]) if batch and shaped else 0
         if not batch or total <= batch:
             return {}, dict(zip(names, self.session.run(names, arrays), strict=True))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
         for start in range(0, total, batch):
-            feed = {k: np.ascontiguousarray(v[start : start + batch]) for k, v in arrays.items()}
+            feed = {
+                k: v if v.ndim == 0 else np.ascontiguousarray(v[start : start + batch])
+                for k, v in arrays.items()
+            }
             for name, value in zip(names, self.session.run(names, feed), strict=True):
                 parts[name].append(value)
         return {}, {name: np.concatenate(values) for name, values in parts.items()}

@@ -14,6 +14,7 @@ from clients.bench.load import Target
 from clients.bench.run import Level, Point, Settings, sweep
 from clients.bench.workload import (
     Variant,
+    as_sent,
     axis_sizes,
     load_variant_spec,
     parse_shape,
@@ -108,7 +109,7 @@ def run_bench(options: BenchOptions) -> None:
                 options.protocol,
                 url,
                 variant.name,
-                inputs,
+                as_sent(loaded, inputs),
                 response_shapes(loaded, sizes),
                 options.timeout,
                 options.shared_memory,

@@ -111,7 +111,8 @@ def axis_sizes(loaded: LoadedSpec, batch: int, shape: dict[str, int]) -> dict[st
 
 
 def request_inputs(loaded: LoadedSpec, golden_file: Path, sizes: dict[str, int], data: str) -> dict:
-    """One request's input arrays at `sizes`: the golden sample resized, or random within its value range."""
+    """One request's input arrays at `sizes`, as the graph takes them (`as_sent` gives the wire's view):
+    the golden sample resized, or random within its value range."""
     sample = sample_case(load_golden(golden_file)).inputs
     if data == "golden":
         arrays = inputs_at(loaded, sample, sizes)
@@ -126,7 +127,24 @@ def request_inputs(loaded: LoadedSpec, golden_file: Path, sizes: dict[str, int],
                 arrays[tensor.name] = rng.integers(int(low), int(high) + 1, size=shape).astype(tensor.dtype)
             else:
                 arrays[tensor.name] = rng.uniform(float(low), float(high), size=shape).astype(tensor.dtype)
-    return {name: np.ascontiguousarray(array, dtype=array.dtype) for name, array in arrays.items()}
+    return {name: np.require(array, requirements="C") for name, array in as_sent(loaded, arrays).items()}
+
+
+def as_sent(loaded: LoadedSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays as a client sends them: Triton needs a dim, so a tensor with none besides the batch is
+    dims [1] with reshape [] in the config: a [batch] input goes as [rows, 1], a scalar of a batched model
+    (one value per request) as [rows, 1] with that value in every row, a scalar of an unbatched one as [1]."""
+    spec = loaded.spec
+    rows = next((len(a) for a in arrays.values() if a.ndim), 1)
+    sent = {}
+    for tensor in spec.inputs:
+        array = arrays[tensor.name]
+        if tensor.scalar:
+            array = np.full((rows, 1), array, dtype=array.dtype) if spec.batched else array.reshape(1)
+        elif spec.batched and len(tensor.dims) == 1:
+            array = array[:, None]
+        sent[tensor.name] = array
+    return sent
 
 
 def response_shapes(loaded: LoadedSpec, sizes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -15,6 +15,7 @@ from builders.repository.publish import read_manifest
 from clients.bench.load import Target
 from clients.bench.run import Settings
 from clients.bench.workload import (
+    as_sent,
     axis_sizes,
     load_variant_spec,
     request_inputs,
@@ -170,7 +171,7 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
             options.protocol,
             url,
             name,
-            request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden"),
+            as_sent(loaded, request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden")),
             response_shapes(loaded, sizes),
         )
         try:

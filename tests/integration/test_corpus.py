@@ -96,7 +96,12 @@ def test_unbatched_and_scalar_per_row_tensors_get_the_config_triton_needs(corpus
     _, served = corpus
     unbatched = parse_config(served.repository / "unbatched_points_fp32" / "config.pbtxt")
     assert unbatched.max_batch_size == 0 and not unbatched.HasField("dynamic_batching")
-    assert [list(t.dims) for t in unbatched.input] == [[-1, 3]]
+    assert [list(t.dims) for t in unbatched.input] == [[-1, 3], [1]]
+    # Triton has no scalar tensors in an unbatched model ("cannot have empty reshape"): dims [1], and the
+    # python backend's template reshapes them for the graph
+    scalars = [t for t in [*unbatched.input, *unbatched.output] if t.name in ("radius", "spread")]
+    assert [(list(t.dims), t.HasField("reshape")) for t in scalars] == [([1], False), ([1], False)]
+    assert json.loads(unbatched.parameters["scalar_tensors"].string_value) == ["radius", "spread"]
     mixed = parse_config(served.repository / "mixed_dtypes_fp32" / "config.pbtxt")
     score = next(t for t in mixed.output if t.name == "score")  # [batch] in the spec
     assert list(score.dims) == [1] and score.HasField("reshape") and list(score.reshape.shape) == []
@@ -116,10 +121,21 @@ OUT_OF_RANGE = [
     ),
     (
         "unbatched_points_fp32",
-        {"points": np.zeros((513, 3), np.float32)},
+        {"points": np.zeros((513, 3), np.float32), "radius": np.ones(1, np.float32)},
         "input 'points' dim 0 (axis 'points') is 513, outside 1..512",
     ),
 ]
+
+
+def _send(module, client, model: str, inputs: dict[str, np.ndarray]):
+    tensors = []
+    for name, array in inputs.items():
+        tensor = module.InferInput(
+            name, list(array.shape), {"float32": "FP32", "int64": "INT64"}[str(array.dtype)]
+        )
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return client.infer(model, tensors)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -128,15 +144,8 @@ def test_a_shape_outside_the_spec_is_refused_as_invalid_argument(corpus, protoco
     _, served = corpus
     module, port = (grpcclient, served.grpc_port) if protocol == "grpc" else (httpclient, served.http_port)
     client = module.InferenceServerClient(f"127.0.0.1:{port}")
-    tensors = []
-    for name, array in inputs.items():
-        tensor = module.InferInput(
-            name, list(array.shape), {"float32": "FP32", "int64": "INT64"}[str(array.dtype)]
-        )
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
     with pytest.raises(InferenceServerException) as info:
-        client.infer(model, tensors)
+        _send(module, client, model, inputs)
     client.close()
     assert message in str(info.value)
     assert str(info.value.status()) == ("StatusCode.INVALID_ARGUMENT" if protocol == "grpc" else "400")
@@ -177,3 +186,67 @@ def test_the_paddle_shaped_detector_is_served_at_two_image_sizes_with_its_dotted
     report = json.loads((served.repository / "BUILD_REPORT.json").read_text())["models"]["paddle_detector"]
     fp32 = next(row for row in report["variants"] if row["artifact"] == "fp32" and row["runtime"] == "ort")
     assert fp32["gflops"] and fp32["gflops"] > 0  # the roofline measured it
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_scalar_input_is_one_value_per_request_and_requests_with_different_values_never_mix(
+    corpus, protocol
+):
+    """`sr` (dims []) is served as dims [1] with reshape []: each request sends [rows, 1]; requests that the
+    dynamic batcher joins are run together only when their values agree."""
+    import concurrent.futures
+
+    import onnxruntime
+
+    _, served = corpus
+    build = json.loads((served.work_dir / "build.json").read_text())
+    assert any(row["model"] == "scalar_rate" for row in build["models"])
+    config = parse_config(served.repository / "scalar_rate_fp32" / "config.pbtxt")
+    sr = next(t for t in config.input if t.name == "sr")
+    assert list(sr.dims) == [1] and sr.HasField("reshape") and list(sr.reshape.shape) == []
+    assert json.loads(config.parameters["per_request_inputs"].string_value) == ["sr"]
+    reference = onnxruntime.InferenceSession(
+        str(served.work_dir / "scalar_rate" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    module, port = (grpcclient, served.grpc_port) if protocol == "grpc" else (httpclient, served.http_port)
+    rng = np.random.default_rng(3)
+    requests = [
+        (rng.standard_normal((rows, 128)).astype(np.float32), rate)
+        for rows, rate in [(1, 8000), (3, 16000), (2, 8000), (1, 44100), (4, 16000), (2, 8000)] * 4
+    ]
+
+    def call(request):
+        audio, rate = request
+        client = module.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            sent = {"audio": audio, "sr": np.full((len(audio), 1), rate, np.int64)}
+            return _send(module, client, "scalar_rate_fp32", sent).as_numpy("score")
+        finally:
+            client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, requests))
+    for (audio, rate), answer in zip(requests, answers, strict=True):
+        expected = reference.run(["score"], {"audio": audio, "sr": np.array(rate, np.int64)})[0]
+        np.testing.assert_allclose(answer, expected, atol=1e-5, rtol=1e-4)
+    client = module.InferenceServerClient(f"127.0.0.1:{port}")
+    mixed = {"audio": np.zeros((2, 128), np.float32), "sr": np.array([[16000], [8000]], np.int64)}
+    with pytest.raises(InferenceServerException) as info:
+        _send(module, client, "scalar_rate_fp32", mixed)
+    client.close()
+    assert "input 'sr' is one value per request" in str(info.value)
+    assert str(info.value.status()) == ("StatusCode.INVALID_ARGUMENT" if protocol == "grpc" else "400")
+
+
+def test_converted_tensor_names_are_served_unchanged_and_their_warmup_files_stay_flat(corpus):
+    """tf2onnx keeps TensorFlow's names: clients call `input:0` and read `Identity:0`, over gRPC and HTTP
+    (test_infer_checks_every_served_corpus_model sends them); a '/' never makes a warmup subfolder."""
+    _, served = corpus
+    model_dir = served.repository / "tf2onnx_names_fp32"
+    config = parse_config(model_dir / "config.pbtxt")
+    assert [t.name for t in config.input] == ["input:0", "2nd/temperature-scale"]
+    assert [t.name for t in config.output] == ["Identity:0", "model/features/Mean:0"]
+    assert config.input[0].format == config.input[0].FORMAT_NHWC
+    files = {data.input_data_file for warmup in config.model_warmup for data in warmup.inputs.values()}
+    assert len(files) == 2 and all("/" not in f and ":" not in f for f in files)
+    assert all((model_dir / "warmup" / f).is_file() for f in files)

@@ -78,17 +78,30 @@ PLANTED = textwrap.dedent(
 )
 
 
-def test_failing_diagnostics_each_cost_one_line_and_every_variant_is_still_published(tmp_path):
-    models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
-    write_tiny_model(models, model_py=GATED_MODEL_PY, spec=GATED_SPEC)
-    result = subprocess.run(
-        [sys.executable, "-c", PLANTED, "build", str(models / "tiny"), "--repository", str(repository)]
-        + ["--work-dir", str(work_dir)],
+def _python(*args: str) -> subprocess.CompletedProcess:
+    """This Python with `args`, as a user runs the CLI (the planted failures need `-c`)."""
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, **TEST_ENV},
+    )
+
+
+def test_failing_diagnostics_each_cost_one_line_and_every_variant_is_still_published(tmp_path):
+    models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
+    write_tiny_model(models, model_py=GATED_MODEL_PY, spec=GATED_SPEC)
+    result = _python(
+        "-c",
+        PLANTED,
+        "build",
+        str(models / "tiny"),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -123,14 +136,16 @@ def test_a_model_that_fails_unexpectedly_gets_one_line_naming_model_and_step_and
     build(models / "tiny", repository, work_dir)
     before = tree_hash(repository)
     write_tiny_model(models, name="broken", model_py=FAILING_EXPORT_PY)
-    result = subprocess.run(
-        [sys.executable, "-m", "triton_repo", "build", "--models-dir", str(models)]
-        + ["--repository", str(repository), "--work-dir", str(work_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **TEST_ENV},
+    result = _python(
+        "-m",
+        "triton_repo",
+        "build",
+        "--models-dir",
+        str(models),
+        "--repository",
+        str(repository),
+        "--work-dir",
+        str(work_dir),
     )
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr + result.stdout

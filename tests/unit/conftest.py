@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import PYDANTIC_PHRASES
+
 
 def minimal_spec(name: str = "toy") -> dict:
     """A valid spec: batched, one dynamic 'seq' axis, an existing-ONNX source and an .npz sample."""
@@ -46,6 +48,8 @@ def spec_error(path: Path) -> str:
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
+    for phrase in PYDANTIC_PHRASES:  # every spec error of the catalogue speaks the spec's language
+        assert phrase not in message, f"pydantic's wording {phrase!r} reached the user: {message}"
     return message
 
 

@@ -178,8 +178,8 @@ BAD_ENSEMBLES = [
     (
         "raw_input_name_not_a_tensor_name",
         tokenize_spec,
-        _step(input="raw text"),
-        ["ensemble.preprocess", "'raw text' is not allowed"],
+        _step(input="raw\ntext"),
+        ["ensemble.preprocess", "has a control character"],
     ),
     (
         "samples_an_npz_file",

@@ -288,3 +288,76 @@ def test_stage_without_gpu_writes_configs_and_no_plan(tmp_path):
         "warmup/x.static",
     }
     assert GPU_HOST_COMMANDS[0] == "make engines"
+
+
+def _scalar_model(tmp_path, batched: bool):
+    """x [rows, 4] * rate (a 0-d float input) -> y [rows, 4]; unbatched also total = sum(y) (0-d)."""
+    rows = "batch" if batched else "n"
+    data = minimal_spec("scalars")
+    data["source"] = {"onnx": "model.onnx"}
+    data["axes"] = {rows: {"min": 1, "opt": 2, "max": 4}}
+    if not batched:
+        data["max_batch_size"] = 0
+    data["inputs"] = [
+        {"name": "input:0", "dtype": "float32", "dims": [rows, 4]},
+        {"name": "rate", "dtype": "float32", "dims": []},
+    ]
+    data["outputs"] = [{"name": "y", "dtype": "float32", "dims": [rows, 4]}]
+    nodes = [helper.make_node("Mul", ["input:0", "rate"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, 4])]
+    if not batched:
+        data["outputs"].append({"name": "total", "dtype": "float32", "dims": []})
+        nodes.append(helper.make_node("ReduceSum", ["y"], ["total"], keepdims=0))
+        outputs.append(helper.make_tensor_value_info("total", TensorProto.FLOAT, []))
+    graph = helper.make_graph(
+        nodes,
+        "scalars",
+        [
+            helper.make_tensor_value_info("input:0", TensorProto.FLOAT, [rows, 4]),
+            helper.make_tensor_value_info("rate", TensorProto.FLOAT, []),
+        ],
+        outputs,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = write_spec(tmp_path / "models", data)
+    onnx.save(model, str(path.parent / "model.onnx"))
+    loaded = load_spec(path)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    outputs = {"y": x * 1.5} | ({} if batched else {"total": np.array((x * 1.5).sum(), np.float32)})
+    sample = GoldenCase("sample", {"input:0": x, "rate": np.array(1.5, np.float32)}, outputs)
+    return loaded, path.parent / "model.onnx", sample
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["per-request", "unbatched"])
+def test_scalars_reach_tritons_own_backends_through_an_adapted_graph(tmp_path, batched):
+    """Triton has no scalars in an unbatched model and hands a per-request one over as [rows]: the gpu
+    models serve a graph with an adapter, checked against the golden sample without a GPU."""
+    loaded, onnx_path, sample = _scalar_model(tmp_path, batched)
+    staged = stage_gpu_models(
+        loaded,
+        "fp32",
+        onnx_path,
+        sample,
+        {"y": Tolerance(), "total": Tolerance()},
+        tmp_path / "staging",
+        release=RELEASE,
+        gpu=GpuStatus(False, "no NVIDIA GPU"),
+        engines_dir=tmp_path / "engines",
+        timing_cache_dir=tmp_path / "cache",
+        runtime=artifact_runtime(),
+    )  # the _onnx model's staged graph reproduced the golden sample through the adapter
+    for model in staged:
+        config = round_trip(parse_config(model.path / "config.pbtxt"))
+        rate = next(t for t in config.input if t.name == "rate")
+        assert list(rate.dims) == [1] and rate.HasField("reshape") == batched
+        assert not config.HasField("dynamic_batching")  # batched: values never mixed; unbatched: none
+        files = [d.input_data_file for w in config.model_warmup for d in w.inputs.values()]
+        assert files and all(":" not in f and "/" not in f for f in files)
+    served = onnx.load(str(staged[1].path / "1" / "model.onnx")).graph
+    assert [
+        tuple(d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim) for i in served.input
+    ] == [
+        ("batch" if batched else "n", 4),
+        ("batch",) if batched else (1,),
+    ]

@@ -25,7 +25,7 @@ def _set_axis(axis, shape_range):
 BAD_SPECS = [
     ("unknown_top_level_key", lambda d: d.update(optimise=True), ["optimise", "unknown key"]),
     ("unknown_nested_key", lambda d: d["inputs"][0].update(shape=[1, 2]), ["inputs[0].shape", "unknown key"]),
-    ("dims_not_a_list", _set_dims("abc"), ["inputs[0].dims", "'abc'", "valid list"]),
+    ("dims_not_a_list", _set_dims("abc"), ["inputs[0].dims", "'abc'", "give a list"]),
     ("negative_dim", _set_dims(["batch", -3]), ["inputs[0].dims", "dim -3 is not allowed"]),
     ("zero_dim", _set_dims(["batch", 0]), ["inputs[0].dims", "dim 0 is not allowed"]),
     (
@@ -67,12 +67,12 @@ BAD_SPECS = [
     (
         "negative_max_queue_size",
         lambda d: d.update(triton={"dynamic_batching": {"max_queue_size": -1}}),
-        ["triton.dynamic_batching.max_queue_size", "-1 is not allowed", "greater than or equal to 0"],
+        ["triton.dynamic_batching.max_queue_size", "-1 is not allowed", "use 0 or more"],
     ),
     (
         "max_queue_size_above_uint32",
         lambda d: d.update(triton={"dynamic_batching": {"max_queue_size": 2**32}}),
-        ["triton.dynamic_batching.max_queue_size", "4294967296 is not allowed", "less than or equal to"],
+        ["triton.dynamic_batching.max_queue_size", "4294967296 is not allowed", "use 4294967295 or less"],
     ),
     (
         "negative_queue_timeout",
@@ -80,7 +80,7 @@ BAD_SPECS = [
         [
             "triton.dynamic_batching.queue_timeout_microseconds",
             "-5 is not allowed",
-            "greater than or equal to 0",
+            "use 0 or more",
         ],
     ),
     ("duplicate_tensor_names", lambda d: d["outputs"][0].update(name="input_ids"), ["unique", "'input_ids'"]),
@@ -328,3 +328,43 @@ def test_ensemble_labels_are_the_first_outputs_labels_and_may_not_disagree(spec_
     assert "ensemble.labels 'classes.txt' and outputs[0].labels 'other.txt' differ" in spec_error(
         spec_file(spec_dict)
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["input:0", "model/dense/BiasAdd:0", "sigmoid_0.tmp_0", "2nd/temperature-scale", "x-y", "raw text"],
+)
+def test_spec_accepts_tensor_names_as_converters_write_them(tmp_path, name):
+    data = minimal_spec()
+    data["inputs"][0]["name"] = name
+    assert load_spec(write_spec(tmp_path / "models", data)).spec.inputs[0].name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "a tensor name is empty"),
+        ("in\nput", "has a control character"),
+        (" input", "starts or ends with a space"),
+        ("x" * 257, "at most 256"),
+    ],
+)
+def test_spec_refuses_tensor_names_triton_cannot_carry(tmp_path, name, why):
+    data = minimal_spec()
+    data["inputs"][0]["name"] = name
+    assert why in spec_error(write_spec(tmp_path / "models", data))
+
+
+def test_a_scalar_input_is_one_value_per_request_of_a_batched_model(tmp_path):
+    data = minimal_spec()
+    data["inputs"].append({"name": "sr", "dtype": "int64", "dims": []})
+    spec = load_spec(write_spec(tmp_path / "models", data)).spec
+    assert spec.per_request_inputs == ["sr"] and spec.triton_dims(spec.inputs[2]) == []
+
+
+def test_a_scalar_output_of_a_batched_model_is_refused_with_the_fix(tmp_path):
+    data = minimal_spec()
+    data["outputs"].append({"name": "loss", "dtype": "float32", "dims": []})
+    message = spec_error(write_spec(tmp_path / "models", data))
+    assert "outputs[1] 'loss': dims [] (a scalar) in a batched model" in message
+    assert "max_batch_size: 0" in message

@@ -15,10 +15,10 @@ from triton_repo.spec.base import (
     NAME_PATTERN,
     PRECISIONS,
     REFERENCE_PATTERN,
-    TENSOR_NAME_PATTERN,
     TRITON_DTYPES,
     DType,
     Precision,
+    TensorName,
 )
 from triton_repo.spec.ensemble import STEP_KINDS, EnsembleSpec, ImageStep, PixelsStep, TokenizeStep
 from triton_repo.spec.gpu import GpuSettings
@@ -43,7 +43,7 @@ __all__ = [
     "PRECISIONS",
     "REFERENCE_PATTERN",
     "STEP_KINDS",
-    "TENSOR_NAME_PATTERN",
+    "TensorName",
     "TRITON_DTYPES",
     "Accuracy",
     "CpuInt8Settings",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from triton_repo.spec.base import REFERENCE_PATTERN, TENSOR_NAME_PATTERN, _Strict
+from triton_repo.spec.base import REFERENCE_PATTERN, TensorName, _Strict
 from triton_repo.spec.sources import DataRef
 
 
@@ -19,7 +19,7 @@ class TokenizeStep(_Strict):
 
     kind: Literal["tokenize"]
     tokenizer: str  # a tokenizer.json in the model folder, or module:function returning its path
-    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "TEXT"
+    input: TensorName = "TEXT"
     ids: str  # the model input that takes the token ids
     mask: str  # the model input that takes the attention mask
     pad_id: Annotated[int, Field(ge=0)] = 0
@@ -33,7 +33,7 @@ class ImageStep(_Strict):
     """
 
     kind: Literal["image"]
-    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "IMAGE"
+    input: TensorName = "IMAGE"
     output: str  # the model input that takes the tensor
     resize: Annotated[int, Field(ge=1)]
     size: Annotated[int, Field(ge=1)]
@@ -45,7 +45,7 @@ class PixelsStep(_Strict):
     """Raw uint8 pixels in (`dims` per batch row), float32 out: pixels times `scale`, in the model's shape."""
 
     kind: Literal["pixels"]
-    input: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)] = "PIXELS"
+    input: TensorName = "PIXELS"
     output: str  # the model input that takes the tensor
     dims: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
     scale: Annotated[float, Field(gt=0)] = 1.0

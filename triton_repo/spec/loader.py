@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from triton_repo.errors import SpecError
-from triton_repo.spec.base import NAME_PATTERN
+from triton_repo.spec.base import NAME_PATTERN, REFERENCE_PATTERN
 from triton_repo.spec.ensemble import STEP_KINDS
 from triton_repo.spec.model import LoadedSpec, ModelSpec
 from triton_repo.spec.tuning import apply_tuning, read_tuning
@@ -30,22 +30,79 @@ def _location(loc: tuple) -> str:
     return text or "(top level)"
 
 
+# What a field's pattern means, in the words a person fixes a spec with.
+_PATTERNS = {
+    NAME_PATTERN: "use lower case letters, digits and '_', starting with a letter, at most 63 characters",
+    REFERENCE_PATTERN: "use module:function, a function in a .py file of the model folder (for example model:build)",
+}
+_UNION_TAGS = {"int", "str", "float", "bool", "list", "dict"}
+
+
+def _explain(first: dict, same_place: list[dict]) -> str:
+    """What is wrong with one value and how to fix it, from a pydantic error (never pydantic's wording)."""
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if first["loc"] and first["loc"][-1] in _UNION_TAGS and "dims" in first["loc"]:
+        return "a dim is a positive whole number or the name of an axis under 'axes'"
+    plural = "s" if ctx.get("min_length", ctx.get("max_length", 1)) != 1 else ""
+    phrases = {
+        "int_type": "give a whole number (for example 4)",
+        "int_parsing": "give a whole number (for example 4)",
+        "int_from_float": "give a whole number (for example 4)",
+        "float_type": "give a number (for example 0.5)",
+        "float_parsing": "give a number (for example 0.5)",
+        "string_type": "give text (quote it if YAML reads it as a number or true/false)",
+        "bool_type": "give true or false",
+        "bool_parsing": "give true or false",
+        "literal_error": f"use one of {ctx.get('expected', 'the documented values')}",
+        "greater_than_equal": f"use {ctx.get('ge')} or more",
+        "greater_than": f"use a value above {ctx.get('gt')}",
+        "less_than_equal": f"use {ctx.get('le')} or less",
+        "less_than": f"use a value below {ctx.get('lt')}",
+        "string_pattern_mismatch": _PATTERNS.get(
+            ctx.get("pattern", ""), "it does not have the form this field takes (see docs/spec.md)"
+        ),
+        "string_too_short": "give a non-empty value",
+        "too_short": f"give at least {ctx.get('min_length')} item{plural}",
+        "too_long": f"give at most {ctx.get('max_length')} item{plural}",
+        "dict_type": "give a mapping of fields (key: value)",
+        "model_type": "give a mapping of fields (key: value)",
+        "model_attributes_type": "give a mapping of fields (key: value)",
+        "list_type": "give a list, for example [a, b]",
+        "union_tag_invalid": f"use one of {ctx.get('expected_tags', 'the documented kinds')}",
+        "union_tag_not_found": f"say which kind it is with '{ctx.get('discriminator', 'kind')}'",
+    }
+    if kind in phrases:
+        return phrases[kind]
+    if len(same_place) > 1:  # a union: every member refused the value
+        return "it is none of the forms this field takes (see docs/spec.md)"
+    return "it is not a value this field takes (see docs/spec.md)"
+
+
 def _one_line(error: ValidationError) -> str:
+    """The first problem as one line in the spec's own terms: where, the value, what to do instead."""
     errors = error.errors(include_url=False)
     first = errors[0]
-    message = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
     where = _location(first["loc"])
+    same_place = [e for e in errors if _location(e["loc"]) == where]
+    value = first.get("input")
     if first["type"] == "extra_forbidden":
-        text = f"{where}: unknown key (check the spelling; see the spec reference in README.md)"
+        text = f"{where}: unknown key (check the spelling; see docs/spec.md for every field)"
     elif first["type"] == "missing":
         text = f"{where}: required field is missing"
-    elif isinstance(value, dict | list) or first["type"].startswith("value_error"):
-        text = f"{where}: {message}"
+    elif first["type"].startswith("value_error") or first["type"] == "assertion_error":
+        message = first["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        text = message if not first["loc"] else f"{where}: {message}"  # a whole-spec check names its fields
+    elif first["type"] == "union_tag_invalid":  # `kind: audio` under a section whose kinds are fixed
+        tag = (first.get("ctx") or {}).get("tag")
+        text = f"{where}: kind {tag!r} is not allowed: {_explain(first, same_place)}"
+    elif isinstance(value, dict | list) and first["type"] not in ("too_short", "too_long"):
+        text = f"{where}: {_explain(first, same_place)}"
     else:
-        text = f"{where}: {value!r} is not allowed: {message}"
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        shown = "[]" if value == [] else repr(value)
+        text = f"{where}: {shown} is not allowed: {_explain(first, same_place)}"
+    others = len({_location(e["loc"]) for e in errors}) - 1
+    if others > 0:
+        text += f" (and {others} more problem{'s' if others > 1 else ''})"
     return text.replace("\n", "\\n")  # always one line, whatever the YAML held
 
 

@@ -61,6 +61,14 @@ class ModelSpec(_Strict):
                         raise ValueError(
                             f"{kind}[{i}] '{tensor.name}': dim '{dim}' is not a declared axis (declared: {declared})"
                         )
+                if tensor.scalar and self.batched and kind == "outputs":
+                    raise ValueError(
+                        f"outputs[{i}] '{tensor.name}': dims [] (a scalar) in a batched model; Triton "
+                        f"splits outputs by the batch: return one value per row (dims [{BATCH_AXIS}]) "
+                        "or serve the model unbatched (max_batch_size: 0, no 'batch' axis)"
+                    )
+                if tensor.scalar:
+                    continue  # a scalar input of a batched model: one value per request
                 if self.batched and tensor.dims[0] != BATCH_AXIS:
                     raise ValueError(
                         f"{kind}[{i}] '{tensor.name}': the first dim must be '{BATCH_AXIS}' when max_batch_size > 0"
@@ -136,9 +144,15 @@ class ModelSpec(_Strict):
             return 0
         return self.max_batch_size or self.axes[BATCH_AXIS].max
 
+    @property
+    def per_request_inputs(self) -> list[str]:
+        """Scalar inputs of a batched model: one value per request, not per row (clients send it as
+        [rows, 1], every row the same; requests are batched together only when their values agree)."""
+        return [t.name for t in self.inputs if t.scalar] if self.batched else []
+
     def triton_dims(self, tensor: TensorSpec) -> list[int]:
         """Dims as Triton's config states them: batch dim dropped when batched, dynamic axes as -1."""
-        dims = tensor.dims[1:] if self.batched else tensor.dims
+        dims = tensor.dims[1:] if self.batched and not tensor.scalar else tensor.dims
         return [d if isinstance(d, int) else -1 for d in dims]
 
     def used_axes(self) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
-from triton_repo.spec.base import TENSOR_NAME_PATTERN, DType, _Strict
+from triton_repo.spec.base import DType, TensorName, _Strict
 
 
 class ShapeRange(_Strict):
@@ -35,9 +35,13 @@ Dim = StrictInt | StrictStr  # strict: YAML `yes`/`true` must not become the dim
 
 
 class TensorSpec(_Strict):
-    name: Annotated[str, Field(pattern=TENSOR_NAME_PATTERN)]
+    name: TensorName
     dtype: DType
-    dims: Annotated[list[Dim], Field(min_length=1)]
+    dims: list[Dim]  # [] is a scalar (0-d) tensor
+
+    @property
+    def scalar(self) -> bool:
+        return not self.dims
 
     @field_validator("dims")
     @classmethod

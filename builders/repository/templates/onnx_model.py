@@ -7,6 +7,10 @@ so a reload does not compile again. Requests in a dynamic batch are grouped by t
 once per group, and split back, so requests with different sequence lengths never get mixed.
 A request whose dims fall outside the ranges the model was built and verified for (the `shape_ranges`
 parameter, from the spec's axes) is refused with INVALID_ARGUMENT, as a TensorRT engine would refuse it.
+A scalar input of a batched model (the `per_request_inputs` parameter) holds one value per request:
+clients send it as [rows, 1], every row the same; the graph gets it as a 0-d tensor, and requests are
+batched together only when their values agree. A scalar of an unbatched model (`scalar_tensors`) is
+served as [1], since Triton has no scalar tensors, and reshaped for the graph.
 """
 
 import json
@@ -68,6 +72,9 @@ class TritonPythonModel:
         self.input_names = [tensor["name"] for tensor in config["input"]]
         # input -> per dim (batch included when batched): null for a fixed dim, else [axis, min, max]
         self.ranges = json.loads(parameters.get("shape_ranges", "{}"))
+        self.per_request = set(json.loads(parameters.get("per_request_inputs", "[]")))
+        # 0-d tensors of an unbatched model: Triton serves them as [1] (it has no scalars), the graph's are []
+        self.scalars = set(json.loads(parameters.get("scalar_tensors", "[]")))
         self.outputs = [
             (tensor["name"], pb_utils.triton_string_to_numpy(tensor["data_type"]))
             for tensor in config["output"]
@@ -84,13 +91,23 @@ class TritonPythonModel:
                     responses[index] = self._error(f"input '{name}' is missing", invalid=True)
                     break
                 arrays[name] = tensor.as_numpy()
+                if name in self.scalars:
+                    arrays[name] = arrays[name].reshape(())
                 problem = self._outside(name, arrays[name].shape)
+                if name in self.per_request and not problem:
+                    arrays[name], problem = self._one_value(name, arrays[name])
                 if problem:
                     responses[index] = self._error(problem, invalid=True)
                     break
             else:
                 key = tuple(
-                    (name, array.dtype.str, array.shape[1:] if self.batched else array.shape)
+                    (
+                        name,
+                        array.dtype.str,
+                        array.tobytes() if name in self.per_request else array.shape[1:],
+                    )
+                    if self.batched
+                    else (name, array.dtype.str, array.shape)
                     for name, array in arrays.items()
                 )
                 groups.setdefault(key, []).append((index, arrays))
@@ -103,7 +120,10 @@ class TritonPythonModel:
             feed = members[0][1]
         else:
             feed = {
-                name: np.concatenate([arrays[name] for _, arrays in members]) for name in self.input_names
+                name: members[0][1][name]  # the same value in every member of the group
+                if name in self.per_request
+                else np.concatenate([arrays[name] for _, arrays in members])
+                for name in self.input_names
             }
         names = [name for name, _ in self.outputs]
         try:
@@ -114,13 +134,32 @@ class TritonPythonModel:
             return
         offset = 0
         for index, arrays in members:
-            size = next(iter(arrays.values())).shape[0] if self.batched else None
+            size = self._rows(arrays) if self.batched else None
             tensors = []
             for (name, dtype), result in zip(self.outputs, results, strict=True):
                 part = result[offset : offset + size] if self.batched else result
-                tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(part, dtype=dtype)))
+                if name in self.scalars:
+                    part = part.reshape(1)
+                tensors.append(pb_utils.Tensor(name, np.require(part, dtype=dtype, requirements="C")))
             offset += size or 0
             responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _rows(self, arrays):
+        """A request's rows: the first dim of its inputs that are not per-request scalars."""
+        shaped = [array for name, array in arrays.items() if name not in self.per_request]
+        return shaped[0].shape[0] if shaped else 1
+
+    @staticmethod
+    def _one_value(name, array):
+        """A per-request scalar, sent as [rows] (after the config's reshape): its one value as a 0-d array,
+        or why the request is refused."""
+        values = array.reshape(-1)
+        if values.size == 0 or not (values == values[0]).all():
+            return array, (
+                f"input '{name}' is one value per request (a scalar of the model): send it as [rows, 1] "
+                f"with the same value in every row; got {values.tolist()[:8]}"
+            )
+        return np.array(values[0], dtype=array.dtype), None
 
     def _outside(self, name, shape):
         """Why `shape` is outside the input's declared ranges, or None."""

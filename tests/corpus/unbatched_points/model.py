@@ -1,4 +1,5 @@
-"""A point-set encoder with no batch axis: one cloud of N points in, per-point features and a pooled one out."""
+"""A point-set encoder with no batch axis: one cloud of N points and its radius (a scalar) in, per-point
+features, a pooled one and their spread (a scalar) out."""
 
 import numpy as np
 import torch
@@ -11,9 +12,9 @@ class PointEncoder(nn.Module):
         torch.manual_seed(4)
         self.mlp = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 8))
 
-    def forward(self, points):
-        features = self.mlp(points)
-        return features, features.max(dim=0).values
+    def forward(self, points, radius):
+        features = self.mlp(points / radius)
+        return features, features.max(dim=0).values, features.norm(dim=1).mean()
 
 
 def build():
@@ -22,4 +23,4 @@ def build():
 
 def sample():
     rng = np.random.default_rng(0)
-    return {"points": rng.standard_normal((40, 3)).astype(np.float32)}
+    return {"points": rng.standard_normal((40, 3)).astype(np.float32), "radius": np.array(2.5, np.float32)}
