@@ -42,11 +42,7 @@ def open_log(path: Path) -> None:
 
 
 def record(text: str) -> None:
-    """Write a line to the command's log only (the closing error line, for instance)."""
-    _to_log(text)
-
-
-def _to_log(text: str) -> None:
+    """Write a line to the command's log only (the terminal gets its own rendering, if any)."""
     if _log_file is not None:
         try:
             with _log_file.open("a") as log:
@@ -64,12 +60,12 @@ def _plain(markup: str) -> str:
 
 def info(message: str) -> None:
     console.print(message)
-    _to_log(_plain(message))
+    record(_plain(message))
 
 
 def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/yellow] {message}")
-    _to_log(f"warning: {_plain(message)}")
+    record(f"warning: {_plain(message)}")
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:
@@ -85,7 +81,7 @@ def log_traceback(error: BaseException, where: str) -> Path:
         traceback.format_exception(type(error), error, error.__traceback__)
     )
     if _log_file is not None:
-        _to_log(text)
+        record(text)
         return _log_file
     with tempfile.NamedTemporaryFile("w", prefix="triton-repo-", suffix=".log", delete=False) as log:
         log.write(text)
@@ -129,4 +125,4 @@ def step(title: str) -> Iterator[None]:
         yield
     seconds = time.perf_counter() - start
     console.print(f"[green]✓[/green] {title} [dim]({seconds:.1f} s)[/dim]")
-    _to_log(f"ok {_plain(title)} ({seconds:.1f} s)")
+    record(f"ok {_plain(title)} ({seconds:.1f} s)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from builders.precision.accuracy import row_count
 from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession
 
 THROUGHPUT_BATCH = 8
@@ -68,7 +69,7 @@ def measure_speed(
         rounds += 1
         if rounds >= 100:
             break
-    batch = next((len(array) for array in batch8.values() if array.ndim), 1)  # 0-d: per-request scalar
+    batch = row_count(batch8)
     timings = {
         kind: Timing(
             latency_ms_b1=float(np.median(single[kind]) * 1000),

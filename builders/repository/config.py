@@ -92,7 +92,7 @@ def _set_dims(tensor, dims: list[int], batched: bool) -> None:
     [1] with reshape [], so clients send and receive [batch, 1] and the model sees [batch] (Triton's own
     convention). Triton refuses an empty reshape in an unbatched model ("scalar tensors are not
     supported"): there a scalar is dims [1], and the model takes it as [1] (the python backend's template
-    reshapes it for the graph; the gpu target's graph gets a Reshape in front, see scalar_adapter)."""
+    reshapes it for the graph; the gpu target's graph gets an adapter, see builders.repository.scalars)."""
     if dims:
         tensor.dims.extend(dims)
         return

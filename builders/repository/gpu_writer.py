@@ -227,8 +227,7 @@ def _stage_onnx(
     _write_warmup(loaded, model_dir, sample, warmup)
     config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(
-        loaded, model_dir, config, tolerances, runtime, run_with, view
-    )  # round trip, warmup, golden
+    # round trip, warmup, golden (through the scalar adapter's view, if any)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with, view)
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
