@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ BUILT_WITH = {
 }
 QAD_KINDS = ("int8", "int8-qad")  # what precision.int8.recover: qad distils (one student, two exports)
 CALIBRATION_BATCH = 8
+AUTOCAST_KINDS = ("fp16", "fp16-cpu", "bf16")  # made by ModelOpt AutoCast
 
 
 def built_with(kind: str, settings: Int8Settings) -> str:
@@ -245,9 +247,9 @@ def _build_here(
 
             high = "fp16" if kind == "int8" else "fp32"
             return qad_int8(qad, output, settings, kept, calibration, kept_op_types, high, companion)
-        if kind in ("fp16", "fp16-cpu", "bf16"):
+        if kind in AUTOCAST_KINDS:
             low = "bf16" if kind == "bf16" else "fp16"
-            return _autocast(fp32_onnx, output, low, kept, kept_op_types)
+            return _autocast(fp32_onnx, output, low, kept, kept_op_types, calibration)
         if kind == "int8-ov":
             return _nncf_int8(fp32_onnx, output, settings.openvino, kept, calibration)
         if kind == "int8":
@@ -293,7 +295,9 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(),
         "kept": list(kept),
         "kept_op_types": list(kept_op_types),
         "node_match": "exact",
-        "calibration": arrays_digest(calibration) if kind.startswith("int8") else None,
+        "calibration": arrays_digest(calibration)
+        if kind.startswith("int8") or kind in AUTOCAST_KINDS
+        else None,
         "qad": None
         if qad is None
         else {
@@ -308,18 +312,36 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(),
 
 
 def _autocast(
-    fp32_onnx: Path, output: Path, low: str, kept: tuple[str, ...], kept_op_types: tuple[str, ...]
+    fp32_onnx: Path,
+    output: Path,
+    low: str,
+    kept: tuple[str, ...],
+    kept_op_types: tuple[str, ...],
+    calibration: dict[str, np.ndarray] | None = None,
 ) -> Path:
+    """ModelOpt AutoCast. Its reference run decides which nodes see values FP16 cannot hold; without
+    data it feeds random values in [-1, 1] with every dynamic dim 1, which a Conv1d over audio cannot
+    even run and which misses real activation ranges: the calibration rows, when the spec has them,
+    go in instead (one .npz per batch)."""
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    model = convert_to_mixed_precision(
-        onnx_path=str(fp32_onnx),
-        low_precision_type=low,
-        keep_io_types=True,
-        nodes_to_exclude=exact_names(kept),
-        op_types_to_exclude=list(kept_op_types) or None,
-    )
+    from builders.precision.accuracy import row_batches
+
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as scratch:
+        batches = None
+        if calibration:
+            for index, batch in enumerate(row_batches(calibration, CALIBRATION_BATCH)):
+                np.savez(Path(scratch) / f"batch{index:04d}.npz", **batch)
+            batches = scratch
+        model = convert_to_mixed_precision(
+            onnx_path=str(fp32_onnx),
+            low_precision_type=low,
+            keep_io_types=True,
+            nodes_to_exclude=exact_names(kept),
+            op_types_to_exclude=list(kept_op_types) or None,
+            calibration_data=batches,
+        )
     tmp = output.with_name(output.name + ".tmp")
     onnx.save(model, str(tmp))
     os.replace(tmp, output)

@@ -114,7 +114,9 @@ def run_precision(
     plan = load_plan(loaded.folder)
     op_types = graph_node_names(exported.onnx_path)
     check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
-    calibration = load_arrays(loaded, "calibration") if "int8" in spec.precisions else None
+    # int8 needs it; fp16 and bf16 use it when given (AutoCast's reference run on real rows)
+    wants = "int8" in spec.precisions or (spec.data.calibration is not None and spec.lower_precisions)
+    calibration = load_arrays(loaded, "calibration") if wants else None
     with contextlib.ExitStack() as stack:
         builder = builder or stack.enter_context(ArtifactBuilder())
         artifacts, unbuilt = _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, builder)
