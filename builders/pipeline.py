@@ -12,7 +12,7 @@ from pathlib import Path
 from builders.engines import GpuStatus
 from builders.export import export
 from builders.precision.artifacts import ArtifactBuilder
-from builders.precision.pairs import choose_cpu, choose_gpu
+from builders.precision.pairs import CPU_KINDS, choose_cpu, choose_gpu
 from builders.precision.stage import refusal, run_precision
 from builders.precision.timing import SPEED_SECONDS
 from builders.report import model_report, write_report
@@ -44,6 +44,12 @@ class Target:
     name: str  # "cpu" | "gpu"
     release: Release | None = None  # gpu only: the pinned NGC release
     gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
+    artifacts: str = "served"  # "served": only the kinds this target serves (gpu: all); "all": every kind
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The artifact kinds to build and measure; None for every kind the spec asks for."""
+        return CPU_KINDS if self.name == "cpu" and self.artifacts == "served" else None
 
 
 @dataclass
@@ -104,7 +110,9 @@ def build(
                         f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
                     ):
                         verified = verify(loaded, exported.onnx_path, exported.golden_path)
-                    result = run_precision(loaded, exported, model_work, runtime, speed_seconds, builder)
+                    result = run_precision(
+                        loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds
+                    )
                     choose = choose_gpu if target.name == "gpu" else choose_cpu
                     choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
                     if target.name == "gpu":

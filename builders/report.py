@@ -197,6 +197,7 @@ def render_markdown(report: dict) -> str:
                 f"{row['status']} |"
             )
         lines += _choice_lines(model)
+        lines += _labelled_lines(model)
         lines += _int8_lines(model)
         lines += _kept_lines(model)
         if model.get("ensemble"):
@@ -208,6 +209,28 @@ def render_markdown(report: dict) -> str:
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _labelled_lines(model: dict) -> list[str]:
+    """Top-1 against the true classes of the labelled eval rows, FP32 beside each pair (when labels exist)."""
+    measured = [
+        (row, row["accuracy"]["details"])
+        for row in model["variants"]
+        if row["accuracy"] and "top1_variant" in row["accuracy"]["details"]
+    ]
+    if not measured:
+        return []
+    details = measured[0][1]
+    pairs = ", ".join(
+        f"{row['artifact']}@{row.get('runtime', 'ort')} {100 * d['top1_variant']:.1f}% "
+        f"(agrees with FP32 on {100 * d['top1_agreement']:.1f}% of all eval rows)"
+        for row, d in measured
+    )
+    return [
+        "",
+        f"Top-1 against the true class on the {int(details['labelled_rows'])} labelled eval rows: "
+        f"FP32 {100 * details['top1_fp32']:.1f}%; {pairs}.",
+    ]
 
 
 def _choice_lines(model: dict) -> list[str]:

@@ -44,7 +44,8 @@ def measure_pairs(
 ) -> PrecisionResult:
     spec = loaded.spec
     eval_inputs = load_arrays(loaded, "eval") if spec.lower_precisions else None
-    labels = load_labels(loaded) if eval_inputs is not None and spec.accuracy.metric == "top1_drop" else None
+    # the true classes, when given: top1_drop's reference, and top-1 on real labels in the report
+    labels = load_labels(loaded) if eval_inputs is not None and spec.data.eval_labels is not None else None
     engines = {e.name: runtime.label_of(e) for _, e in pairs.values()}
     key = _results_key(loaded, exported, pairs, eval_inputs, labels, engines)
     cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, engines)

@@ -46,6 +46,8 @@ CPU_CANDIDATES = {
     "bf16": ("fp32@ov-bf16",),
     "int8": ("int8-cpu", "int8-ov@ov-bf16", "int8-qad@ov-bf16"),
 }
+# The artifact kinds the cpu target serves (what it builds unless asked for every kind)
+CPU_KINDS = frozenset(pair.partition("@")[0] for pairs in CPU_CANDIDATES.values() for pair in pairs)
 # The gpu target's <name>_<precision>_trt and _onnx: the artifact TensorRT builds (the pair it is gated by).
 GPU_SERVED = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16@ov-f32", "int8": "int8"}
 

@@ -40,6 +40,7 @@ class KeptNode(_Strict):
 class SearchResult(_Strict):
     metric: str
     value: float
+    bound: float | None = None  # what the gate held to the budget (accuracy.py: the metric's bound)
     budget: float
     default_value: float | None = None  # the metric with nothing excluded
     trials: int = 0

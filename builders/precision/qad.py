@@ -31,6 +31,8 @@ from triton_repo.errors import SpecError, TritonRepoError
 QUANTIZED_MODULES = ("nn.Linear", "nn.Conv1d", "nn.Conv2d", "nn.Conv3d")
 STATS_SUFFIX = ".qad.json"  # written beside the artifact: what the report shows about the run
 
+QAD_THREADS = 2  # the smallest machine the project supports: training reads the same everywhere
+
 
 @dataclass(frozen=True)
 class QadJob:
@@ -173,6 +175,11 @@ def qad_int8(
     stats = QadStats(steps_asked=qad.steps, loss=_loss_name(qad.loss, spec))
     stats.training_rows = sum(len(next(iter(b.values()))) for b in batches)
     torch.manual_seed(qad.seed)
+    # The same arithmetic on every machine where it can be: a fixed thread count (sums split the same
+    # way whatever the core count; this runs in the quantizers' child process) and torch's
+    # deterministic kernels. The instruction set still differs between CPUs: the plan's margin covers it.
+    torch.set_num_threads(QAD_THREADS)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     teacher = _build_module(loaded)
     student = copy.deepcopy(teacher)
     _quantize(student, calibration, kept, spec, stats, qad.batch_size)

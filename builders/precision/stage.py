@@ -103,11 +103,13 @@ def run_precision(
     runtime: Runtime,
     speed_seconds: float = SPEED_SECONDS,
     builder: ArtifactBuilder | None = None,
+    kinds: frozenset[str] | None = None,
 ) -> PrecisionResult:
     """Build the model's precision artifacts, then run every (artifact, engine) pair in `runtime` (a worker
     process per pair): accuracy vs FP32 on the eval set, its own outputs on the golden sample, and the
     interleaved timing. A pair the runtime crashes or fails on is refused with one line; the others go on.
-    `builder` (the quantizers' child processes) can be shared by every model of a build."""
+    `builder` (the quantizers' child processes) can be shared by every model of a build; `kinds` limits
+    the artifacts to those (a target's served kinds), None builds every kind the spec asks for."""
     from builders.precision.measure import measure_pairs
 
     spec = loaded.spec
@@ -119,7 +121,9 @@ def run_precision(
     calibration = load_arrays(loaded, "calibration") if wants else None
     with contextlib.ExitStack() as stack:
         builder = builder or stack.enter_context(ArtifactBuilder())
-        artifacts, unbuilt = _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, builder)
+        artifacts, unbuilt = _build_artifacts(
+            loaded, exported, work_dir, runtime, plan, calibration, builder, kinds
+        )
     wanted = engines_for(spec.precisions)
     pairs = {
         pair_id(kind, engine): (artifact, engine)
@@ -155,12 +159,14 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip().removesuffix(":")
 
 
-def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, builder):
+def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, builder, only=None):
     """Every artifact the spec asks for (cached when unchanged). A quantizer that fails refuses that
     variant: it comes back in `unbuilt` with a stand-in artifact and the one-line reason."""
     spec = loaded.spec
     op_types = set(graph_node_names(exported.onnx_path).values())
-    kinds = artifacts_for(spec.precisions, spec.precision.int8.recover)
+    kinds = [
+        k for k in artifacts_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only
+    ]
     fp16_kernels = runtime.fp16_kernel_ops() if "fp16-cpu" in kinds else frozenset()
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}

@@ -1,4 +1,4 @@
-"""Classify image files with the `resnet50` ensemble over gRPC, using Triton's classification extension.
+"""Classify image files with the `mobilenet_v2` ensemble over gRPC, using Triton's classification extension.
 
 Shows how to send encoded PNG/JPEG bytes as a BYTES tensor of shape [n, 1] (the server decodes and
 pre-processes them) and ask for the top K classes with `InferRequestedOutput(..., class_count=K)`: the
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="PNG or JPEG files")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default: %(default)s)")
-    parser.add_argument("--model", default="resnet50", help="model name (default: %(default)s)")
+    parser.add_argument("--model", default="mobilenet_v2", help="model name (default: %(default)s)")
     parser.add_argument(
         "--top", type=positive_int, default=5, help="classes per image (default: %(default)s)"
     )

@@ -1,4 +1,4 @@
-"""Classify image files with the `resnet50` ensemble over HTTP, using Triton's classification extension.
+"""Classify image files with the `mobilenet_v2` ensemble over HTTP, using Triton's classification extension.
 
 The HTTP twin of classify_image_grpc.py, with the same arguments and output. Encoded image bytes are
 not valid UTF-8, so the input must travel as binary data (`binary_data=True`), not JSON; the top K come
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="PNG or JPEG files")
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton HTTP address (default: %(default)s)")
-    parser.add_argument("--model", default="resnet50", help="model name (default: %(default)s)")
+    parser.add_argument("--model", default="mobilenet_v2", help="model name (default: %(default)s)")
     parser.add_argument(
         "--top", type=positive_int, default=5, help="classes per image (default: %(default)s)"
     )

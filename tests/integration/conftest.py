@@ -24,16 +24,16 @@ TEST_ENV = {"TRITON_REPO_SPEED_SECONDS": "1"}
 
 
 def run_cli(
-    *args: str, cwd: Path = ROOT, check: bool = False, timeout: float = 600
+    *args: str, cwd: Path = ROOT, check: bool = False, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`triton-repo ARGS` in a child process, as a user runs it."""
+    """`triton-repo ARGS` in a child process, as a user runs it (`env`: variables added to ours)."""
     result = subprocess.run(
         [sys.executable, "-m", "triton_repo", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **TEST_ENV},
+        env={**os.environ, **TEST_ENV, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -62,22 +62,20 @@ def test_every_precision_is_published_from_its_fastest_pair_with_a_report(gated)
     assert sorted(manifest["models"]) == ["tiny_bf16", "tiny_fp16", "tiny_fp32", "tiny_int8"]
     assert manifest["models"]["tiny_int8"]["precision"] == "int8"
     assert manifest["models"]["tiny_int8"]["tolerances"]["pooled"] == {"atol": 1e-2, "rtol": 5e-2}
-    for kind in ("fp16", "fp16-cpu", "bf16", "int8", "int8-cpu", "int8-ov"):
+    for kind in ("fp16-cpu", "int8-cpu", "int8-ov"):
         assert (work_dir / "tiny" / f"model.{kind}.onnx").is_file()
+    for kind in ("fp16", "bf16", "int8"):  # TensorRT's graphs: the cpu target does not serve them
+        assert not (work_dir / "tiny" / f"model.{kind}.onnx").exists()
     report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
     rows = {(row["artifact"], row["runtime"]): row for row in report["variants"]}
     assert set(rows) == {
         ("fp32", "ort"),
         ("fp32", "ov-f32"),
         ("fp32", "ov-bf16"),
-        ("fp16", "ort"),
         ("fp16-cpu", "ort"),
-        ("bf16", "ov-f32"),
-        ("int8", "ort"),
         ("int8-cpu", "ort"),
         ("int8-ov", "ov-bf16"),
     }
-    assert rows["int8", "ort"]["status"] == rows["fp16", "ort"]["status"] == "not served on the cpu target"
     assert rows["fp16-cpu", "ort"]["triton_model"] == "tiny_fp16"
     assert rows["fp32", "ov-bf16"]["triton_model"] == "tiny_bf16"  # the FP32 graph at BF16 in OpenVINO
     # each served variant is the pair its choice names, and the served file is that pair's artifact
@@ -120,6 +118,21 @@ def test_rebuild_with_nothing_changed_reuses_everything(gated):
     build(folder, repository, work_dir)
     assert [path.stat().st_mtime_ns for path in artifacts] == stamps  # nothing re-exported or re-quantized
     assert tree_hash(repository) == before
+
+
+def test_artifacts_all_adds_tensorrts_graphs_to_the_report_and_serves_the_same(gated):
+    folder, repository, work_dir, _ = gated
+    served = json.loads((repository / "manifest.json").read_text())["models"]
+    common = ["--repository", str(repository), "--work-dir", str(work_dir)]
+    run_cli("build", str(folder), *common, "--artifacts", "all", check=True)
+    report = json.loads((repository / "BUILD_REPORT.json").read_text())["models"]["tiny"]
+    rows = {(row["artifact"], row["runtime"]): row for row in report["variants"]}
+    assert {("fp16", "ort"), ("bf16", "ov-f32"), ("int8", "ort")} <= set(rows)
+    assert rows["int8", "ort"]["status"] == rows["fp16", "ort"]["status"] == "not served on the cpu target"
+    for kind in ("fp16", "bf16", "int8"):
+        assert (work_dir / "tiny" / f"model.{kind}.onnx").is_file()
+    assert json.loads((repository / "manifest.json").read_text())["models"] == served  # nothing republished
+    run_cli("build", str(folder), *common, check=True)  # back to the default, as the other tests expect
 
 
 def test_a_variant_outside_its_budget_is_refused_and_no_longer_served(gated, tmp_path):

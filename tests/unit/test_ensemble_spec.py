@@ -248,7 +248,11 @@ def test_spec_without_ensemble_has_none(spec_file):
 
 @pytest.mark.parametrize(
     ("name", "kind", "labels"),
-    [("digits", "pixels", "labels.txt"), ("minilm", "tokenize", None), ("resnet50", "image", "labels.txt")],
+    [
+        ("digits", "pixels", "labels.txt"),
+        ("minilm", "tokenize", None),
+        ("mobilenet_v2", "image", "labels.txt"),
+    ],
 )
 def test_zoo_ensembles_load(name, kind, labels):
     spec = load_spec(MODELS / name).spec

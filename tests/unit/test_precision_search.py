@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from builders.precision.accuracy import AccuracyResult
 from builders.precision.debug import LayerwiseReport, NodeError
 from builders.precision.search import candidates, search
@@ -60,3 +62,22 @@ def test_candidates_are_the_changed_nodes_by_rank_and_any_node_for_fp16():
     report = LayerwiseReport(nodes=nodes, matched=4, fp32_tensors=4, outputs={"d": 0.95})
     assert candidates(report, {"/mm1", "/mm2", "/gather"}) == ["/mm1", "/mm2", "/gather"]
     assert candidates(report, None) == ["/softmax", "/mm1", "/mm2", "/add"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "budget", "searched"), [("cosine_min", 0.99, 0.991), ("top1_drop", 1.0, 0.999)]
+)
+def test_search_margin_makes_the_budget_stricter_in_the_metrics_direction(tmp_path, metric, budget, searched):
+    from conftest import minimal_spec
+
+    from triton_repo.cli.search_precision import with_margin
+    from triton_repo.spec import parse_spec
+
+    data = minimal_spec()
+    data["data"] |= {"eval": "eval.npz", "eval_labels": "labels.npz"}
+    data["accuracy"] = {"metric": metric, "budget": budget}
+    path = tmp_path / "toy" / "model.yaml"
+    path.parent.mkdir(parents=True)
+    loaded = parse_spec(data, path)
+    assert with_margin(loaded, 0.001).spec.accuracy.budget == pytest.approx(searched)
+    assert with_margin(loaded, 0.0) is loaded

@@ -183,7 +183,7 @@ def test_spec_loads_from_folder_or_file(spec_file, spec_dict):
     assert load_spec(str(path)).folder == path.parent
 
 
-@pytest.mark.parametrize("name", ["digits", "minilm", "resnet50"])
+@pytest.mark.parametrize("name", ["digits", "minilm", "mobilenet_v2"])
 def test_zoo_spec_loads(name):
     loaded = load_spec(MODELS / name)
     assert loaded.spec.name == name

@@ -39,6 +39,17 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
     "auto: gpu when this machine has both, else cpu.",
 )
 @click.option(
+    "--artifacts",
+    type=click.Choice(["served", "all"]),
+    default="served",
+    show_default=True,
+    envvar="TRITON_REPO_ARTIFACTS",
+    show_envvar=True,
+    help="served: build and measure only the artifacts the target serves (on cpu, TensorRT's fp16, bf16 "
+    "and int8 graphs are left out). all: every artifact, as the gpu target always does (the cpu target "
+    "then also gates TensorRT's graphs in ONNX Runtime and OpenVINO).",
+)
+@click.option(
     "--speed-seconds",
     type=click.FloatRange(0.5, 600),
     default=12.0,
@@ -56,6 +67,7 @@ def build(
     models: tuple[Path, ...],
     models_dir: Path,
     target: str,
+    artifacts: str,
     speed_seconds: float,
     repository,
     work_dir: Path,
@@ -118,7 +130,7 @@ def build(
     else:
         control = model_control(work_dir / "server", repository)
     result = run_build(
-        specs, Target(target, release, gpu), repository, work_dir, control, runtime, speed_seconds
+        specs, Target(target, release, gpu, artifacts), repository, work_dir, control, runtime, speed_seconds
     )
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(json.dumps(result.to_json(str(repository)), indent=2))

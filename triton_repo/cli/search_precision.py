@@ -34,6 +34,14 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
     help="When the int8 artifact is distilled (precision.int8.recover: qad): QAD steps per trial; the "
     "set found is then confirmed with the spec's steps.",
 )
+@click.option(
+    "--margin",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Search as if the budget were this much stricter (0.001: a min cosine budget of 0.99 is searched "
+    "at 0.991), so the plan holds on CPUs whose arithmetic differs a little from this one's.",
+)
 @work_dir_option
 @serve_env_option("The serving environment whose runtime measures every trial.")
 def search_precision(
@@ -43,6 +51,7 @@ def search_precision(
     max_minutes: float,
     rows: int,
     qad_steps: int,
+    margin: float,
     work_dir: Path,
     serve_env: Path | None,
 ) -> None:
@@ -58,7 +67,7 @@ def search_precision(
     from triton_repo.log import info
     from triton_repo.spec import find_model
 
-    loaded = find_model(model)
+    loaded = with_margin(find_model(model), margin)
     searchable = ("fp16", "fp16-cpu", "int8", "int8-cpu", "int8-ov")  # ranked by ONNX Runtime: no bf16
     kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k in searchable]
     if not kinds:
@@ -76,6 +85,18 @@ def search_precision(
         info(f"written: {loaded.folder / 'precision.yaml'} (rebuild with `make build-repo` to apply it)")
     if failed:
         raise CheckFailed(f"{loaded.spec.name}: no passing mixed precision found for {', '.join(failed)}")
+
+
+def with_margin(loaded, margin: float):
+    """The spec with its accuracy budget made `margin` stricter (the plan records the budget searched)."""
+    accuracy = loaded.spec.accuracy
+    if not margin or accuracy is None:
+        return loaded
+    from builders.precision.accuracy import HIGHER_IS_BETTER
+
+    budget = accuracy.effective_budget + (margin if HIGHER_IS_BETTER[accuracy.metric] else -margin)
+    spec = loaded.spec.model_copy(update={"accuracy": accuracy.model_copy(update={"budget": budget})})
+    return loaded.model_copy(update={"spec": spec})
 
 
 def _search_one(
@@ -142,6 +163,7 @@ def _search_one(
     result = SearchResult(
         metric=outcome.accuracy.metric,
         value=round(outcome.accuracy.value, 6),
+        bound=outcome.accuracy.bound,
         budget=outcome.accuracy.budget,
         default_value=round(default.value, 6),
         trials=len(outcome.trials),
