@@ -53,11 +53,11 @@ $(SERVE_STAMP): requirements/serve.txt requirements/serve.lock
 	$(SERVE_VENV)/bin/pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
-build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu), then (cpu) serve it and check every model
+build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu), then (cpu) serve it and check every model (unless unchanged since its last passing check)
 	$(CLI) build $(MODELS) --repository $(REPO) --target $(TARGET)
 	@if [ "$$($(VENV)/bin/python -c 'import json, os; print(json.load(open(os.path.join(os.environ.get("TRITON_REPO_WORK_DIR", "build"), "build.json")))["target"])')" = gpu ]; then \
 		echo "gpu target: serve it with the NGC tritonserver (make serve-gpu on a GPU host); the local server has no TensorRT or ONNX Runtime backend"; \
-	else \
+	elif ! $(CLI) infer --repository $(REPO) --last; then \
 		$(MAKE) --no-print-directory check-repo; \
 	fi
 

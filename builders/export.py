@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.fingerprint import folder_fingerprint, sha256_file
+from builders.fingerprint import folder_fingerprint, package_version, sha256_file
 from builders.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
 from builders.model_files import checked_source_onnx, load_checkpoint
 from triton_repo.errors import SpecError
@@ -34,10 +34,8 @@ class ExportResult:
 
 
 def _tool_versions() -> str:
-    import onnx
-    import torch
-
-    return f"torch={torch.__version__};onnx={onnx.__version__};{STAGE_VERSION}"
+    # from the packages' metadata, which is what their __version__ says: importing torch costs seconds
+    return f"torch={package_version('torch')};onnx={package_version('onnx')};{STAGE_VERSION}"
 
 
 def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:

@@ -9,14 +9,23 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builders.data import ModelData
 from builders.engines import GpuStatus
 from builders.export import export
+from builders.fingerprint import package_version
 from builders.precision.artifacts import ArtifactBuilder
 from builders.precision.pairs import CPU_KINDS, choose_cpu, choose_gpu
 from builders.precision.stage import refusal, run_precision
 from builders.precision.timing import SPEED_SECONDS
 from builders.report import model_report, write_report
-from builders.repository.ensemble import choose_variant, stage_ensemble
+from builders.repository.ensemble import (
+    EnsembleData,
+    choose_variant,
+    raw_samples,
+    stage_ensemble,
+    step_tensors,
+    tokenizer_path,
+)
 from builders.repository.gpu_writer import stage_gpu_models
 from builders.repository.object_store import (
     StoreTarget,
@@ -34,6 +43,8 @@ from triton_repo.locks import repository_lock
 from triton_repo.log import failing_as, step, warn
 from triton_repo.releases import Release
 from triton_repo.spec import PRECISIONS, LoadedSpec
+
+RUNS_DIR = "runs"  # <work>/runs: staged files' checked runs, remembered by content (run_cache.run_once)
 
 
 @dataclass(frozen=True)
@@ -110,8 +121,9 @@ def build(
                         f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
                     ):
                         verified = verify(loaded, exported.onnx_path, exported.golden_path)
+                    data = ModelData(loaded, model_work, exported.fingerprint)
                     result = run_precision(
-                        loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds
+                        loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds, data
                     )
                     choose = choose_gpu if target.name == "gpu" else choose_cpu
                     choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
@@ -120,7 +132,9 @@ def build(
                             loaded, result, choices, staging, work_dir, target, refused, pending, runtime
                         )
                     else:
-                        staged += _stage_cpu(loaded, result, choices, staging, refused, runtime)
+                        staged += _stage_cpu(
+                            loaded, result, choices, staging, refused, runtime, work_dir / RUNS_DIR
+                        )
                     reports[name] = model_report(loaded, result, target.name, choices)
                     if loaded.spec.ensemble is not None and target.name == "gpu":
                         warn(
@@ -129,7 +143,15 @@ def build(
                         )
                     elif loaded.spec.ensemble is not None:
                         staged += _stage_ensemble(
-                            loaded, result, choices, reports[name], staged, staging, runtime
+                            loaded,
+                            result,
+                            choices,
+                            reports[name],
+                            staged,
+                            staging,
+                            runtime,
+                            work_dir,
+                            data,
                         )
                     rows += _rows(name, exported, verified, reports[name], reference)
             staged_names = {model.name for model in staged}
@@ -176,7 +198,9 @@ def _refusal(choice) -> str:
     return "; ".join(f"{pair}: {verdict}" for pair, verdict in choice.refused)
 
 
-def _stage_cpu(loaded, result, choices: dict, staging: Path, refused: list, runtime: Runtime) -> list:
+def _stage_cpu(
+    loaded, result, choices: dict, staging: Path, refused: list, runtime: Runtime, runs: Path
+) -> list:
     """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
     artifact in the chosen runtime)."""
     name = loaded.spec.name
@@ -198,6 +222,7 @@ def _stage_cpu(loaded, result, choices: dict, staging: Path, refused: list, runt
                         staging,
                         runtime,
                         variant.engine,
+                        runs,
                     )
                 )
         except ArtifactRunFailed as error:
@@ -233,6 +258,7 @@ def _stage_gpu(
                 timing_cache_dir=work_dir / "timing-cache",
                 runtime=runtime,
                 run_with=variant.engine,
+                runs=work_dir / RUNS_DIR,
             )
         staged += [trt, onnx]
         if trt.manifest_entry["engine_pending"]:
@@ -241,7 +267,7 @@ def _stage_gpu(
 
 
 def _stage_ensemble(
-    loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime
+    loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime, work_dir, data
 ) -> list:
     """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
     name = loaded.spec.name
@@ -261,6 +287,11 @@ def _stage_ensemble(
             staging,
             runtime,
             served.engine,
+            work_dir / RUNS_DIR,
+            lambda: EnsembleData(  # what the spec's functions give, remembered: they may import torch
+                data.remember("ensemble.samples", lambda: raw_samples(loaded, step_tensors(loaded)[0])),
+                data.remember_file("ensemble.preprocess.tokenizer", lambda: tokenizer_path(loaded)),
+            ),
         )
 
 
@@ -294,17 +325,13 @@ def _rows(name: str, exported, verified, report: dict, reference: str) -> list[d
 
 
 def _tool_versions(runtime: Runtime) -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import torch
-
     from triton_repo import __version__
 
-    versions = {
+    versions = {  # from the installed packages' metadata: importing torch costs seconds
         "triton-repo": __version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "torch": package_version("torch"),
+        "onnx": package_version("onnx"),
+        "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
     }
     served = {f"{name} (serving)": version for name, version in runtime.versions().items() if version}
     return versions | served

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from builders.fingerprint import package_version, sha256_file
 from builders.golden import load_golden
 from builders.onnx_runtime import cpu_session
 from triton_repo.errors import CheckFailed
 from triton_repo.spec import LoadedSpec, Tolerance
+
+RECORD_FILE = "verify.json"
+STAGE_VERSION = "verify-1"
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,17 @@ class VerifyResult:
 
 
 def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResult:
-    """Run the ONNX model on every golden case; raise CheckFailed naming the first shape outside tolerance."""
+    """Run the ONNX model on every golden case; raise CheckFailed naming the first shape outside tolerance.
+
+    A pass is remembered in `verify.json` beside the golden file, keyed by the ONNX and golden files'
+    content, the tolerances and ONNX Runtime's version: a rebuild with nothing changed runs nothing.
+    """
     start = time.perf_counter()
+    record = golden_path.with_name(RECORD_FILE)
+    key = _key(loaded, onnx_path, golden_path)
+    remembered = _remembered(record, key)
+    if remembered is not None:
+        return VerifyResult(remembered, 0.0)
     session = cpu_session(onnx_path)
     tolerances = {o.name: o.tolerance for o in loaded.spec.outputs}
     names = list(tolerances)
@@ -101,4 +115,39 @@ def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResu
             f"tolerance atol={row.tolerance.atol:g} rtol={row.tolerance.rtol:g} "
             f"({len(failed)} of {len(rows)} checks failed; loosen outputs[].tolerance only if the export is right)"
         )
+    tmp = record.with_name(RECORD_FILE + ".tmp")
+    saved = [{**vars(row), "tolerance": row.tolerance.model_dump()} for row in rows]
+    tmp.write_text(json.dumps({"key": key, "rows": saved}, indent=1))
+    tmp.replace(record)
     return VerifyResult(rows, time.perf_counter() - start)
+
+
+def _key(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> str:
+    payload = {
+        "onnx": sha256_file(onnx_path),
+        "golden": sha256_file(golden_path),
+        "tolerances": {o.name: o.tolerance.model_dump() for o in loaded.spec.outputs},
+        "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
+        "v": STAGE_VERSION,
+    }
+    return json.dumps(payload, sort_keys=True)
+
+
+def _remembered(record: Path, key: str) -> list[VerifyRow] | None:
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("key") != key:
+        return None
+    return [
+        VerifyRow(
+            **{
+                **row,
+                "shape": tuple(row["shape"]),
+                "actual_shape": tuple(row["actual_shape"]),
+                "tolerance": Tolerance(**row["tolerance"]),
+            }
+        )
+        for row in data["rows"]
+    ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from builders.fingerprint import sha256_file
 from builders.golden import load_golden, load_raw_golden, sample_case
 from builders.verify import compare
 from clients.triton_client import TritonClient
@@ -170,3 +173,60 @@ def _check_outputs(
 def _failure(client: TritonClient, model: str, tolerances: dict[str, Tolerance], message: str) -> InferCheck:
     name, tolerance = next(iter(tolerances.items()))
     return InferCheck(model, client.protocol, name, float("inf"), float("inf"), tolerance, False, message)
+
+
+RESULTS_FILE = "infer.json"
+
+
+def save_checks(
+    work_dir: Path, repository: Path, models: list[str], urls: dict, checks: list[InferCheck]
+) -> Path:
+    """`<work>/infer.json`: every check, and what they covered (the repository, its manifest's digest, the
+    models asked for), so `last_check` can tell whether a later build left the checked repository as it was."""
+    results = [
+        {
+            **{k: v for k, v in vars(c).items() if k != "tolerance"},
+            "atol": c.tolerance.atol,
+            "rtol": c.tolerance.rtol,
+        }
+        for c in checks
+    ]
+    record = {
+        "repository": str(repository.resolve()),
+        "manifest_sha256": sha256_file(repository / "manifest.json"),
+        "checked_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "models": sorted(models),
+        "protocols": sorted({c.protocol for c in checks}),
+        "passed": all(c.passed for c in checks),
+        "urls": urls,
+        "checks": results,
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / RESULTS_FILE
+    tmp = path.with_name(RESULTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def last_check(work_dir: Path, repository: Path, models: list[str], protocols: list[str]) -> tuple[bool, str]:
+    """Whether the last recorded check passed `models` over `protocols` on this repository as it is now
+    (same manifest: any published change rewrites it), and one line saying so or why not."""
+    path = work_dir / RESULTS_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False, f"no check of {repository} on record ({path})"
+    if record.get("repository") != str(repository.resolve()) or "manifest_sha256" not in record:
+        return False, f"the last check ({path}) was of another repository"
+    if record["manifest_sha256"] != sha256_file(repository / "manifest.json"):
+        return False, f"{repository} changed since the last check ({record['checked_at']})"
+    if not record["passed"]:
+        return False, f"the last check of {repository} ({record['checked_at']}) failed"
+    missing = sorted(set(models) - set(record["models"])) + sorted(set(protocols) - set(record["protocols"]))
+    if missing:
+        return False, f"the last check of {repository} did not cover {', '.join(missing)}"
+    return True, (
+        f"{repository} is unchanged since its last check passed ({len(record['checks'])} checks over "
+        f"{' and '.join(record['protocols'])}, {record['checked_at']}, {path}): not checked again"
+    )

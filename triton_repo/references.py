@@ -72,8 +72,9 @@ def load_arrays(loaded: LoadedSpec, field: str) -> dict[str, np.ndarray]:
     return check_inputs(loaded, arrays, where)
 
 
-def load_labels(loaded: LoadedSpec) -> np.ndarray:
-    """data.eval_labels: one integer class per eval row (module:function, or an .npz holding one array)."""
+def load_labels(loaded: LoadedSpec, eval_inputs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """data.eval_labels: one integer class per eval row (module:function, or an .npz holding one array);
+    `eval_inputs`, when the caller has them, spare loading the eval rows again to count them."""
     reference = loaded.spec.data.eval_labels
     where = "data.eval_labels"
     if reference is None:
@@ -89,7 +90,8 @@ def load_labels(loaded: LoadedSpec) -> np.ndarray:
         raise SpecError(
             f"{loaded.path}: {where}: expected a 1-D integer array of classes, got {labels.dtype} {labels.shape}"
         )
-    rows = next((len(a) for a in load_arrays(loaded, "eval").values() if a.ndim), 1)
+    eval_inputs = load_arrays(loaded, "eval") if eval_inputs is None else eval_inputs
+    rows = next((len(a) for a in eval_inputs.values() if a.ndim), 1)
     if len(labels) != rows:
         raise SpecError(f"{loaded.path}: {where}: {len(labels)} labels for {rows} eval rows")
     return labels

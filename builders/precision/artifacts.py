@@ -19,7 +19,6 @@ precision. Half-precision artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data import DataSet
+from builders.fingerprint import arrays_digest
 from builders.precision.lowered import RECURRENT_OPS
 from builders.precision.plan import PrecisionPlan
 from builders.precision.qad import QadJob
@@ -93,15 +94,6 @@ def artifacts_for(precisions: list[str], recover: str = "none") -> list[str]:
         if recover == "qad":
             kinds.append("int8-qad")
     return kinds
-
-
-def arrays_digest(arrays: dict[str, np.ndarray] | None) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays or {}):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -192,12 +184,13 @@ def make_artifact(
     out_dir: Path,
     settings: Int8Settings,
     plan: PrecisionPlan,
-    calibration: dict[str, np.ndarray] | None,
+    calibration: DataSet | None,
     builder: ArtifactBuilder,
     rule: OpTypeRule = OpTypeRule((), ""),
     qad: QadJob | None = None,
 ) -> Artifact:
-    """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed."""
+    """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed (then
+    the calibration rows are not even loaded: their digest keys the artifact)."""
     if kind == "fp32":
         return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
@@ -220,7 +213,9 @@ def make_artifact(
     if companion is not None:
         companion_key = _cache_key("int8-qad", fp32_sha256, settings, kept, calibration, (), qad)
         companion.with_name(companion.name + ".key").unlink(missing_ok=True)
-    builder.build(kind, fp32_onnx, output, settings, kept, calibration, rule.op_types, qad, companion)
+    rows = calibration.arrays if calibration is not None else None
+    qad = qad.loaded() if qad is not None else None
+    builder.build(kind, fp32_onnx, output, settings, kept, rows, rule.op_types, qad, companion)
     key_file.write_text(key)
     if companion is not None and companion.is_file():
         companion.with_name(companion.name + ".key").write_text(companion_key)
@@ -295,14 +290,14 @@ def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(),
         "kept": list(kept),
         "kept_op_types": list(kept_op_types),
         "node_match": "exact",
-        "calibration": arrays_digest(calibration)
+        "calibration": (calibration.digest if calibration is not None else arrays_digest(None))
         if kind.startswith("int8") or kind in AUTOCAST_KINDS
         else None,
         "qad": None
         if qad is None
         else {
             "settings": settings.qad.model_dump(mode="json"),
-            "train": arrays_digest(qad.train),
+            "train": qad.train_digest,
             "target": qad.target,
             "v": 1,
         },

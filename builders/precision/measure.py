@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data import ModelData
 from builders.export import ExportResult
-from builders.fingerprint import sha256_file
+from builders.fingerprint import arrays_digest, sha256_file
 from builders.golden import GoldenCase, load_golden, sample_case
 from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
-from builders.precision.artifacts import Artifact, arrays_digest
+from builders.precision.artifacts import Artifact
 from builders.precision.pairs import REFERENCE
 from builders.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from builders.precision.stage import PrecisionResult, VariantResult, refusal, speed_inputs
@@ -27,7 +28,6 @@ from builders.runtime.isolated import ENGINES, ArtifactRunFailed, Engine, Isolat
 from builders.verify import compare
 from triton_repo.errors import CheckFailed
 from triton_repo.log import diagnostic, step, warn
-from triton_repo.references import load_arrays, load_labels
 from triton_repo.spec import LoadedSpec
 
 RESULTS_FILE = "precision.json"
@@ -41,16 +41,19 @@ def measure_pairs(
     pairs: dict[str, tuple[Artifact, Engine]],
     op_types: dict[str, str],
     speed_seconds: float,
+    data: ModelData,
 ) -> PrecisionResult:
     spec = loaded.spec
-    eval_inputs = load_arrays(loaded, "eval") if spec.lower_precisions else None
+    evaluation = data.get("eval") if spec.lower_precisions else None
     # the true classes, when given: top1_drop's reference, and top-1 on real labels in the report
-    labels = load_labels(loaded) if eval_inputs is not None and spec.data.eval_labels is not None else None
+    truth = data.get("eval_labels") if evaluation is not None else None
     engines = {e.name: runtime.label_of(e) for _, e in pairs.values()}
-    key = _results_key(loaded, exported, pairs, eval_inputs, labels, engines)
+    key = _results_key(loaded, exported, pairs, evaluation, truth, engines)
     cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, engines)
     if cached is not None:
         return cached
+    eval_inputs = evaluation.arrays if evaluation is not None else None
+    labels = truth.arrays["labels"] if truth is not None else None
     threads = spec.triton.intra_op_threads or os.cpu_count() or 1
     sample = sample_case(load_golden(exported.golden_path))
     outputs = [o.name for o in spec.outputs]
@@ -150,15 +153,15 @@ def _matches_golden(loaded: LoadedSpec, own: GoldenCase, golden: GoldenCase) -> 
     )
 
 
-def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, eval_inputs, labels, engines) -> str:
+def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, truth, engines) -> str:
     """Everything the measurements depend on: artifacts and engines, eval data and labels, golden sample,
     settings, and the runtimes' versions."""
     spec = loaded.spec
     payload = {
         "pairs": {pair: [artifact.key, engine.name] for pair, (artifact, engine) in pairs.items()},
         "fp32": exported.onnx_sha256,
-        "eval": arrays_digest(eval_inputs),
-        "labels": arrays_digest(None if labels is None else {"labels": labels}),
+        "eval": evaluation.digest if evaluation is not None else arrays_digest(None),
+        "labels": truth.digest if truth is not None else arrays_digest(None),
         "golden": sha256_file(exported.golden_path),
         "accuracy": spec.accuracy.model_dump(mode="json") if spec.accuracy else None,
         "tolerances": [o.tolerance.model_dump() for o in spec.outputs],

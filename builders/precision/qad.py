@@ -16,17 +16,24 @@ module's quantizers are disabled before calibration, so it stays FP16.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from builders.fingerprint import arrays_digest
 from triton_repo.errors import SpecError, TritonRepoError
+
+if TYPE_CHECKING:
+    from builders.data import ModelData
 
 QUANTIZED_MODULES = ("nn.Linear", "nn.Conv1d", "nn.Conv2d", "nn.Conv3d")
 STATS_SUFFIX = ".qad.json"  # written beside the artifact: what the report shows about the run
@@ -36,13 +43,22 @@ QAD_THREADS = 2  # the smallest machine the project supports: training reads the
 
 @dataclass(frozen=True)
 class QadJob:
-    """What the child needs besides the common artifact inputs (all picklable)."""
+    """What the child needs besides the common artifact inputs (picklable once `loaded()`)."""
 
     model_folder: Path  # reloaded in the child: the factory and the checkpoint are the spec's
-    train: dict[str, np.ndarray] | None  # data.train
-    eval_rows: frozenset[str]  # digests of the eval rows, to prove none is trained on
+    train_digest: str  # of data.train: part of the artifact's cache key
     label: str = ""  # progress prefix (the model's name)
     target: str = ""  # what the loss reads: the accuracy metric and output (part of the cache key)
+    train: dict[str, np.ndarray] | None = None  # data.train
+    eval_rows: frozenset[str] = frozenset()  # digests of the eval rows, to prove none is trained on
+    loader: Callable | None = field(default=None, compare=False, repr=False)  # (train, eval_rows), if not yet
+
+    def loaded(self) -> QadJob:
+        """The job with its rows (they are read only when the artifact is built, not when it is cached)."""
+        if self.loader is None:
+            return self
+        train, eval_rows = self.loader()
+        return dataclasses.replace(self, train=train, eval_rows=eval_rows, loader=None)
 
 
 @dataclass
@@ -70,20 +86,30 @@ def load_stats(artifact: Path) -> QadStats | None:
     return QadStats(**json.loads(path.read_text()))
 
 
-def qad_job(loaded, always: bool = False) -> QadJob | None:
+def qad_job(loaded, always: bool = False, data: ModelData | None = None) -> QadJob | None:
     """The QAD inputs for a spec whose TensorRT int8 artifact is distilled (recover: qad), else None;
-    `always`: for any spec with a PyTorch source (`triton-repo qad` tries it on any model)."""
-    from triton_repo.references import load_arrays
-
+    `always`: for any spec with a PyTorch source (`triton-repo qad` tries it on any model). With the
+    build's `data`, the rows are read only if the artifact has to be built."""
     spec = loaded.spec
     wanted = always or ("int8" in spec.precisions and spec.precision.int8.recover == "qad")
     if not wanted or spec.source.factory is None:
         return None
-    train = load_arrays(loaded, "train") if spec.data.train is not None else None
-    eval_rows = frozenset(row_digests(load_arrays(loaded, "eval")))
     accuracy = spec.accuracy
     target = f"{accuracy.metric}:{accuracy.output or spec.outputs[0].name}" if accuracy else ""
-    return QadJob(loaded.folder, train, eval_rows, spec.name, target)
+    if data is None:
+        from triton_repo.references import load_arrays
+
+        train = load_arrays(loaded, "train") if spec.data.train is not None else None
+        eval_rows = frozenset(row_digests(load_arrays(loaded, "eval")))
+        return QadJob(loaded.folder, arrays_digest(train), spec.name, target, train, eval_rows)
+    train_set, eval_set = data.get("train"), data.get("eval")
+
+    def rows() -> tuple[dict[str, np.ndarray] | None, frozenset[str]]:
+        evaluated = row_digests(eval_set.arrays) if eval_set else []
+        return (train_set.arrays if train_set else None, frozenset(evaluated))
+
+    digest = train_set.digest if train_set else arrays_digest(None)
+    return QadJob(loaded.folder, digest, spec.name, target, loader=rows)
 
 
 def row_digests(arrays: dict[str, np.ndarray] | None) -> list[str]:

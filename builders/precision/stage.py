@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.data import ModelData
 from builders.export import ExportResult
 from builders.golden import GoldenCase
 from builders.precision.accuracy import AccuracyResult
@@ -33,7 +34,7 @@ from builders.precision.timing import SPEED_SECONDS, Timing
 from builders.runtime.isolated import ORT, ArtifactRunFailed, Engine, Runtime
 from triton_repo.errors import SpecError
 from triton_repo.log import step, warn
-from triton_repo.references import inputs_at, load_arrays
+from triton_repo.references import inputs_at
 from triton_repo.spec import LoadedSpec
 
 
@@ -104,12 +105,14 @@ def run_precision(
     speed_seconds: float = SPEED_SECONDS,
     builder: ArtifactBuilder | None = None,
     kinds: frozenset[str] | None = None,
+    data: ModelData | None = None,
 ) -> PrecisionResult:
     """Build the model's precision artifacts, then run every (artifact, engine) pair in `runtime` (a worker
     process per pair): accuracy vs FP32 on the eval set, its own outputs on the golden sample, and the
     interleaved timing. A pair the runtime crashes or fails on is refused with one line; the others go on.
     `builder` (the quantizers' child processes) can be shared by every model of a build; `kinds` limits
-    the artifacts to those (a target's served kinds), None builds every kind the spec asks for."""
+    the artifacts to those (a target's served kinds), None builds every kind the spec asks for; `data`,
+    the spec's data sets, loaded only where a cache misses (the build shares them between stages)."""
     from builders.precision.measure import measure_pairs
 
     spec = loaded.spec
@@ -118,11 +121,12 @@ def run_precision(
     check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
     # int8 needs it; fp16 and bf16 use it when given (AutoCast's reference run on real rows)
     wants = "int8" in spec.precisions or (spec.data.calibration is not None and spec.lower_precisions)
-    calibration = load_arrays(loaded, "calibration") if wants else None
+    data = data or ModelData(loaded, work_dir, exported.fingerprint)
+    calibration = data.get("calibration") if wants else None
     with contextlib.ExitStack() as stack:
         builder = builder or stack.enter_context(ArtifactBuilder())
         artifacts, unbuilt = _build_artifacts(
-            loaded, exported, work_dir, runtime, plan, calibration, builder, kinds
+            loaded, exported, work_dir, runtime, plan, data, calibration, builder, kinds
         )
     wanted = engines_for(spec.precisions)
     pairs = {
@@ -136,7 +140,7 @@ def run_precision(
         warn(
             f"{spec.name}: {', '.join(missing)} is not installed in {runtime.python}: its pairs are not measured"
         )
-    result = measure_pairs(loaded, exported, work_dir, runtime, pairs, op_types, speed_seconds)
+    result = measure_pairs(loaded, exported, work_dir, runtime, pairs, op_types, speed_seconds, data)
     return _with_unbuilt(result, unbuilt, spec, runtime)
 
 
@@ -159,7 +163,7 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip().removesuffix(":")
 
 
-def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, builder, only=None):
+def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibration, builder, only=None):
     """Every artifact the spec asks for (cached when unchanged). A quantizer that fails refuses that
     variant: it comes back in `unbuilt` with a stand-in artifact and the one-line reason."""
     spec = loaded.spec
@@ -170,7 +174,7 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, calibration, bui
     fp16_kernels = runtime.fp16_kernel_ops() if "fp16-cpu" in kinds else frozenset()
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
-    qad = qad_job(loaded)
+    qad = qad_job(loaded, data=data)
     for kind in kinds:
         rule = fp16_op_rule(kind, op_types, fp16_kernels, runtime.label)
         kept = len(plan.for_artifact(kind).keep)

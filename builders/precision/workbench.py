@@ -113,7 +113,7 @@ def open_workbench(
     plan = load_plan(loaded.folder)
     check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
     eval_inputs = load_arrays(loaded, "eval")
-    labels = load_labels(loaded) if spec.accuracy.metric == "top1_drop" else None
+    labels = load_labels(loaded, eval_inputs) if spec.accuracy.metric == "top1_drop" else None
     outputs = [o.name for o in spec.outputs]
     with step(f"{spec.name}: FP32 on the eval set ({runtime.label})"):
         try:

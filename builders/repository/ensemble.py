@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from builders.golden import load_raw_golden, save_raw_golden
 from builders.repository.config import labels_files, new_config, parse_config, to_text, write_labels
 from builders.repository.writer import VERSION, StagedModel, file_hashes, new_model_dir
-from builders.runtime.isolated import ORT, Engine, IsolatedSession, Runtime
+from builders.runtime.isolated import ORT, Engine, Runtime
+from builders.runtime.run_cache import run_once
 from triton_repo.errors import SpecError, TritonRepoError
 from triton_repo.references import load_callable
 from triton_repo.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
@@ -91,6 +93,18 @@ def _step_parameters(loaded: LoadedSpec) -> dict:
                 f"but input '{step.output}' takes {parameters['dims']}"
             )
     return parameters
+
+
+@dataclass(frozen=True)
+class EnsembleData:
+    """What the spec's functions give the ensemble: the raw samples and the tokenizer file, if any."""
+
+    samples: np.ndarray  # as clients send them (raw_samples)
+    tokenizer: Path | None
+
+
+def ensemble_data(loaded: LoadedSpec) -> EnsembleData:
+    return EnsembleData(raw_samples(loaded, step_tensors(loaded)[0]), tokenizer_path(loaded))
 
 
 def tokenizer_path(loaded: LoadedSpec) -> Path | None:
@@ -173,10 +187,13 @@ def stage_ensemble(
     staging: Path,
     runtime: Runtime,
     engine: Engine = ORT,
+    cache: Path | None = None,
+    given: Callable[[], EnsembleData] | None = None,
 ) -> list[StagedModel]:
     """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
-    ONNX file run by `runtime` with `engine` (a worker process, as the variant is served) on the
-    pre-processed samples."""
+    ONNX file run by `runtime` with `engine` (a worker process, as the variant is served; remembered in
+    `cache`) on the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once
+    the ensemble is known to fit the variant)."""
     from builders.repository.templates import preprocessing
 
     spec = loaded.spec
@@ -188,11 +205,12 @@ def stage_ensemble(
     step_dir = new_model_dir(staging, step_name)
     (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
     (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
-    tokenizer = tokenizer_path(loaded)
+    step_config = preprocess_config(loaded, step_name, raw, produced)  # a step that does not fit stops here
+    (step_dir / "config.pbtxt").write_text(to_text(step_config))
+    given = given() if given is not None else ensemble_data(loaded)
+    tokenizer = given.tokenizer
     if tokenizer is not None:
         shutil.copyfile(tokenizer, step_dir / VERSION / TOKENIZER_FILE)
-    step_config = preprocess_config(loaded, step_name, raw, produced)
-    (step_dir / "config.pbtxt").write_text(to_text(step_config))
 
     ensemble_dir = new_model_dir(staging, spec.name)
     config = ensemble_config(loaded, raw, produced, step_name, variant)
@@ -200,7 +218,7 @@ def stage_ensemble(
     (ensemble_dir / "config.pbtxt").write_text(to_text(config))
 
     # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX.
-    samples = raw_samples(loaded, raw)
+    samples = given.samples
     step = json.loads(step_config.parameters["step"].string_value)
     if tokenizer is not None:
         step["tokenizer_file"] = str(tokenizer)
@@ -208,8 +226,7 @@ def stage_ensemble(
     # dynamic INT8 ranges depend on what is batched together.
     feed = preprocessing.run(step, samples)
     names = [o.name for o in variant.output]
-    with IsolatedSession(runtime, variant_onnx, spec.triton.intra_op_threads, engine) as session:
-        outputs = session.run(feed, names)
+    outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, engine, cache)
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 
     for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):

@@ -69,6 +69,7 @@ def stage_gpu_models(
     timing_cache_dir: Path,
     runtime: Runtime,
     run_with: Engine = ORT,
+    runs: Path | None = None,
 ) -> list[StagedModel]:
     """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
 
@@ -76,7 +77,8 @@ def stage_gpu_models(
     limits. With `gpu.available` the plan is built into `engines_dir` (reused when nothing changed) and
     checked against golden; `timing_cache_dir` keeps one timing cache per GPU and TensorRT version.
     `runtime` runs the ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph,
-    which ONNX Runtime's CPU cannot run) for the reference outputs and the staged check.
+    which ONNX Runtime's CPU cannot run) for the reference outputs and the staged check, whose outputs
+    `runs` keeps (run_cache.run_once).
     """
     view = None
     if has_scalars(loaded):  # Triton's own backends take scalars as [1] or [rows]: the graph gets an adapter
@@ -113,6 +115,7 @@ def stage_gpu_models(
         runtime,
         run_with,
         view,
+        runs,
     )
     return [trt, onnx]
 
@@ -219,6 +222,7 @@ def _stage_onnx(
     runtime,
     run_with,
     view,
+    runs,
 ) -> StagedModel:
     name = f"{loaded.spec.name}_{precision}_onnx"
     model_dir = new_model_dir(staging, name)
@@ -228,6 +232,6 @@ def _stage_onnx(
     config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
     # round trip, warmup, golden (through the scalar adapter's view, if any)
-    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with, view)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with, view, cache=runs)
     entry = _entry(loaded, precision, model_dir, tolerances, release)
     return StagedModel(name, loaded.spec.name, precision, model_dir, entry)

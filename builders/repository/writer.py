@@ -25,7 +25,8 @@ from builders.repository.config import (
     warmup_rows,
     write_labels,
 )
-from builders.runtime.isolated import ORT, Engine, IsolatedSession, Runtime
+from builders.runtime.isolated import ORT, Engine, Runtime
+from builders.runtime.run_cache import run_once
 from builders.verify import compare
 from triton_repo.errors import CheckFailed, TritonRepoError
 from triton_repo.spec import LoadedSpec, Tolerance
@@ -58,13 +59,14 @@ def stage_cpu_model(
     staging: Path,
     runtime: Runtime,
     engine: Engine = ORT,
+    cache: Path | None = None,
 ) -> StagedModel:
     """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
 
     `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
     are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
     on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed) with
-    `engine`, the way the served model runs it.
+    `engine`, the way the served model runs it; `cache` keeps that run's outputs (run_cache.run_once).
     """
     spec = loaded.spec
     name = f"{spec.name}_{precision}"
@@ -81,7 +83,7 @@ def stage_cpu_model(
     config = cpu_model_config(loaded, name, rows, engine.parameters)
     labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime, engine)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, engine, cache=cache)
     entry = {
         "source_model": spec.name,
         "precision": precision,
@@ -146,9 +148,11 @@ def validate_staged(
     runtime: Runtime,
     engine: Engine = ORT,
     view=None,
+    cache: Path | None = None,
 ) -> None:
     """The staged directory must parse back to the same config and its ONNX, run by `runtime` in a worker
-    process, must reproduce the golden sample (through `view`, what an adapted graph takes and gives)."""
+    process (or remembered in `cache`), must reproduce the golden sample (through `view`, what an adapted
+    graph takes and gives)."""
     parsed = parse_config(model_dir / "config.pbtxt")
     if parsed != config:
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
@@ -157,8 +161,9 @@ def validate_staged(
     sample = view(sample) if view else sample
     names = [o.name for o in loaded.spec.outputs]
     threads = loaded.spec.triton.intra_op_threads
-    with IsolatedSession(runtime, model_dir / VERSION / ONNX_FILE, threads, engine) as session:
-        computed = session.run(sample.inputs, names)
+    computed = run_once(
+        runtime, model_dir / VERSION / ONNX_FILE, sample.inputs, names, threads, engine, cache
+    )
     for output in names:
         actual = computed[output]
         diff = compare(actual, sample.outputs[output], tolerances[output])

@@ -21,6 +21,15 @@ GATED_MODEL_PY = (
     TINY_MODEL_PY
     + """
 
+def _count(name):  # beside the model folder, whose content keys the build's caches
+    import json
+    from pathlib import Path
+
+    calls = Path(__file__).parent.parent / "data_calls.json"
+    counts = json.loads(calls.read_text()) if calls.is_file() else {}
+    calls.write_text(json.dumps({**counts, name: counts.get(name, 0) + 1}))
+
+
 def _rows(seed, count):
     rng = np.random.default_rng(seed)
     return {
@@ -30,10 +39,12 @@ def _rows(seed, count):
 
 
 def calibration():
+    _count("calibration")
     return _rows(1, 32)
 
 
 def evaluation():
+    _count("eval")
     return _rows(2, 24)
 """
 )
@@ -115,9 +126,13 @@ def test_rebuild_with_nothing_changed_reuses_everything(gated):
     before = tree_hash(repository)
     artifacts = sorted((work_dir / "tiny").glob("model*.onnx"))
     stamps = [path.stat().st_mtime_ns for path in artifacts]
+    calls = folder.parent / "data_calls.json"
+    data_calls = calls.read_text()
+    assert json.loads(data_calls)["eval"] >= 1
     build(folder, repository, work_dir)
     assert [path.stat().st_mtime_ns for path in artifacts] == stamps  # nothing re-exported or re-quantized
     assert tree_hash(repository) == before
+    assert calls.read_text() == data_calls  # no calibration or eval row computed: their digests are kept
 
 
 def test_artifacts_all_adds_tensorrts_graphs_to_the_report_and_serves_the_same(gated):

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from builders.data import DataSet
 from builders.precision.accuracy import AccuracyResult
 from builders.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
 from builders.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
@@ -145,13 +146,13 @@ def test_nncf_ignored_scope_is_the_plans_kept_nodes_and_openvino_runs_the_result
     fp32 = two_matmuls(tmp_path / "model.onnx")
     calibration = {"x": np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)}
     everything = make_artifact(
-        "int8-ov", fp32, "sha", tmp_path, Int8Settings(), PrecisionPlan(), calibration, builder
+        "int8-ov", fp32, "sha", tmp_path, Int8Settings(), PrecisionPlan(), DataSet.of(calibration), builder
     )
     assert _fed_by_dequantize(everything.path) == {"first", "second"}
     keep = PrecisionPlan().with_artifact("int8-ov", ArtifactPlan(keep=[KeptNode(node="second")]))
     (tmp_path / "kept").mkdir()
     kept = make_artifact(
-        "int8-ov", fp32, "sha", tmp_path / "kept", Int8Settings(), keep, calibration, builder
+        "int8-ov", fp32, "sha", tmp_path / "kept", Int8Settings(), keep, DataSet.of(calibration), builder
     )
     assert kept.kept == ("second",) and _fed_by_dequantize(kept.path) == {"first"}
     x = calibration["x"][:4]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -25,14 +24,29 @@ from triton_repo.cli.options import port_options, ports_or, repository_option, w
 @click.option(
     "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
 )
+@click.option(
+    "--last",
+    is_flag=True,
+    help="Send nothing: exit 0 if the last check (<work-dir>/infer.json) passed on the repository as it "
+    "is now, 1 if not (`make build-repo` checks only a changed repository this way).",
+)
 @repository_option
 @work_dir_option
 def infer(
-    models, protocol, host, http_port, grpc_port, metrics_port, timeout, repository: Path, work_dir: Path
+    models,
+    protocol,
+    host,
+    http_port,
+    grpc_port,
+    metrics_port,
+    timeout,
+    last,
+    repository: Path,
+    work_dir: Path,
 ) -> None:
     """Send each model's golden inputs and check the outputs within the spec's tolerances. Exit 1 on a mismatch."""
     from builders.repository.publish import read_manifest
-    from clients.infer import check_model
+    from clients.infer import check_model, last_check, save_checks
     from clients.triton_client import PROTOCOLS, TritonClient
     from triton_repo import server
     from triton_repo.errors import CheckFailed, TritonRepoError
@@ -46,12 +60,17 @@ def infer(
         raise TritonRepoError(
             f"--model {unknown[0]}: not in {repository}/manifest.json; known models: {sorted(available)}"
         )
+    protocols = [protocol] if protocol else list(PROTOCOLS)
+    if last:
+        passed, line = last_check(work_dir, repository, selected, protocols)
+        info(line)
+        click.get_current_context().exit(0 if passed else 1)
     state = server.running_state(work_dir / "server")
     running = state.ports if state is not None else server.Ports()
     ports = ports_or(running, http_port, grpc_port, metrics_port)
     urls = {"grpc": f"{host}:{ports.grpc}", "http": f"{host}:{ports.http}"}
     checks = []
-    for proto in [protocol] if protocol else PROTOCOLS:
+    for proto in protocols:
         client = TritonClient(proto, urls[proto], timeout)
         try:
             for model in selected:
@@ -59,16 +78,7 @@ def infer(
         finally:
             client.close()
     _print_table(checks, out)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    results = [
-        {
-            **{k: v for k, v in vars(c).items() if k != "tolerance"},
-            "atol": c.tolerance.atol,
-            "rtol": c.tolerance.rtol,
-        }
-        for c in checks
-    ]
-    (work_dir / "infer.json").write_text(json.dumps({"urls": urls, "checks": results}, indent=2))
+    record = save_checks(work_dir, repository, selected, urls, checks)
     failed = [c for c in checks if not c.passed]
     if failed:
         first = failed[0]
@@ -77,7 +87,7 @@ def infer(
             f"output '{first.output}': {first.error or f'max abs diff {first.max_abs:.3g} > atol {first.tolerance.atol:g}'}"
         )
     info(
-        f"[green]all {len(checks)} checks passed[/green] ({', '.join(sorted({c.protocol for c in checks}))}); results: {work_dir / 'infer.json'}"
+        f"[green]all {len(checks)} checks passed[/green] ({', '.join(sorted({c.protocol for c in checks}))}); results: {record}"
     )
 
 

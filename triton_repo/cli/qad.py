@@ -75,6 +75,7 @@ def qad(
         title = f"{spec.name}: QAD, {settings.qad.steps} steps ({len(kept)} nodes kept)"
         with step(title):
             if the_builds:
+                from builders.data import DataSet
                 from builders.fingerprint import sha256_file
 
                 artifact = make_artifact(
@@ -84,7 +85,7 @@ def qad(
                     bench.work,
                     settings,
                     bench.plan,
-                    bench.calibration,
+                    DataSet.of(bench.calibration) if bench.calibration is not None else None,
                     builder,
                     bench.rule,
                     bench.qad,
