@@ -15,7 +15,8 @@ from builders.export import export
 from builders.fingerprint import package_version
 from builders.precision.artifacts import ArtifactBuilder
 from builders.precision.pairs import CPU_KINDS, choose_cpu, choose_gpu
-from builders.precision.stage import refusal, run_precision
+from builders.precision.results import refusal
+from builders.precision.stage import run_precision
 from builders.precision.timing import SPEED_SECONDS
 from builders.report import model_report, write_report
 from builders.repository.ensemble import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from builders.precision.pairs import CPU_CANDIDATES, GPU_SERVED, REFERENCE, Choice, split_pair
 from builders.precision.qad import load_stats
-from builders.precision.stage import PrecisionResult, VariantResult
+from builders.precision.results import PrecisionResult, VariantResult
 from builders.runtime.cpu import UNKNOWN_CPU, cpu_facts
 from triton_repo.log import diagnostic
 from triton_repo.spec import LoadedSpec

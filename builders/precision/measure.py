@@ -21,8 +21,8 @@ from builders.golden import GoldenCase, load_golden, sample_case
 from builders.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
 from builders.precision.artifacts import Artifact
 from builders.precision.pairs import REFERENCE
+from builders.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from builders.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
-from builders.precision.stage import PrecisionResult, VariantResult, refusal, speed_inputs
 from builders.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
 from builders.runtime.isolated import ENGINES, ArtifactRunFailed, Engine, IsolatedSession, Runtime
 from builders.verify import compare

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from builders.data import ModelData
 from builders.export import ExportResult
-from builders.golden import GoldenCase
 from builders.precision.accuracy import AccuracyResult
 from builders.precision.artifacts import (
     ARTIFACT_FILES,
@@ -26,62 +22,16 @@ from builders.precision.artifacts import (
     fp16_op_rule,
     make_artifact,
 )
-from builders.precision.lowered import describe_lowered
+from builders.precision.measure import measure_pairs
 from builders.precision.pairs import ENGINES_OF, REFERENCE, engines_for, pair_id
 from builders.precision.plan import PLAN_FILE, check_nodes, load_plan
 from builders.precision.qad import qad_job
-from builders.precision.timing import SPEED_SECONDS, Timing
-from builders.runtime.isolated import ORT, ArtifactRunFailed, Engine, Runtime
+from builders.precision.results import PrecisionResult, VariantResult
+from builders.precision.timing import SPEED_SECONDS
+from builders.runtime.isolated import Runtime
 from triton_repo.errors import SpecError
 from triton_repo.log import step, warn
-from triton_repo.references import inputs_at
 from triton_repo.spec import LoadedSpec
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    """One (artifact, engine) pair as measured: accuracy vs the reference, speed, its golden outputs."""
-
-    artifact: Artifact
-    accuracy: AccuracyResult | None  # None for the reference
-    timing: Timing | None  # None when the runtime could not run it
-    sample: GoldenCase | None  # the golden sample inputs and the outputs this pair computes (None: not run)
-    engine: Engine = ORT
-    golden_ok: bool = True  # an FP32 pair's outputs match PyTorch's within the spec's tolerances
-
-    @property
-    def pair(self) -> str:
-        return pair_id(self.artifact.kind, self.engine)
-
-    @property
-    def passed(self) -> bool:
-        return self.accuracy is None or self.accuracy.passed
-
-    @property
-    def servable(self) -> bool:
-        """Within budget, measured, and (an FP32 pair) equal to PyTorch within tolerance."""
-        return self.passed and self.timing is not None and self.golden_ok
-
-    @property
-    def verdict(self) -> str:
-        if self.accuracy is None:
-            return "reference"
-        if not self.golden_ok and self.accuracy.passed:
-            return f"{self.accuracy.verdict}, but differs from PyTorch beyond the outputs' tolerance"
-        return self.accuracy.verdict
-
-
-@dataclass(frozen=True)
-class PrecisionResult:
-    variants: dict[str, VariantResult]  # by pair: fp32, fp32@ov-bf16, fp16-cpu, int8-ov@ov-bf16, ...
-    measured_at: str
-    cached: bool
-    op_types: dict[str, str]  # FP32 node name -> op type
-    runtime: str  # what ran the reference, e.g. "ONNX Runtime 1.32.0"
-    engines: dict[str, str] = dataclasses.field(default_factory=dict)  # engine name -> its runtime's label
-    flops: dict[str, float] = dataclasses.field(default_factory=dict)  # batch size -> FP32 graph FLOPs
-    # Q/DQ artifact kind -> share of the matrix FLOPs (batch 8) it runs in INT8
-    int8_flops: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def graph_node_names(onnx_path: Path) -> dict[str, str]:
@@ -90,11 +40,6 @@ def graph_node_names(onnx_path: Path) -> dict[str, str]:
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     return {node.name: node.op_type for node in model.graph.node}
-
-
-def refusal(name: str, kind: str, path: Path, error: ArtifactRunFailed) -> str:
-    """'seqtag fp16-cpu: ONNX Runtime 1.32.0 crashed (SIGSEGV) running model.fp16-cpu.onnx; it has GRU in FP16'."""
-    return f"{name} {kind}: {error}; {describe_lowered(path)}"
 
 
 def run_precision(
@@ -113,8 +58,6 @@ def run_precision(
     `builder` (the quantizers' child processes) can be shared by every model of a build; `kinds` limits
     the artifacts to those (a target's served kinds), None builds every kind the spec asks for; `data`,
     the spec's data sets, loaded only where a cache misses (the build shares them between stages)."""
-    from builders.precision.measure import measure_pairs
-
     spec = loaded.spec
     plan = load_plan(loaded.folder)
     op_types = graph_node_names(exported.onnx_path)
@@ -209,12 +152,3 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
             warn(f"refused {line}")
             unbuilt[kind] = (Artifact(kind, work_dir / ARTIFACT_FILES[kind], 0.0, False, (), ""), line)
     return artifacts, unbuilt
-
-
-def speed_inputs(loaded: LoadedSpec, sample: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    """The golden sample at `batch` rows (capped at the model's max batch) and every other axis at opt."""
-    spec = loaded.spec
-    sizes = {axis: spec.axes[axis].opt for axis in spec.used_axes()}
-    if spec.batched:
-        sizes["batch"] = min(batch, spec.effective_max_batch_size)
-    return inputs_at(loaded, sample, sizes)

@@ -12,7 +12,8 @@ from builders.precision.artifacts import ARTIFACT_FILES, ArtifactBuilder, OpType
 from builders.precision.pairs import ENGINES_OF
 from builders.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
 from builders.precision.qad import QadJob, qad_job
-from builders.precision.stage import graph_node_names, refusal
+from builders.precision.results import refusal
+from builders.precision.stage import graph_node_names
 from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession, Runtime
 from triton_repo.errors import CheckFailed, SpecError
 from triton_repo.log import step

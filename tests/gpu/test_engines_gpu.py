@@ -134,7 +134,8 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
 
     from builders.export import export
     from builders.golden import load_golden, sample_case
-    from builders.precision.stage import run_precision, speed_inputs
+    from builders.precision.results import speed_inputs
+    from builders.precision.stage import run_precision
     from builders.repository.gpu_writer import stage_gpu_models
     from builders.repository.writer import served_tolerances
     from triton_repo.spec import load_spec

@@ -14,7 +14,7 @@ from builders.precision.accuracy import AccuracyResult
 from builders.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
 from builders.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
 from builders.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
-from builders.precision.stage import VariantResult
+from builders.precision.results import VariantResult
 from builders.precision.timing import Timing
 from builders.runtime.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 from tests.helpers import artifact_runtime

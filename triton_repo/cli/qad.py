@@ -138,8 +138,8 @@ def _write(path: Path, rows, kept, stats, shares) -> None:
 
 def _int8_shares(bench, rows) -> dict[str, float | None]:
     from builders.golden import load_golden, sample_case
+    from builders.precision.results import speed_inputs
     from builders.precision.roofline import int8_fraction, matrix_node_flops
-    from builders.precision.stage import speed_inputs
 
     sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
     node_flops = matrix_node_flops(bench.fp32, speed_inputs(bench.loaded, sample, 8))

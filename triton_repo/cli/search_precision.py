@@ -192,7 +192,7 @@ def _speed_cost(
     import os
 
     from builders.golden import load_golden, sample_case
-    from builders.precision.stage import speed_inputs
+    from builders.precision.results import speed_inputs
     from builders.precision.timing import measure_speed
     from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession
     from triton_repo.log import step, warn
