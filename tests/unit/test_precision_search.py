@@ -70,7 +70,7 @@ def test_candidates_are_the_changed_nodes_by_rank_and_any_node_for_fp16():
 def test_search_margin_makes_the_budget_stricter_in_the_metrics_direction(tmp_path, metric, budget, searched):
     from conftest import minimal_spec
 
-    from triton_repo.cli.search_precision import with_margin
+    from builders.precision.plan_search import with_margin
     from triton_repo.spec import parse_spec
 
     data = minimal_spec()
