@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def artifact_runtime():
     """What runs built artifacts in the tests, as in a build: the serving environment's Python when
     `make install` made one, else this Python (its ONNX Runtime)."""
-    from builders.runtime.isolated import Runtime, this_runtime
+    from triton_repo.runtimes.isolated import Runtime, this_runtime
 
     serve_python = ROOT / ".venv-serve" / "bin" / "python3"
     return Runtime(serve_python) if serve_python.exists() else this_runtime()
 
 
-# What pydantic says in its own messages; none of it may reach a user (triton_repo.spec.loader rewrites it).
+# What pydantic says in its own messages; none of it may reach a user (triton_repo.core.spec.loader rewrites it).
 PYDANTIC_PHRASES = (
     "validation",
     "should match pattern",

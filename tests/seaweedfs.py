@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from triton_repo.server import free_ports
+from triton_repo.serve.server import free_ports
 
 ACCESS_KEY = "triton-repo-test"
 SECRET_KEY = "triton-repo-test-secret"

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def pinned_release():
-    from triton_repo.releases import read_pinned_release
+    from triton_repo.core.releases import read_pinned_release
 
     return read_pinned_release(ROOT / ".env")
 
@@ -22,7 +22,7 @@ def pinned_release():
 @pytest.fixture(scope="session")
 def gpu(pinned_release):
     """The GPU this session builds for; skips unless TensorRT here is the pinned release's."""
-    from builders.engines import gpu_available
+    from triton_repo.build.engines import gpu_available
 
     status = gpu_available()
     if not status.available:

@@ -30,12 +30,13 @@ def work(tmp_path_factory) -> Path:
 def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
     """Export, precision artifacts, then one plan per served precision, checked with TrtRunner against the
     artifact's outputs at the sample and at every profile's min/opt/max (build_engine raises otherwise)."""
-    from builders.export import export
-    from builders.precision.pairs import choose_gpu
-    from builders.precision.stage import run_precision
-    from builders.repository.gpu_writer import stage_gpu_models
-    from builders.repository.writer import served_tolerances
-    from triton_repo.spec import load_spec
+    from triton_repo.build.engines import build_plan
+    from triton_repo.build.export import export
+    from triton_repo.build.precision.pairs import choose_gpu
+    from triton_repo.build.precision.stage import run_precision
+    from triton_repo.core.spec import load_spec
+    from triton_repo.repo.gpu_writer import stage_gpu_models
+    from triton_repo.repo.writer import served_tolerances
 
     loaded = load_spec(ROOT / "models" / model / "model.yaml")
     exported = export(loaded, work / model)
@@ -54,9 +55,19 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
             served_tolerances(loaded, precision),
             work / "staging",
             release=pinned_release,
-            gpu=gpu,
-            engines_dir=work / model / "engines" / precision,
-            timing_cache_dir=work / "timing-cache",
+            engine=build_plan(
+                loaded,
+                variant.artifact.path,
+                variant.sample,
+                served_tolerances(loaded, precision),
+                release=pinned_release,
+                gpu=gpu,
+                engines_dir=work / model / "engines" / precision,
+                timing_cache_dir=work / "timing-cache",
+                runtime=artifact_runtime(),
+                run_with=variant.engine,
+            ),
+            graph_dir=work / model / "engines" / precision,
             runtime=artifact_runtime(),
             run_with=variant.engine,
         )
@@ -132,13 +143,14 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
     to qad-speed.json and printed (a report, not an assertion: speed is benchmarked, not tested)."""
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-    from builders.export import export
-    from builders.golden import load_golden, sample_case
-    from builders.precision.results import speed_inputs
-    from builders.precision.stage import run_precision
-    from builders.repository.gpu_writer import stage_gpu_models
-    from builders.repository.writer import served_tolerances
-    from triton_repo.spec import load_spec
+    from triton_repo.build.engines import build_plan
+    from triton_repo.build.export import export
+    from triton_repo.build.precision.results import speed_inputs
+    from triton_repo.build.precision.stage import run_precision
+    from triton_repo.core.golden import load_golden, sample_case
+    from triton_repo.core.spec import load_spec
+    from triton_repo.repo.gpu_writer import stage_gpu_models
+    from triton_repo.repo.writer import served_tolerances
 
     loaded = load_spec(ROOT / "models" / "minilm" / "model.yaml")
     assert loaded.spec.precision.int8.recover == "qad"
@@ -156,9 +168,19 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
             served_tolerances(loaded, precision),
             work / "staging-qad",
             release=pinned_release,
-            gpu=gpu,
-            engines_dir=work / "minilm-qad" / "engines" / precision,
-            timing_cache_dir=work / "timing-cache",
+            engine=build_plan(
+                loaded,
+                variant.artifact.path,
+                variant.sample,
+                served_tolerances(loaded, precision),
+                release=pinned_release,
+                gpu=gpu,
+                engines_dir=work / "minilm-qad" / "engines" / precision,
+                timing_cache_dir=work / "timing-cache",
+                runtime=artifact_runtime(),
+                run_with=variant.engine,
+            ),
+            graph_dir=work / "minilm-qad" / "engines" / precision,
             runtime=artifact_runtime(),
             run_with=variant.engine,
         )

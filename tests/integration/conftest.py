@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_repo.server import free_ports
+from triton_repo.serve.server import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 

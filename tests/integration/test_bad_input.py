@@ -605,7 +605,7 @@ CLIENT_CASES = {
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 @pytest.mark.parametrize("case", list(CLIENT_CASES))
 def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(tiny_served, protocol, case):
-    from clients.triton_client import RequestRefused, TritonClient
+    from triton_repo.clients.triton_client import RequestRefused, TritonClient
 
     make_inputs, expected = CLIENT_CASES[case]
     before = tree_hash(tiny_served.repository)
@@ -635,7 +635,7 @@ def test_bad_request_fails_at_once_with_one_line_naming_model_and_tensor(tiny_se
     ids=["unknown_model", "model_name_with_dotdot"],
 )
 def test_unknown_model_fails_at_once_naming_it(tiny_served, protocol, model, expected):
-    from clients.triton_client import RequestRefused, TritonClient
+    from triton_repo.clients.triton_client import RequestRefused, TritonClient
 
     port = tiny_served.grpc_port if protocol == "grpc" else tiny_served.http_port
     client = TritonClient(protocol, f"127.0.0.1:{port}", timeout_s=10)
@@ -652,7 +652,7 @@ def test_unknown_model_fails_at_once_naming_it(tiny_served, protocol, model, exp
 
 def test_the_served_model_still_answers_after_the_bad_requests(tiny_served):
     """The catalogue's requests left the server healthy: a good request still gets its answer."""
-    from clients.triton_client import TritonClient
+    from triton_repo.clients.triton_client import TritonClient
 
     client = TritonClient("grpc", f"127.0.0.1:{tiny_served.grpc_port}", timeout_s=10)
     try:

@@ -140,7 +140,7 @@ def test_bad_bench_options_exit_2_with_one_line(bench_served, tmp_path, args, me
 
 
 def test_bench_names_the_server_it_cannot_reach(bench_served, tmp_path):
-    from triton_repo.server import free_ports
+    from triton_repo.serve.server import free_ports
 
     (port,) = free_ports(1)
     result = run_cli(

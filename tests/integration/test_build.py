@@ -119,7 +119,7 @@ def test_checkpoint_weights_are_what_the_model_is_exported_with(tmp_path):
     """source.checkpoint: a state_dict loaded (weights_only) into the factory's module before export."""
     import torch
 
-    from builders.golden import load_golden, sample_case
+    from triton_repo.core.golden import load_golden, sample_case
 
     models, repository, work_dir = tmp_path / "models", tmp_path / "repo", tmp_path / "build"
     spec = TINY_SPEC.replace(

@@ -15,9 +15,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from builders.repository.config import parse_config
-from builders.repository.publish import read_manifest
 from tests.integration.conftest import ROOT, run_cli, serve
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import read_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 
-from builders.repository.publish import read_manifest
 from tests.integration.conftest import (
     ROOT,
     TEST_ENV,
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     tree_hash,
     write_tiny_model,
 )
+from triton_repo.repo.publish import read_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,8 @@ PLANTED = textwrap.dedent(
     """
     import sys
 
-    import builders.precision.measure as measure
-    import builders.report as report
+    import triton_repo.build.precision.measure as measure
+    import triton_repo.build.report as report
     import triton_repo.cli.build_output as build_output
 
     def planted(*args, **kwargs):

@@ -198,7 +198,7 @@ def test_removing_the_ensemble_from_the_spec_retires_it_on_the_next_build(tmp_pa
     assert tree_hash(repository / "lin_fp32") == before
 
 
-# --- the client applications in clients/examples/, run as a user runs them -------------------------
+# --- the client applications in triton_repo/clients/examples/, run as a user runs them -------------------------
 
 EXAMPLES = ROOT / "clients" / "examples"
 
@@ -304,7 +304,7 @@ def test_async_example_keeps_many_requests_in_flight_without_failures(zoo_served
 
 
 def test_examples_name_an_unreachable_server_and_exit_2(photos):
-    from triton_repo.server import free_ports
+    from triton_repo.serve.server import free_ports
 
     (port,) = free_ports(1)
     run = example("classify_image_grpc.py", "--url", f"127.0.0.1:{port}", photos[0])

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.triton_client import RetryPolicy, TritonClient, status_code
 from tests.integration.conftest import Served, build_all, run_cli, serve, write_tiny_model
-from triton_repo.model_control import ModelControl
-from triton_repo.server import load_state
+from triton_repo.clients.triton_client import RetryPolicy, TritonClient, status_code
+from triton_repo.serve.model_control import ModelControl
+from triton_repo.serve.server import load_state
 
 # A one-instance model slow enough (about 5 ms per row, 20 ms per batch of 8 on one ONNX Runtime thread)
 # that 32 closed-loop clients overflow a queue of 8. One shared 1024x1024 layer applied 64 times keeps
@@ -79,7 +79,7 @@ STEADY_CLIENTS = 4
 POLL_S = 0.05
 RECOVERY_BOUND_S = 1.0  # the bound after an overload
 STUB_RECOVERY_BOUND_S = 5.0  # the bound after a killed stub
-POLL_WATCHDOG_S = 0.5  # triton_repo.watchdog.POLL_S
+POLL_WATCHDOG_S = 0.5  # triton_repo.serve.watchdog.POLL_S
 # A request to a dead stub fails after the python backend's 1 s health-mutex timeout, and the batcher
 # folds the requests queued meanwhile into that failing execution: each closed-loop client gets at most
 # about one failure per second while the stub is dead. The watchdog ends that within 2 polls (a zombie
@@ -316,7 +316,7 @@ def test_serve_runs_the_stub_watchdog_in_the_server_process_group(fault_served):
 
 def _is_watchdog(pid: int, server_pid: int) -> bool:
     command = _cmdline(pid)
-    return b"triton_repo.watchdog" in command and f"--server-pid={server_pid}".encode() in command
+    return b"triton_repo.serve.watchdog" in command and f"--server-pid={server_pid}".encode() in command
 
 
 def _cmdline(pid: int) -> bytes:

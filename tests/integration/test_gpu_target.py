@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from builders.repository.config import parse_config
-from builders.repository.publish import read_manifest, verify_published
 from tests.integration.conftest import run_cli, write_tiny_model
-from triton_repo.server import free_ports
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import read_manifest, verify_published
+from triton_repo.serve.server import free_ports
 
 pytestmark = pytest.mark.integration
 

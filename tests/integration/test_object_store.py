@@ -16,11 +16,11 @@ import time
 import numpy as np
 import pytest
 
-from builders.golden import load_golden, sample_case
 from tests.integration.conftest import ROOT, TEST_ENV, build, run_cli, start_server, write_tiny_model
 from tests.integration.test_publish import MODEL, OUTPUTS, Load, reseed
 from tests.seaweedfs import start_seaweedfs, weed_binary
-from triton_repo.model_control import ModelControl
+from triton_repo.core.golden import load_golden, sample_case
+from triton_repo.serve.model_control import ModelControl
 
 pytestmark = pytest.mark.integration
 BUCKET = "models"
@@ -73,7 +73,7 @@ def ready_versions(port: int) -> dict[str, str]:
 
 
 def is_ready(port: int) -> bool:
-    from triton_repo.server import is_ready as ready
+    from triton_repo.serve.server import is_ready as ready
 
     return ready(port)
 

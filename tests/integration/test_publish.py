@@ -13,12 +13,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from builders.golden import load_golden, sample_case
-from builders.repository.publish import publish, read_manifest
-from builders.repository.writer import VERSION, StagedModel, file_hashes, staging_root
 from tests.integration.conftest import TINY_MODEL_PY, build, run_cli, serve, tree_hash, write_tiny_model
-from triton_repo.errors import ServerError
-from triton_repo.model_control import ModelControl
+from triton_repo.core.errors import ServerError
+from triton_repo.core.golden import load_golden, sample_case
+from triton_repo.repo.publish import publish, read_manifest
+from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, staging_root
+from triton_repo.serve.model_control import ModelControl
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from builders.precision.qad import float32_compute_nodes, row_digests
 from tests.integration.conftest import run_cli
+from triton_repo.build.precision.qad import float32_compute_nodes, row_digests
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from builders.golden import load_golden, sample_case, save_golden
-from clients.triton_client import TritonClient
 from tests.integration.conftest import ROOT, build, run_cli, serve, start_server, tree_hash
-from triton_repo.server import free_ports
+from triton_repo.clients.triton_client import TritonClient
+from triton_repo.core.golden import load_golden, sample_case, save_golden
+from triton_repo.serve.server import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -193,8 +193,8 @@ def test_client_fails_at_once_on_not_found_and_invalid_argument_with_the_servers
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_client_retries_an_unreachable_server_a_bounded_number_of_times(protocol):
-    from clients.triton_client import RetryPolicy
-    from triton_repo.errors import ServerError
+    from triton_repo.clients.triton_client import RetryPolicy
+    from triton_repo.core.errors import ServerError
 
     (port,) = free_ports(1)
     policy = RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.02)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builders.repository.config import parse_config
-from builders.repository.publish import read_manifest
-from clients.tune.candidate import load_candidate, unload_candidate
-from clients.tune.space import Batching, Candidate
 from tests.integration.conftest import build, run_cli, serve, write_tiny_model
-from triton_repo.model_control import ModelControl
+from triton_repo.clients.tune.candidate import load_candidate, unload_candidate
+from triton_repo.clients.tune.space import Batching, Candidate
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import read_manifest
+from triton_repo.serve.model_control import ModelControl
 
 pytestmark = pytest.mark.integration
 

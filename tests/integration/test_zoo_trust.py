@@ -66,7 +66,7 @@ def zoo_repository(tmp_path_factory):
 def test_every_published_minilm_variant_holds_its_budget_on_heldout_sentences(zoo_repository):
     import tritonclient.grpc as grpcclient
 
-    from triton_repo.spec import load_spec
+    from triton_repo.core.spec import load_spec
 
     budget = load_spec(MINILM).spec.accuracy.effective_budget
     models = sorted(
@@ -110,10 +110,10 @@ def test_an_avx2_only_cpu_builds_every_precision_of_the_zoo(zoo_model, monkeypat
     """Every candidate pair of every precision gated again with oneDNN capped at AVX2: the build on such a
     CPU chooses among the pairs that pass there (it may be another pair than here), and must publish
     every precision."""
-    from builders.precision.accuracy import eval_batch_size, measure
-    from builders.runtime.isolated import ENGINES, ORT, IsolatedSession, Runtime
-    from triton_repo.references import load_arrays, load_labels
-    from triton_repo.spec import load_spec
+    from triton_repo.build.precision.accuracy import eval_batch_size, measure
+    from triton_repo.core.references import load_arrays, load_labels
+    from triton_repo.core.spec import load_spec
+    from triton_repo.runtimes.isolated import ENGINES, ORT, IsolatedSession, Runtime
 
     _published()
     report = json.loads((REPOSITORY / "BUILD_REPORT.json").read_text())["models"][zoo_model]

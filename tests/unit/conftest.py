@@ -40,8 +40,8 @@ TOKENIZE_ENSEMBLE = {
 
 def spec_error(path: Path) -> str:
     """The one-line SpecError that loading `path` raises; it must start with the path."""
-    from triton_repo.errors import SpecError
-    from triton_repo.spec import load_spec
+    from triton_repo.core.errors import SpecError
+    from triton_repo.core.spec import load_spec
 
     with pytest.raises(SpecError) as info:
         load_spec(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.bench.cpu import tree_cpu_seconds
+from triton_repo.clients.bench.cpu import tree_cpu_seconds
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
 

@@ -7,7 +7,7 @@ import grpc.aio
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from clients.bench.load import status_of
+from triton_repo.clients.bench.load import status_of
 
 
 def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:

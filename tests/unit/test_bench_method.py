@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from clients.bench.method import Completion, Latency, Window, pool, spread, stability, window_of
+from triton_repo.clients.bench.method import Completion, Latency, Window, pool, spread, stability, window_of
 
 
 def window(rate: float, p99: float, seconds: float = 1.0, errors: dict[str, int] | None = None) -> Window:

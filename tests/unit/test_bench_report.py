@@ -10,11 +10,11 @@ import math
 import pytest
 from rich.console import Console
 
-from clients.bench import report
-from clients.bench.floor import Floor
-from clients.bench.method import Latency
-from clients.bench.run import Level, Point
-from clients.bench.server_stats import ServerDelta
+from triton_repo.clients.bench import report
+from triton_repo.clients.bench.floor import Floor
+from triton_repo.clients.bench.method import Latency
+from triton_repo.clients.bench.run import Level, Point
+from triton_repo.clients.bench.server_stats import ServerDelta
 
 PHASE_MS = {"queue": 0.5, "compute_input": 0.1, "compute_infer": 1.0, "compute_output": 0.1}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

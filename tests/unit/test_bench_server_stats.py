@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from clients.bench.server_stats import PHASES, ServerDelta, ServerSample, combine
+from triton_repo.clients.bench.server_stats import PHASES, ServerDelta, ServerSample, combine
 
 
 def model_stats(name: str = "m", version: str = "1", scale: int = 1) -> dict:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.bench.run import Level
-from clients.bench.session import BenchOptions, levels_of
-from triton_repo.errors import TritonRepoError
+from triton_repo.clients.bench.run import Level
+from triton_repo.clients.bench.session import BenchOptions, levels_of
+from triton_repo.core.errors import TritonRepoError
 
 
 def options(**overrides) -> BenchOptions:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import minimal_spec
 
-from builders.golden import GoldenCase, save_golden
-from clients.bench.workload import axis_sizes, parse_shape, request_inputs, select_variants
-from triton_repo.errors import TritonRepoError
-from triton_repo.spec import LoadedSpec, parse_spec
+from triton_repo.clients.bench.workload import axis_sizes, parse_shape, request_inputs, select_variants
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.golden import GoldenCase, save_golden
+from triton_repo.core.spec import LoadedSpec, parse_spec
 
 # minimal_spec: batch 1..4..8 (no max_batch_size, so 8), seq 2..16..32, int64 input_ids and attention_mask.
 IDS = (np.arange(2 * 16, dtype=np.int64).reshape(2, 16) + 100) % 120  # values 100..119 and 0..11

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from triton_repo.releases import read_pinned_release
+from triton_repo.core.releases import read_pinned_release
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +82,6 @@ def test_triton_ports_and_healthcheck(compose):
 
 
 def test_trt_cache_is_the_only_writable_path_the_configs_name(compose):
-    from builders.repository.gpu_config import TRT_CACHE_ROOT
+    from triton_repo.repo.gpu_config import TRT_CACHE_ROOT
 
     assert any(entry.startswith(f"{TRT_CACHE_ROOT}:") for entry in compose["services"]["triton"]["tmpfs"])

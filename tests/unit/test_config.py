@@ -7,14 +7,14 @@ import pytest
 from conftest import minimal_spec, write_spec
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builders.repository.config import (
+from triton_repo.core.spec import load_spec
+from triton_repo.repo.config import (
     cpu_model_config,
     parse_config,
     to_text,
     warmup_batch_sizes,
     warmup_rows,
 )
-from triton_repo.spec import load_spec
 
 
 def batched_spec(tmp_path, **changes):
@@ -268,7 +268,7 @@ def test_shape_ranges_name_each_dynamic_dim_of_each_input_with_the_batch_capped(
 
 
 def test_the_runtime_that_serves_a_variant_is_in_its_config_and_parses_back(tmp_path):
-    from builders.runtime.isolated import OV_BF16
+    from triton_repo.runtimes.isolated import OV_BF16
 
     loaded = batched_spec(tmp_path)
     config = cpu_model_config(loaded, "toy_bf16", batched_warmup(loaded), OV_BF16.parameters)

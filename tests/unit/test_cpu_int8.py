@@ -1,4 +1,4 @@
-"""builders.precision.cpu_int8 on a tiny Conv/MatMul/Gemm model built with onnx.helper (no server)."""
+"""triton_repo.build.precision.cpu_int8 on a tiny Conv/MatMul/Gemm model built with onnx.helper (no server)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from builders.precision.cpu_int8 import CpuInt8Settings, map_node_names, quantize_for_cpu  # noqa: E402
-from triton_repo.errors import TritonRepoError  # noqa: E402
+from triton_repo.build.precision.cpu_int8 import CpuInt8Settings, map_node_names, quantize_for_cpu  # noqa: E402
+from triton_repo.core.errors import TritonRepoError  # noqa: E402
 
 INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
 
@@ -153,7 +153,7 @@ def test_names_of_fused_nodes_map_to_the_fusion() -> None:
 
 
 def test_smoothing_is_exact_in_fp32_and_quantizes(fp32: Path, out_dir: Path) -> None:
-    from builders.precision.cpu_int8 import smooth
+    from triton_repo.build.precision.cpu_int8 import smooth
 
     calibration = {"image": _images(16, seed=1)}
     smoothed = smooth(fp32, out_dir.parent / "smoothed.onnx", 0.7, calibration, 8)

@@ -1,4 +1,4 @@
-"""builders.precision.debug: layer-wise FP32 vs INT8 errors find the one layer planted with a bad scale."""
+"""triton_repo.build.precision.debug: layer-wise FP32 vs INT8 errors find the one layer planted with a bad scale."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders.precision.debug import LayerwiseReport, layerwise_errors, write_chart
-from triton_repo.errors import TritonRepoError
+from triton_repo.build.precision.debug import LayerwiseReport, layerwise_errors, write_chart
+from triton_repo.core.errors import TritonRepoError
 
 LAYERS = 4
 PLANTED = 2  # the layer whose weight gets a terrible quantization scale

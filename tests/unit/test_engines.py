@@ -8,20 +8,18 @@ import stat
 import pytest
 from conftest import minimal_spec, spec_error, write_spec
 
-from builders import engines
-from builders.engines import (
+from triton_repo.build import engines
+from triton_repo.build.engines import (
     EngineRequest,
     GpuStatus,
-    derive_profiles,
-    max_batch,
     plan_filename,
     polygraphy_command,
-    preferred_batch_sizes,
     request_key,
     timing_cache_path,
     write_reproduce,
 )
-from triton_repo.spec import load_spec
+from triton_repo.core.spec import load_spec
+from triton_repo.repo.profiles import derive_profiles, max_batch, preferred_batch_sizes
 
 TWO_PROFILES = [
     {"batch": {"min": 1, "opt": 1, "max": 2}},

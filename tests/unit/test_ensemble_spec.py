@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import TOKENIZE_ENSEMBLE, minimal_spec, spec_error
 
-from triton_repo.spec import ImageStep, PixelsStep, TokenizeStep, load_spec
+from triton_repo.core.spec import ImageStep, PixelsStep, TokenizeStep, load_spec
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

@@ -15,9 +15,12 @@ from onnx import TensorProto, helper
 from tokenizers import Tokenizer, models, pre_tokenizers
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builders.golden import load_raw_golden, save_raw_golden
-from builders.repository.config import cpu_model_config, parse_config, to_text
-from builders.repository.ensemble import (
+from tests.helpers import artifact_runtime
+from triton_repo.core.errors import SpecError
+from triton_repo.core.golden import load_raw_golden, save_raw_golden
+from triton_repo.core.spec import Tolerance, load_spec
+from triton_repo.repo.config import cpu_model_config, parse_config, to_text
+from triton_repo.repo.ensemble import (
     Tensor,
     check_wiring,
     choose_variant,
@@ -27,10 +30,7 @@ from builders.repository.ensemble import (
     stage_ensemble,
     step_tensors,
 )
-from builders.repository.templates import preprocessing
-from tests.helpers import artifact_runtime
-from triton_repo.errors import SpecError
-from triton_repo.spec import Tolerance, load_spec
+from triton_repo.repo.templates import preprocessing
 
 IMAGE_STEP = {
     "kind": "image",

@@ -12,20 +12,20 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builders.engines import GpuStatus, derive_profiles
-from builders.golden import GoldenCase
-from builders.repository.config import parse_config, to_text
-from builders.repository.gpu_config import (
+from tests.helpers import artifact_runtime
+from triton_repo.core.errors import PreflightError
+from triton_repo.core.golden import GoldenCase
+from triton_repo.core.releases import RELEASES
+from triton_repo.core.spec import Tolerance, load_spec
+from triton_repo.repo.config import parse_config, to_text
+from triton_repo.repo.gpu_config import (
     onnx_gpu_model_config,
     preflight,
     trt_model_config,
     warmup_points,
 )
-from builders.repository.gpu_writer import GPU_HOST_COMMANDS, stage_gpu_models
-from tests.helpers import artifact_runtime
-from triton_repo.errors import PreflightError
-from triton_repo.releases import RELEASES
-from triton_repo.spec import Tolerance, load_spec
+from triton_repo.repo.gpu_writer import GPU_HOST_COMMANDS, stage_gpu_models
+from triton_repo.repo.profiles import derive_profiles
 
 RELEASE = RELEASES["25.06"]
 TWO_PROFILES = [{"batch": {"min": 1, "opt": 1, "max": 2}}, {"batch": {"min": 3, "opt": 6, "max": 8}}]
@@ -263,9 +263,8 @@ def test_stage_without_gpu_writes_configs_and_no_plan(tmp_path):
         {"y": Tolerance()},
         tmp_path / "staging",
         release=RELEASE,
-        gpu=GpuStatus(False, "no NVIDIA GPU"),
-        engines_dir=tmp_path / "engines",
-        timing_cache_dir=tmp_path / "cache",
+        engine=None,
+        graph_dir=tmp_path / "engines",
         runtime=artifact_runtime(),
     )
     trt, ort = staged
@@ -342,9 +341,8 @@ def test_scalars_reach_tritons_own_backends_through_an_adapted_graph(tmp_path, b
         {"y": Tolerance(), "total": Tolerance()},
         tmp_path / "staging",
         release=RELEASE,
-        gpu=GpuStatus(False, "no NVIDIA GPU"),
-        engines_dir=tmp_path / "engines",
-        timing_cache_dir=tmp_path / "cache",
+        engine=None,
+        graph_dir=tmp_path / "engines",
         runtime=artifact_runtime(),
     )  # the _onnx model's staged graph reproduced the golden sample through the adapter
     for model in staged:

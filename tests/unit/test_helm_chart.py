@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from triton_repo.releases import read_pinned_release
+from triton_repo.core.releases import read_pinned_release
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "triton-repo"

@@ -1,5 +1,5 @@
-"""The layers point one way (docs/index.md): the CLI on top, then the pipeline, then builders and clients,
-then the core (triton_repo: spec, errors, log, server control, locks). Read from the imports themselves."""
+"""One package whose floors read top-down (docs/index.md), read from the imports themselves: a module
+imports only from its own part of the house or from a floor below it, and nothing forms a circle."""
 
 from __future__ import annotations
 
@@ -9,22 +9,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("triton_repo", "builders", "clients")
+PACKAGE = "triton_repo"
+
+# Top floor first. Parts on the same floor do not import each other.
+FLOORS = [
+    ("triton_repo.cli", "triton_repo.__main__"),  # parse arguments, call one library function, print
+    ("triton_repo.build", "triton_repo.clients"),  # the pipeline and its stages; infer, bench, tune, examples
+    (
+        "triton_repo.repo",
+    ),  # config through Triton's schema, writer, templates, manifest, publish, object store
+    ("triton_repo.serve", "triton_repo.runtimes"),  # server control; ONNX Runtime and OpenVINO in workers
+    ("triton_repo.core", "triton_repo"),  # spec, errors, log, locks, golden, compare, fingerprint, releases
+]
 
 
 def modules() -> dict[str, set[str]]:
     """Module name -> every module it imports (at any depth: the CLI imports inside functions)."""
     found = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-            imported = set()
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    imported |= {alias.name for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    imported.add(node.module)
-            found[name] = imported
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+        found[name] = imported
     return found
 
 
@@ -35,13 +45,53 @@ def _in(module: str, *prefixes: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+def part_of(module: str) -> tuple[int, str] | None:
+    """(floor, part) of a module of the package: the longest part that holds it; None outside it."""
+    parts = [(floor, part) for floor, names in enumerate(FLOORS) for part in names if _in(module, part)]
+    return max(parts, key=lambda found: len(found[1]), default=None)
+
+
 def test_the_layering_test_sees_the_whole_code_base():
-    assert {"triton_repo.cli.build", "builders.pipeline", "clients.infer", "triton_repo.spec.model"} <= set(
-        MODULES
-    )
+    assert {
+        "triton_repo.cli.build",
+        "triton_repo.build.pipeline",
+        "triton_repo.clients.infer",
+        "triton_repo.core.spec.model",
+    } <= set(MODULES)
     assert any(
-        _in(i, "builders") for i in MODULES["triton_repo.cli.build"]
+        _in(i, "triton_repo.build") for i in MODULES["triton_repo.cli.build"]
     )  # imports in function bodies count
+
+
+def test_every_module_lives_on_a_floor_and_only_models_sit_beside_the_package():
+    """A new part of the house is placed on a floor here before it is used; no second top-level package."""
+    loose = sorted(
+        m
+        for m in MODULES
+        if m.count(".") == 1
+        and not (ROOT / m.replace(".", "/")).is_dir()
+        and m not in ("triton_repo.__main__",)
+    )
+    assert loose == [], f"modules directly under triton_repo/ belong in one of its floors: {loose}"
+    others = sorted(
+        p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in (PACKAGE, "tests")
+    )
+    assert others == [], f"top-level packages besides {PACKAGE}: {others}"
+
+
+def test_no_import_runs_up_a_floor_or_sideways():
+    assert part_of("triton_repo.repo.writer") == (2, "triton_repo.repo")  # the finder places modules
+    assert part_of("triton_repo.core.spec") == (4, "triton_repo.core")
+    broken = []
+    for module, imported in MODULES.items():
+        floor, part = part_of(module)
+        for target in imported:
+            found = part_of(target)
+            if found is None or _in(target, part) or found[0] == floor == 0:  # __main__ runs the CLI
+                continue
+            if found[0] <= floor:
+                broken.append(f"{module} imports {target}")
+    assert broken == [], f"imports that run up a floor or across one: {broken}"
 
 
 @pytest.mark.parametrize(
@@ -53,15 +103,9 @@ def test_the_layering_test_sees_the_whole_code_base():
             ("triton_repo.cli",),
         ),
         (
-            "the core imports neither builders nor clients",
-            lambda m: _in(m, "triton_repo") and not _in(m, "triton_repo.cli", "triton_repo.__main__"),
-            ("builders", "clients"),
-        ),
-        ("builders never import clients", lambda m: _in(m, "builders"), ("clients",)),
-        (
             "only the CLI uses the pipeline",
-            lambda m: not _in(m, "triton_repo.cli", "builders.pipeline"),
-            ("builders.pipeline",),
+            lambda m: not _in(m, "triton_repo.cli", "triton_repo.build.pipeline"),
+            ("triton_repo.build.pipeline",),
         ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",

@@ -1,4 +1,4 @@
-"""What builders/model_files accepts from a model folder: ONNX external data beside the file, weights-only checkpoints.
+"""What triton_repo/build/model_files accepts from a model folder: ONNX external data beside the file, weights-only checkpoints.
 
 The refusals are in tests/integration/test_bad_input.py (the real CLI); these show the same checks let
 good input through.
@@ -13,9 +13,9 @@ import torch
 from conftest import minimal_spec, write_spec
 from onnx import TensorProto, helper, numpy_helper
 
-from builders.model_files import checked_source_onnx, load_checkpoint
-from triton_repo.errors import SpecError
-from triton_repo.spec import load_spec
+from triton_repo.build.model_files import checked_source_onnx, load_checkpoint
+from triton_repo.core.errors import SpecError
+from triton_repo.core.spec import load_spec
 
 
 def _onnx_with_weights(path, location: str) -> None:

@@ -9,9 +9,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builders.repository.store_layout import keep_versions, pointer_config, store_files, store_key, version_of
-from triton_repo.errors import TritonRepoError
-from triton_repo.storage import ObjectStoreUrl, parse_repository
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.storage import ObjectStoreUrl, parse_repository
+from triton_repo.repo.store_layout import keep_versions, pointer_config, store_files, store_key, version_of
 
 
 def test_a_local_folder_stays_a_path_and_s3_urls_are_parsed():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import minimal_spec
 
-from builders.precision.accuracy import measure
-from triton_repo.spec import parse_spec
+from triton_repo.build.precision.accuracy import measure
+from triton_repo.core.spec import parse_spec
 
 
 def _spec(tmp_path, metric, budget=None):
@@ -129,7 +129,7 @@ def test_labels_with_unknown_rows_give_top1_on_the_labelled_rows_only(tmp_path):
 
 
 def test_the_bounds_are_wilsons_at_95_percent():
-    from builders.precision.accuracy import drop_upper, wilson_lower
+    from triton_repo.build.precision.accuracy import drop_upper, wilson_lower
 
     assert wilson_lower(97, 100) == pytest.approx(0.9273, abs=1e-4)  # z = 1.645
     assert wilson_lower(0, 10) == 0.0 and wilson_lower(10, 10) == pytest.approx(

@@ -9,17 +9,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders.data import DataSet
-from builders.precision.accuracy import AccuracyResult
-from builders.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
-from builders.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
-from builders.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
-from builders.precision.results import VariantResult
-from builders.precision.timing import Timing
-from builders.runtime.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 from tests.helpers import artifact_runtime
-from triton_repo.errors import TritonRepoError
-from triton_repo.spec import Int8Settings
+from triton_repo.build.data import DataSet
+from triton_repo.build.precision.accuracy import AccuracyResult
+from triton_repo.build.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
+from triton_repo.build.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
+from triton_repo.build.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
+from triton_repo.build.precision.results import VariantResult
+from triton_repo.build.precision.timing import Timing
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.spec import Int8Settings
+from triton_repo.runtimes.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 
 
 def variant(

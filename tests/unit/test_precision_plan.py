@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders.precision.plan import (
+from triton_repo.build.precision.plan import (
     PLAN_FILE,
     ArtifactPlan,
     KeptNode,
@@ -14,7 +14,7 @@ from builders.precision.plan import (
     load_plan,
     save_plan,
 )
-from triton_repo.errors import SpecError
+from triton_repo.core.errors import SpecError
 
 
 def _plan() -> PrecisionPlan:
@@ -72,7 +72,7 @@ def test_a_node_missing_from_the_graph_is_refused(tmp_path):
 def test_kept_node_names_are_matched_exactly_by_modelopt():
     import re
 
-    from builders.precision.artifacts import exact_names
+    from triton_repo.build.precision.artifacts import exact_names
 
     patterns = exact_names(("/layer.1/MatMul", "a[0]+b"))
     nodes = ["/layer.1/MatMul", "/layer.1/MatMul_1", "/layerX1/MatMul", "a[0]+b"]
@@ -81,7 +81,7 @@ def test_kept_node_names_are_matched_exactly_by_modelopt():
 
 
 def test_fp16_keeps_recurrent_ops_and_fp16_cpu_also_what_the_runtime_has_no_kernel_for():
-    from builders.precision.artifacts import fp16_op_rule
+    from triton_repo.build.precision.artifacts import fp16_op_rule
 
     graph = {"GRU", "MatMul", "Transpose", "Cast", "Gather"}
     kernels = frozenset({"Transpose", "Gather", "Cast"})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builders.precision.accuracy import AccuracyResult
-from builders.precision.debug import LayerwiseReport, NodeError
-from builders.precision.search import candidates, search
+from triton_repo.build.precision.accuracy import AccuracyResult
+from triton_repo.build.precision.debug import LayerwiseReport, NodeError
+from triton_repo.build.precision.search import candidates, search
 
 
 def _result(value: float) -> AccuracyResult:
@@ -70,8 +70,8 @@ def test_candidates_are_the_changed_nodes_by_rank_and_any_node_for_fp16():
 def test_search_margin_makes_the_budget_stricter_in_the_metrics_direction(tmp_path, metric, budget, searched):
     from conftest import minimal_spec
 
-    from builders.precision.plan_search import with_margin
-    from triton_repo.spec import parse_spec
+    from triton_repo.build.precision.plan_search import with_margin
+    from triton_repo.core.spec import parse_spec
 
     data = minimal_spec()
     data["data"] |= {"eval": "eval.npz", "eval_labels": "labels.npz"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import minimal_spec
 
-from triton_repo.errors import SpecError
-from triton_repo.spec import parse_spec
+from triton_repo.core.errors import SpecError
+from triton_repo.core.spec import parse_spec
 
 
 def _parse(tmp_path, data):
@@ -88,7 +88,7 @@ def test_accuracy_output_must_be_an_output(tmp_path):
 def test_a_model_can_be_named_by_folder_name_or_path(tmp_path):
     from conftest import write_spec
 
-    from triton_repo.spec import find_model
+    from triton_repo.core.spec import find_model
 
     path = write_spec(tmp_path / "models", minimal_spec())
     assert find_model("toy", tmp_path / "models").path == path

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from builders.repository.templates.preprocessing import image, pixels, run, tokenize
+from triton_repo.repo.templates.preprocessing import image, pixels, run, tokenize
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]

@@ -7,22 +7,22 @@ import json
 import numpy as np
 import pytest
 
-from builders.golden import GoldenCase, load_golden, save_golden
-from builders.repository import publish as publish_module
-from builders.repository.config import parse_config
-from builders.repository.publish import (
+from tests.integration.conftest import tree_hash
+from tests.unit.conftest import write_spec
+from tests.unit.test_writer import SPEC, X, stage, stage_from_golden, tiny_onnx
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.golden import GoldenCase, load_golden, save_golden
+from triton_repo.core.locks import repository_lock
+from triton_repo.core.spec import load_spec
+from triton_repo.repo import publish as publish_module
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import (
     publish,
     read_manifest,
     rollback,
     verify_published,
 )
-from builders.repository.writer import staging_root
-from tests.integration.conftest import tree_hash
-from tests.unit.conftest import write_spec
-from tests.unit.test_writer import SPEC, X, stage, stage_from_golden, tiny_onnx
-from triton_repo.errors import TritonRepoError
-from triton_repo.locks import repository_lock
-from triton_repo.spec import load_spec
+from triton_repo.repo.writer import staging_root
 
 
 def make_model(tmp_path, **triton):
@@ -204,7 +204,7 @@ def test_golden_rows_are_unchanged_by_renumbering(model, repository):
 
 
 def test_a_config_change_keeps_the_replaced_directory_and_rollback_restores_it(tmp_path, repository):
-    from builders.repository.publish import history_root
+    from triton_repo.repo.publish import history_root
 
     first = make_model(tmp_path)
     publish([stage(first, repository)], repository, {})
@@ -240,7 +240,7 @@ def test_a_config_change_keeps_the_replaced_directory_and_rollback_restores_it(t
 
 
 def test_a_tampered_history_is_refused_before_anything_moves(tmp_path, repository):
-    from builders.repository.publish import history_root
+    from triton_repo.repo.publish import history_root
 
     publish([stage(make_model(tmp_path), repository)], repository, {})
     publish([stage(make_model(tmp_path / "v2", instance_count=2), repository)], repository, {})

@@ -10,11 +10,11 @@ import pytest
 from conftest import minimal_spec
 from onnx import TensorProto, helper, numpy_helper
 
-from builders.precision.qad import module_for_node, row_digests, training_batches
-from builders.precision.roofline import int8_fraction
-from builders.runtime.fp16_quantize import exact_fp16_quantize, runtime_truncates
-from triton_repo.errors import SpecError
-from triton_repo.spec import parse_spec
+from triton_repo.build.precision.qad import module_for_node, row_digests, training_batches
+from triton_repo.build.precision.roofline import int8_fraction
+from triton_repo.core.errors import SpecError
+from triton_repo.core.spec import parse_spec
+from triton_repo.runtimes.fp16_quantize import exact_fp16_quantize, runtime_truncates
 
 
 def _parse(tmp_path, data):

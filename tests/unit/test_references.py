@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import minimal_spec, write_spec
 
-from triton_repo.errors import SpecError
-from triton_repo.references import check_inputs, inputs_at, load_arrays, load_callable, resize_axis
-from triton_repo.spec import load_spec
+from triton_repo.core.errors import SpecError
+from triton_repo.core.references import check_inputs, inputs_at, load_arrays, load_callable, resize_axis
+from triton_repo.core.spec import load_spec
 
 
 def make_loaded(tmp_path, name="toy", **data):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triton_repo.errors import TritonRepoError
-from triton_repo.releases import RELEASES, plan_runs_on, read_pinned_release, release
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.releases import RELEASES, plan_runs_on, read_pinned_release, release
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_env_with_comments_and_quotes(tmp_path):
         ("", "expected exactly one TRITON_RELEASE=YY.MM line, found no"),
         ("TRITON_RELEASE=25.01\nTRITON_RELEASE=25.06\n", "found 2 (lines 1, 2)"),
         ("TRITON_RELEASE=latest\n", ".env:1: TRITON_RELEASE='latest' is not an NGC release tag"),
-        ("TRITON_RELEASE=19.01\n", "NGC release '19.01' is not in triton_repo/releases.py"),
+        ("TRITON_RELEASE=19.01\n", "NGC release '19.01' is not in triton_repo/core/releases.py"),
     ],
 )
 def test_env_refusals(tmp_path, text, fragment):

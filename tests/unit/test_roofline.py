@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from builders.precision.roofline import constant_shapes, matrix_flops, matrix_node_flops
-from triton_repo import log
+from triton_repo.build.precision.roofline import constant_shapes, matrix_flops, matrix_node_flops
+from triton_repo.core import log
 
 PADDLE = Path(__file__).resolve().parents[1] / "corpus" / "paddle_detector" / "model.onnx"
 

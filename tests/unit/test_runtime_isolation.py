@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from builders.precision.lowered import describe_lowered, lowered_op_types
-from builders.runtime.isolated import ArtifactRunFailed, IsolatedSession, Runtime, call_in_child
 from tests.helpers import artifact_runtime
-from triton_repo.errors import TritonRepoError
+from triton_repo.build.precision.lowered import describe_lowered, lowered_op_types
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Runtime, call_in_child
 
 
 def double_onnx(path: Path, dtype: int = TensorProto.FLOAT) -> Path:
@@ -97,7 +97,7 @@ def test_lowered_op_types_name_what_an_fp16_artifact_computes_in_fp16(tmp_path):
 
 @pytest.mark.parametrize("engine", ["ov-f32", "ov-bf16"])
 def test_openvino_runs_an_artifact_at_its_inference_precision(tmp_path, engine):
-    from builders.runtime.isolated import ENGINES
+    from triton_repo.runtimes.isolated import ENGINES
 
     runtime = artifact_runtime()
     if not runtime.has(ENGINES[engine]):

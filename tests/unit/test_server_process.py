@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from triton_repo import server
+from triton_repo.serve import server
 
 
 def _wait_for_zombie(pid: int, timeout: float = 10.0) -> None:

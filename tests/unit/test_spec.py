@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import minimal_spec, spec_error, write_spec
 
-from triton_repo.errors import SpecError
-from triton_repo.spec import DEFAULT_BUDGETS, Accuracy, load_spec, parse_spec
+from triton_repo.core.errors import SpecError
+from triton_repo.core.spec import DEFAULT_BUDGETS, Accuracy, load_spec, parse_spec
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

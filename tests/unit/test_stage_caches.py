@@ -11,17 +11,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from builders.data import DataSet, ModelData
-from builders.fingerprint import arrays_digest
-from builders.golden import GoldenCase, save_golden
-from builders.runtime import run_cache
-from builders.runtime.isolated import ORT, IsolatedSession
-from builders.verify import verify
-from clients.infer import InferCheck, last_check, save_checks
 from tests.unit.conftest import write_spec
 from tests.unit.test_runtime_isolation import artifact_runtime
-from triton_repo.errors import CheckFailed
-from triton_repo.spec import Tolerance, load_spec
+from triton_repo.build.data import DataSet, ModelData
+from triton_repo.build.verify import verify
+from triton_repo.clients.infer import InferCheck, last_check, save_checks
+from triton_repo.core.errors import CheckFailed
+from triton_repo.core.fingerprint import arrays_digest
+from triton_repo.core.golden import GoldenCase, save_golden
+from triton_repo.core.spec import Tolerance, load_spec
+from triton_repo.runtimes import run_cache
+from triton_repo.runtimes.isolated import ORT, IsolatedSession
 
 DATA_PY = """
 import json

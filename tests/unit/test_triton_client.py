@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from clients.triton_client import RetryPolicy, TritonClient, is_unavailable
+from triton_repo.clients.triton_client import RetryPolicy, TritonClient, is_unavailable
 
 FAST = RetryPolicy(attempts=3, first_delay_s=0.001, max_delay_s=0.002)
 
@@ -77,7 +77,7 @@ def test_backoff_doubles_with_jitter_and_is_capped():
 
 
 def test_a_refused_request_keeps_the_servers_status_for_callers_that_count_errors():
-    from clients.triton_client import RequestRefused, status_code
+    from triton_repo.clients.triton_client import RequestRefused, status_code
 
     error = RequestRefused("tiny_fp32 (grpc): INVALID_ARGUMENT: ...", "INVALID_ARGUMENT")
     assert status_code(error) == "INVALID_ARGUMENT" and not is_unavailable(error)
@@ -93,7 +93,7 @@ def test_a_refused_request_keeps_the_servers_status_for_callers_that_count_error
     ],
 )
 def test_what_the_wire_cannot_express_is_refused_before_sending(model, inputs, expected):
-    from clients.triton_client import RequestRefused
+    from triton_repo.clients.triton_client import RequestRefused
 
     client = TritonClient("grpc", "127.0.0.1:1", retry=FAST)
     with pytest.raises(RequestRefused, match=re.escape(expected)):

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from conftest import minimal_spec, write_spec
 
-from clients.bench.method import Latency
-from clients.bench.run import Level, Point
-from clients.tune.search import concurrency_ladder, past_the_knee, within_slo
-from clients.tune.space import Batching, Candidate, Committed, search_space, threading_options
-from triton_repo.errors import SpecError
-from triton_repo.spec import load_spec
-from triton_repo.spec.tuning import TUNING_FILE, write_tuning
+from triton_repo.clients.bench.method import Latency
+from triton_repo.clients.bench.run import Level, Point
+from triton_repo.clients.tune.search import concurrency_ladder, past_the_knee, within_slo
+from triton_repo.clients.tune.space import Batching, Candidate, Committed, search_space, threading_options
+from triton_repo.core.errors import SpecError
+from triton_repo.core.spec import load_spec
+from triton_repo.core.spec.tuning import TUNING_FILE, write_tuning
 
 COMMITTED = Committed(1, 2, Batching(500, (8,)))
 
@@ -91,12 +91,12 @@ def test_the_ladder_stops_after_two_levels_in_a_row_that_add_under_5_percent():
 
 
 def test_a_candidate_config_runs_the_published_files_under_its_own_name(tmp_path):
-    from builders.repository.config import to_text
-    from clients.tune.candidate import candidate_config
     from tests.unit.test_config import batched_spec, batched_warmup
+    from triton_repo.clients.tune.candidate import candidate_config
+    from triton_repo.repo.config import to_text
 
     loaded = batched_spec(tmp_path)
-    from builders.repository.config import cpu_model_config
+    from triton_repo.repo.config import cpu_model_config
 
     published = tmp_path / "repo" / "toy_fp32"
     (published / "3").mkdir(parents=True)

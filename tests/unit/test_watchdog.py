@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from triton_repo import watchdog
-from triton_repo.errors import ServerError
-from triton_repo.locks import repository_lock
+from triton_repo.core.errors import ServerError
+from triton_repo.core.locks import repository_lock
+from triton_repo.serve import watchdog
 
 OBSERVED_COMMAND = [  # /proc/<stub>/cmdline of a tiny_fp32 stub of the real tritonserver 2.51
     "/venv/lib/python3.11/site-packages/pytriton/tritonserver/backends/python/triton_python_backend_stub",

@@ -11,20 +11,21 @@ import pytest
 from conftest import write_spec
 from onnx import TensorProto, helper
 
-from builders import verify as verify_module
-from builders.fingerprint import folder_fingerprint, sha256_file
-from builders.golden import GoldenCase, case_label, load_golden, sample_case, save_golden
-from builders.repository.config import parse_config
-from builders.repository.publish import publish, read_manifest, verify_published
-from builders.repository.writer import (
+from tests.helpers import artifact_runtime
+from triton_repo.build import verify as verify_module
+from triton_repo.core.compare import compare
+from triton_repo.core.errors import CheckFailed, TritonRepoError
+from triton_repo.core.fingerprint import folder_fingerprint, sha256_file
+from triton_repo.core.golden import GoldenCase, case_label, load_golden, sample_case, save_golden
+from triton_repo.core.spec import Tolerance, load_spec
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import publish, read_manifest, verify_published
+from triton_repo.repo.writer import (
     served_tolerances,
     stage_cpu_model,
     staging_root,
     validate_staged,
 )
-from tests.helpers import artifact_runtime
-from triton_repo.errors import CheckFailed, TritonRepoError
-from triton_repo.spec import Tolerance, load_spec
 
 SPEC = {
     "name": "tiny",
@@ -214,18 +215,18 @@ TOLERANCE = Tolerance(atol=1e-3, rtol=1e-2)
 
 def test_compare_passes_within_tolerance():
     expected = np.array([1.0, 100.0], dtype=np.float32)
-    diff = verify_module.compare(expected + np.array([5e-4, 0.5], dtype=np.float32), expected, TOLERANCE)
+    diff = compare(expected + np.array([5e-4, 0.5], dtype=np.float32), expected, TOLERANCE)
     assert diff.passed and diff.max_abs == pytest.approx(0.5)
 
 
 def test_compare_fails_beyond_tolerance():
     expected = np.zeros(3, dtype=np.float32)
-    diff = verify_module.compare(expected + 2e-3, expected, TOLERANCE)
+    diff = compare(expected + 2e-3, expected, TOLERANCE)
     assert not diff.passed and diff.max_abs == pytest.approx(2e-3)
 
 
 def test_compare_fails_on_shape_mismatch():
-    diff = verify_module.compare(np.zeros((2, 3)), np.zeros((3, 2)), TOLERANCE)
+    diff = compare(np.zeros((2, 3)), np.zeros((3, 2)), TOLERANCE)
     assert not diff.passed and diff.max_abs == float("inf")
 
 
@@ -233,7 +234,7 @@ def test_compare_fails_on_shape_mismatch():
 def test_compare_fails_on_nan(where):
     values = {"actual": np.ones(3), "expected": np.ones(3)}
     values[where][1] = np.nan
-    assert not verify_module.compare(values["actual"], values["expected"], TOLERANCE).passed
+    assert not compare(values["actual"], values["expected"], TOLERANCE).passed
 
 
 def test_verify_passes_for_matching_golden_and_names_failing_case(model, tmp_path):

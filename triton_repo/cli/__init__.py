@@ -18,7 +18,7 @@ from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
 from triton_repo.cli.soak import soak
 from triton_repo.cli.tune import tune
-from triton_repo.errors import TritonRepoError
+from triton_repo.core.errors import TritonRepoError
 
 # Exit codes: 0 success, 1 a check failed, 2 a user error, 3 an unexpected failure (one line on the
 # terminal naming the step; the traceback in the command's log).
@@ -59,7 +59,7 @@ def main() -> None:
     except TritonRepoError as error:
         from rich.markup import escape
 
-        from triton_repo.log import console, record
+        from triton_repo.core.log import console, record
 
         record(f"error: {error}")
         # escaped: messages quote user text and patterns such as '[a-z]', which rich would take as markup
@@ -70,7 +70,7 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - no traceback on the terminal: one line, the rest in the log
         from rich.markup import escape
 
-        from triton_repo.log import console, log_traceback, one_line, where_failed
+        from triton_repo.core.log import console, log_traceback, one_line, where_failed
 
         where = where_failed(error) or f"triton-repo {' '.join(sys.argv[1:2])}".strip()
         log = log_traceback(error, where)

@@ -119,8 +119,8 @@ def bench(models, **options) -> None:
     Per point: warm-up, then fixed windows until throughput and p99 over the last 3 windows are within
     10% (else the point is reported unstable). Exit 1 if any request failed.
     """
-    from clients.bench.session import BenchOptions, run_bench
-    from triton_repo.server import Ports, running_state
+    from triton_repo.clients.bench.session import BenchOptions, run_bench
+    from triton_repo.serve.server import Ports, running_state
 
     state = running_state(options["work_dir"] / "server")
     ports = ports_or(

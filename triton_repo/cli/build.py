@@ -99,15 +99,15 @@ def build(
     file, a port), 3 an unexpected failure: one line names the model and step, and the traceback goes
     to <work-dir>/build.log (which records every step of the last build).
     """
-    from builders.engines import gpu_available
-    from builders.pipeline import Target
-    from builders.pipeline import build as run_build
+    from triton_repo.build.engines import gpu_available
+    from triton_repo.build.pipeline import Target
+    from triton_repo.build.pipeline import build as run_build
     from triton_repo.cli.build_output import print_result, refusals
     from triton_repo.cli.options import store_target
-    from triton_repo.log import diagnostic, open_log
-    from triton_repo.model_control import model_control
-    from triton_repo.spec import discover_specs, load_spec
-    from triton_repo.storage import ObjectStoreUrl
+    from triton_repo.core.log import diagnostic, open_log
+    from triton_repo.core.spec import discover_specs, load_spec
+    from triton_repo.core.storage import ObjectStoreUrl
+    from triton_repo.serve.model_control import model_control
 
     open_log(work_dir / BUILD_LOG)
     gpu = gpu_available() if target != "cpu" else None
@@ -116,7 +116,7 @@ def build(
     release = None
     if target == "gpu":
         from triton_repo.cli.options import PROJECT_ROOT
-        from triton_repo.releases import read_pinned_release
+        from triton_repo.core.releases import read_pinned_release
 
         release = read_pinned_release(PROJECT_ROOT / ".env")  # a bad pin fails before any work
     runtime = artifact_runtime(serve_env)

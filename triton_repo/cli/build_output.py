@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triton_repo.errors import CheckFailed
-from triton_repo.log import info, out
+from triton_repo.core.errors import CheckFailed
+from triton_repo.core.log import info, out
 
 
 def print_result(result, repository, gpu_reason: str) -> None:
@@ -13,7 +13,7 @@ def print_result(result, repository, gpu_reason: str) -> None:
     _print_table(result.rows, result.target)
     _print_publish(result.published, "the running server" if isinstance(repository, Path) else "the servers")
     if result.pending:
-        from builders.repository.gpu_writer import GPU_HOST_COMMANDS
+        from triton_repo.repo.gpu_writer import GPU_HOST_COMMANDS
 
         info(
             f"TensorRT plans not built here ({gpu_reason}); {len(result.pending)} _trt model(s) published "

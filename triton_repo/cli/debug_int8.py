@@ -39,8 +39,8 @@ def debug_int8(
     (Polygraphy), matches tensors by name and ranks nodes by the error they add on top of their inputs.
     Writes layerwise.json and layerwise.png under <work-dir>/<model>/debug-<artifact>/.
     """
-    from builders.precision.artifacts import ArtifactBuilder
-    from triton_repo.spec import find_model
+    from triton_repo.build.precision.artifacts import ArtifactBuilder
+    from triton_repo.core.spec import find_model
 
     loaded = find_model(model)
     with ArtifactBuilder() as builder:
@@ -48,10 +48,10 @@ def debug_int8(
 
 
 def _debug(loaded, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, runtime, builder):
-    from builders.precision.debug import isolated_layerwise_errors, write_chart
-    from builders.precision.search import eval_feeds
-    from builders.precision.workbench import open_workbench
-    from triton_repo.log import info, out, step
+    from triton_repo.build.precision.debug import isolated_layerwise_errors, write_chart
+    from triton_repo.build.precision.search import eval_feeds
+    from triton_repo.build.precision.workbench import open_workbench
+    from triton_repo.core.log import info, out, step
 
     name = loaded.spec.name
     bench = open_workbench(loaded, work_dir, artifact, runtime, builder)

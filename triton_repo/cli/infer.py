@@ -45,12 +45,12 @@ def infer(
     work_dir: Path,
 ) -> None:
     """Send each model's golden inputs and check the outputs within the spec's tolerances. Exit 1 on a mismatch."""
-    from builders.repository.publish import read_manifest
-    from clients.infer import check_model, last_check, save_checks
-    from clients.triton_client import PROTOCOLS, TritonClient
-    from triton_repo import server
-    from triton_repo.errors import CheckFailed, TritonRepoError
-    from triton_repo.log import info, out
+    from triton_repo.clients.infer import check_model, last_check, save_checks
+    from triton_repo.clients.triton_client import PROTOCOLS, TritonClient
+    from triton_repo.core.errors import CheckFailed, TritonRepoError
+    from triton_repo.core.log import info, out
+    from triton_repo.repo.publish import read_manifest
+    from triton_repo.serve import server
 
     manifest = read_manifest(repository)
     available = manifest["models"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.server import Ports
+from triton_repo.serve.server import Ports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,10 +75,10 @@ def artifact_runtime(serve_env: Path | None):
     one that will serve them); without one (e.g. in the TensorRT image), this Python's."""
     import sys
 
-    from builders.runtime.isolated import Runtime
-    from triton_repo.errors import ServerError
-    from triton_repo.log import info
-    from triton_repo.server import ServeEnv
+    from triton_repo.core.errors import ServerError
+    from triton_repo.core.log import info
+    from triton_repo.runtimes.isolated import Runtime
+    from triton_repo.serve.server import ServeEnv
 
     env = ServeEnv(serve_env or default_serve_env())
     if env.python.exists():
@@ -96,8 +96,8 @@ class RepositoryParam(click.ParamType):
     name = "DIR|s3://..."
 
     def convert(self, value, param, ctx):
-        from triton_repo.errors import TritonRepoError
-        from triton_repo.storage import ObjectStoreUrl, parse_repository
+        from triton_repo.core.errors import TritonRepoError
+        from triton_repo.core.storage import ObjectStoreUrl, parse_repository
 
         if isinstance(value, Path | ObjectStoreUrl):
             return value
@@ -157,8 +157,8 @@ def store_target(
     url, work_dir: Path, aws_profile: str | None, servers: tuple[str, ...], admin_header: str | None
 ):
     """The StoreTarget for publishing into `url`: named servers, the local `triton-repo serve` on it."""
-    from builders.repository.object_store import StoreTarget
-    from triton_repo.model_control import model_control
+    from triton_repo.repo.object_store import StoreTarget
+    from triton_repo.serve.model_control import model_control
 
     for server in servers:
         if not server.startswith(("http://", "https://")):

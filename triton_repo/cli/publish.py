@@ -46,15 +46,15 @@ def publish(
     nothing is published. Versions beyond triton.keep_versions are deleted after the switch. With no
     MODELS, models the bucket has and the local repository no longer has are retired.
     """
-    from builders.repository.from_local import stage_from_repository
-    from builders.repository.object_store import local_stand_in, open_store, publish_to_store
-    from builders.repository.publish import read_manifest
-    from builders.repository.store_manifest import read_store_manifest, warn_prefix_overlap
-    from builders.repository.writer import staging_root
     from triton_repo.cli.options import store_target
-    from triton_repo.locks import repository_lock
-    from triton_repo.log import step
-    from triton_repo.storage import ObjectStoreUrl
+    from triton_repo.core.locks import repository_lock
+    from triton_repo.core.log import step
+    from triton_repo.core.storage import ObjectStoreUrl
+    from triton_repo.repo.from_local import stage_from_repository
+    from triton_repo.repo.object_store import local_stand_in, open_store, publish_to_store
+    from triton_repo.repo.publish import read_manifest
+    from triton_repo.repo.store_manifest import read_store_manifest, warn_prefix_overlap
+    from triton_repo.repo.writer import staging_root
 
     if not isinstance(destination, ObjectStoreUrl):
         raise click.BadParameter(f"'{destination}': give an s3:// URL", param_hint="--to")
@@ -85,7 +85,7 @@ def publish(
 
 def _report(published, destination, work_dir: Path) -> None:
     """One line per change, and publish.json for machines."""
-    from triton_repo.log import info
+    from triton_repo.core.log import info
 
     if not published.versions and not published.retired:
         info("nothing changed: nothing published")

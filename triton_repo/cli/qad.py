@@ -43,10 +43,10 @@ def qad(
     uses, cached like the others; otherwise it is a trial under the work directory. Exits 1 when the
     distilled artifact is outside the accuracy budget.
     """
-    from builders.precision.qad_compare import compare_qad
-    from triton_repo.errors import CheckFailed
-    from triton_repo.log import info
-    from triton_repo.spec import find_model
+    from triton_repo.build.precision.qad_compare import compare_qad
+    from triton_repo.core.errors import CheckFailed
+    from triton_repo.core.log import info
+    from triton_repo.core.spec import find_model
 
     loaded = find_model(model)
     overrides = {
@@ -74,7 +74,7 @@ def qad(
 def _print(name: str, rows, kept, stats, shares) -> None:
     from rich.table import Table
 
-    from triton_repo.log import out
+    from triton_repo.core.log import out
 
     table = Table(
         title=f"{name}: the TensorRT INT8 artifact, PTQ vs QAD (accuracy measured on ONNX Runtime CPU)"

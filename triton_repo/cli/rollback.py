@@ -37,7 +37,7 @@ def rollback(
     previous versions (or its previous config), after they were hashed against the manifest; every
     server then loads it in turn, and the dropped version's objects are deleted.
     """
-    from triton_repo.storage import ObjectStoreUrl
+    from triton_repo.core.storage import ObjectStoreUrl
 
     if len(set(models)) != len(models):
         raise click.UsageError(f"a model is named twice: {list(models)}")
@@ -48,11 +48,11 @@ def rollback(
 
 
 def _rollback_local(models: list[str], repository: Path, work_dir: Path) -> None:
-    from builders.repository.publish import rollback as roll_back
-    from builders.repository.writer import staging_root
-    from triton_repo.locks import repository_lock
-    from triton_repo.log import info, step
-    from triton_repo.model_control import model_control
+    from triton_repo.core.locks import repository_lock
+    from triton_repo.core.log import info, step
+    from triton_repo.repo.publish import rollback as roll_back
+    from triton_repo.repo.writer import staging_root
+    from triton_repo.serve.model_control import model_control
 
     control = model_control(work_dir / "server", repository)
     staging = staging_root(repository)
@@ -71,11 +71,11 @@ def _rollback_local(models: list[str], repository: Path, work_dir: Path) -> None
 
 
 def _rollback_store(models: list[str], url, work_dir: Path, aws_profile, servers, admin_header) -> None:
-    from builders.repository.object_store import local_stand_in
-    from builders.repository.store_rollback import rollback_store
     from triton_repo.cli.options import store_target
-    from triton_repo.locks import repository_lock
-    from triton_repo.log import info, step
+    from triton_repo.core.locks import repository_lock
+    from triton_repo.core.log import info, step
+    from triton_repo.repo.object_store import local_stand_in
+    from triton_repo.repo.store_rollback import rollback_store
 
     target = store_target(url, work_dir, aws_profile, servers, admin_header)
     with repository_lock(local_stand_in(target, work_dir)), step(f"roll back {', '.join(models)} in {url}"):

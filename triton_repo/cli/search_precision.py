@@ -61,11 +61,11 @@ def search_precision(
     quantizes and measures on the eval set for real. The result goes to MODEL/precision.yaml, which every
     later build applies. Exits 1 when no passing set is found within the bounds.
     """
-    from builders.precision.artifacts import ArtifactBuilder, artifacts_for
-    from builders.precision.plan_search import SEARCHABLE, search_artifact, with_margin
-    from triton_repo.errors import CheckFailed
-    from triton_repo.log import info, out
-    from triton_repo.spec import find_model
+    from triton_repo.build.precision.artifacts import ArtifactBuilder, artifacts_for
+    from triton_repo.build.precision.plan_search import SEARCHABLE, search_artifact, with_margin
+    from triton_repo.core.errors import CheckFailed
+    from triton_repo.core.log import info, out
+    from triton_repo.core.spec import find_model
 
     loaded = with_margin(find_model(model), margin)
     kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k in SEARCHABLE]

@@ -83,10 +83,10 @@ def serve(
     against its manifest.json, and tritonserver reads the bucket with the same credentials, loading the
     models the manifest lists.
     """
-    from triton_repo import server
-    from triton_repo.errors import ServerError
-    from triton_repo.log import info, warn
-    from triton_repo.storage import ObjectStoreUrl
+    from triton_repo.core.errors import ServerError
+    from triton_repo.core.log import info, warn
+    from triton_repo.core.storage import ObjectStoreUrl
+    from triton_repo.serve import server
 
     state_dir = work_dir / "server"
     previous = server.running_state(state_dir)
@@ -102,7 +102,7 @@ def serve(
     if isinstance(repository, ObjectStoreUrl):
         control, extra_env = _prepare_store(repository, aws_profile, state_dir, control)
     elif (repository / "manifest.json").is_file():
-        from builders.repository.publish import read_manifest, verify_published
+        from triton_repo.repo.publish import read_manifest, verify_published
 
         gpu_models = sorted(
             name
@@ -157,11 +157,11 @@ def _prepare_store(url, aws_profile, state_dir: Path, control):
     """Check access, verify every served object, and the server's credentials and model list."""
     import shutil
 
-    from builders.repository.s3_client import Store
-    from builders.repository.store_manifest import read_store_manifest, verify_store
-    from triton_repo import server
-    from triton_repo.errors import ServerError
-    from triton_repo.log import info, step, warn
+    from triton_repo.core.errors import ServerError
+    from triton_repo.core.log import info, step, warn
+    from triton_repo.repo.s3_client import Store
+    from triton_repo.repo.store_manifest import read_store_manifest, verify_store
+    from triton_repo.serve import server
 
     store = Store(url, aws_profile)
     store.check_access()
@@ -191,8 +191,8 @@ def _prepare_store(url, aws_profile, state_dir: Path, control):
 @work_dir_option
 def stop(work_dir: Path) -> None:
     """Stop the server that `triton-repo serve --detach` started."""
-    from triton_repo import server
-    from triton_repo.log import info
+    from triton_repo.core.log import info
+    from triton_repo.serve import server
 
     state_dir = work_dir / "server"
     state = server.running_state(state_dir)

@@ -47,20 +47,20 @@ def soak(
     """
     import asyncio
 
-    from builders.repository.publish import read_manifest
-    from clients.bench.load import Target
-    from clients.bench.report import finite
-    from clients.bench.soak import soak as run_soak
-    from clients.bench.workload import (
+    from triton_repo.clients.bench.load import Target
+    from triton_repo.clients.bench.report import finite
+    from triton_repo.clients.bench.soak import soak as run_soak
+    from triton_repo.clients.bench.workload import (
         axis_sizes,
         load_variant_spec,
         request_inputs,
         response_shapes,
         select_variants,
     )
-    from triton_repo import server
-    from triton_repo.errors import CheckFailed, TritonRepoError
-    from triton_repo.log import console, info, out, warn
+    from triton_repo.core.errors import CheckFailed, TritonRepoError
+    from triton_repo.core.log import console, info, out, warn
+    from triton_repo.repo.publish import read_manifest
+    from triton_repo.serve import server
 
     variants = select_variants(read_manifest(repository), repository, [model])
     if len(variants) != 1:

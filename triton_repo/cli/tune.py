@@ -106,15 +106,15 @@ def tune(
     gain over the committed settings measured in the same run, and tune/results/<date>-<model>/. With
     --apply the winner goes to models/<name>/tuning.yaml. Exit 1 when no candidate meets the SLO.
     """
-    from builders.repository.publish import read_manifest
-    from clients.tune.results import print_result, tuning_measured, write_results
-    from clients.tune.session import TuneOptions, no_slo_met, run_tune
-    from triton_repo import server
-    from triton_repo.errors import ServerError
-    from triton_repo.log import info, out
-    from triton_repo.model_control import ModelControl
-    from triton_repo.spec import load_spec
-    from triton_repo.spec.tuning import write_tuning
+    from triton_repo.clients.tune.results import print_result, tuning_measured, write_results
+    from triton_repo.clients.tune.session import TuneOptions, no_slo_met, run_tune
+    from triton_repo.core.errors import ServerError
+    from triton_repo.core.log import info, out
+    from triton_repo.core.spec import load_spec
+    from triton_repo.core.spec.tuning import write_tuning
+    from triton_repo.repo.publish import read_manifest
+    from triton_repo.serve import server
+    from triton_repo.serve.model_control import ModelControl
 
     state = server.running_state(work_dir / "server")
     ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)

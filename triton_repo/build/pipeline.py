@@ -1,0 +1,352 @@
+"""The build pipeline: every model through export, verify and precision, staged for its target, then
+published as one step. It owns the stage order, staging per target, ensembles, retirement of models no
+longer built and the report; the CLI (and any other command) only chooses what to build and prints.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from triton_repo.build.data import ModelData
+from triton_repo.build.engines import GpuStatus, build_plan
+from triton_repo.build.export import export
+from triton_repo.core.fingerprint import package_version
+from triton_repo.build.precision.artifacts import ArtifactBuilder
+from triton_repo.build.precision.pairs import CPU_KINDS, choose_cpu, choose_gpu
+from triton_repo.build.precision.results import refusal
+from triton_repo.build.precision.stage import run_precision
+from triton_repo.build.precision.timing import SPEED_SECONDS
+from triton_repo.build.report import model_report, publish_report, write_report
+from triton_repo.repo.ensemble import (
+    EnsembleData,
+    choose_variant,
+    raw_samples,
+    stage_ensemble,
+    step_tensors,
+    tokenizer_path,
+)
+from triton_repo.repo.gpu_writer import stage_gpu_models
+from triton_repo.repo.object_store import (
+    StoreTarget,
+    local_stand_in,
+    open_store,
+    publish_to_store,
+)
+from triton_repo.repo.publish import ModelControl, Published, publish, read_manifest
+from triton_repo.repo.store_manifest import read_store_manifest
+from triton_repo.repo.writer import served_tolerances, stage_cpu_model, staging_root
+from triton_repo.runtimes.isolated import ArtifactRunFailed, Runtime
+from triton_repo.build.verify import verify
+from triton_repo.core.locks import repository_lock
+from triton_repo.core.log import failing_as, step, warn
+from triton_repo.core.releases import Release
+from triton_repo.core.spec import PRECISIONS, LoadedSpec
+
+RUNS_DIR = "runs"  # <work>/runs: staged files' checked runs, remembered by content (run_cache.run_once)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the repository will be served: cpu (python backend) or gpu (TensorRT and ONNX Runtime
+    in the pinned NGC release; `gpu` says whether plans can be built here)."""
+
+    name: str  # "cpu" | "gpu"
+    release: Release | None = None  # gpu only: the pinned NGC release
+    gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
+    artifacts: str = "served"  # "served": only the kinds this target serves (gpu: all); "all": every kind
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The artifact kinds to build and measure; None for every kind the spec asks for."""
+        return CPU_KINDS if self.name == "cpu" and self.artifacts == "served" else None
+
+
+@dataclass
+class BuildResult:
+    target: str
+    rows: list[dict]  # one per artifact of every model (the CLI's table and build.json)
+    reports: dict[str, dict]  # per model: BUILD_REPORT's section
+    published: Published
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (Triton model(s), one-line reason)
+    pending: list[str] = field(default_factory=list)  # _trt models published without a plan
+    served: list[str] = field(default_factory=list)  # every model in the repository afterwards
+
+    def to_json(self, repository: Path | str) -> dict:
+        return {
+            "repository": str(repository),
+            "target": self.target,
+            "models": self.rows,
+            "reports": self.reports,
+        }
+
+
+def build(
+    specs: list[LoadedSpec],
+    target: Target,
+    repository: Path | StoreTarget,
+    work_dir: Path,
+    control: ModelControl | None,
+    runtime: Runtime,
+    speed_seconds: float = SPEED_SECONDS,
+) -> BuildResult:
+    """Build every spec and publish the result into `repository` (loaded by `control`'s server, if any).
+
+    `repository` is a local folder, or an object-storage repository (StoreTarget: its servers load the
+    new versions; its access is checked before anything is built). Nothing is published unless every
+    model exported and verified; refused variants are left out (and retired if an earlier build
+    published them), and listed in the result.
+    """
+    store = None
+    if isinstance(repository, StoreTarget):
+        store = open_store(repository)  # wrong credentials or a missing bucket fail before any work
+    local = local_stand_in(repository, work_dir)
+    staging = staging_root(local)
+    # held to the end: the staging area is this build's alone; the quantizers' child processes serve
+    # every model (importing ModelOpt or NNCF costs seconds)
+    with repository_lock(local), ArtifactBuilder() as builder:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        rows, staged, reports, refused, pending = [], [], {}, [], []
+        try:
+            for loaded in specs:
+                name = loaded.spec.name
+                model_work = work_dir / name
+                with failing_as(f"{name}: build"):  # names the model if anything outside a step fails
+                    with step(f"{name}: export to ONNX and golden data"):
+                        exported = export(loaded, model_work)
+                    reference = "PyTorch" if loaded.spec.source.factory else "the source ONNX"
+                    with step(
+                        f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
+                    ):
+                        verified = verify(loaded, exported.onnx_path, exported.golden_path)
+                    data = ModelData(loaded, model_work, exported.fingerprint)
+                    result = run_precision(
+                        loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds, data
+                    )
+                    choose = choose_gpu if target.name == "gpu" else choose_cpu
+                    choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
+                    if target.name == "gpu":
+                        staged += _stage_gpu(
+                            loaded, result, choices, staging, work_dir, target, refused, pending, runtime
+                        )
+                    else:
+                        staged += _stage_cpu(
+                            loaded, result, choices, staging, refused, runtime, work_dir / RUNS_DIR
+                        )
+                    reports[name] = model_report(loaded, result, target.name, choices)
+                    if loaded.spec.ensemble is not None and target.name == "gpu":
+                        warn(
+                            f"{name}: the ensemble is not built on the gpu target (its pre-processing "
+                            "needs packages the NGC tritonserver image lacks); clients call the variants"
+                        )
+                    elif loaded.spec.ensemble is not None:
+                        staged += _stage_ensemble(
+                            loaded,
+                            result,
+                            choices,
+                            reports[name],
+                            staged,
+                            staging,
+                            runtime,
+                            work_dir,
+                            data,
+                        )
+                    rows += _rows(name, exported, verified, reports[name], reference)
+            staged_names = {model.name for model in staged}
+            # Variants refused now, or no longer asked for, must not stay served from an earlier build.
+            # So are the other target's models: one repository serves one target.
+            retire = tuple(
+                model
+                for loaded in specs
+                for model in _model_names(loaded.spec.name)
+                if model not in staged_names
+            )
+            if store is not None:
+                with step(f"publish into {repository}"):
+                    published = publish_to_store(
+                        staged, repository, _tool_versions(runtime), retire=retire, store=store
+                    )
+                    publish_report(store, local, reports)
+                served = sorted((read_store_manifest(store) or {"models": {}})["models"])
+            else:
+                where = f" and load into the server at {control.http_url}" if control else ""
+                with step(f"publish into {repository}{where}"):
+                    published = publish(
+                        staged, repository, _tool_versions(runtime), retire=retire, control=control
+                    )
+                    write_report(repository, reports)
+                served = sorted(read_manifest(repository)["models"])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for row in rows:
+        row["published"] = published.versions.get(row["triton_model"])
+    return BuildResult(target.name, rows, reports, published, refused, pending, served)
+
+
+def _model_names(name: str) -> list[str]:
+    """Every Triton model a spec can produce, on either target."""
+    variants = [f"{name}_{p}{suffix}" for p in PRECISIONS for suffix in ("", "_trt", "_onnx")]
+    return [*variants, name, f"{name}_preprocess"]
+
+
+def _refusal(choice) -> str:
+    """Why no candidate pair of a variant is served: each candidate's verdict."""
+    if len(choice.refused) == 1:
+        return choice.refused[0][1]
+    return "; ".join(f"{pair}: {verdict}" for pair, verdict in choice.refused)
+
+
+def _stage_cpu(
+    loaded, result, choices: dict, staging: Path, refused: list, runtime: Runtime, runs: Path
+) -> list:
+    """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
+    artifact in the chosen runtime)."""
+    name = loaded.spec.name
+    staged = []
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}", _refusal(choice)))
+            continue
+        variant = result.variants[choice.pair]
+        try:
+            with step(f"{name}: stage {name}_{precision} (cpu: {choice.pair}, {choice.why})"):
+                staged.append(
+                    stage_cpu_model(
+                        loaded,
+                        precision,
+                        variant.artifact.path,
+                        variant.sample,
+                        served_tolerances(loaded, precision),
+                        staging,
+                        runtime,
+                        variant.engine,
+                        runs,
+                    )
+                )
+        except ArtifactRunFailed as error:
+            line = refusal(name, choice.pair, variant.artifact.path, error)
+            warn(f"refused {line}")
+            refused.append((f"{name}_{precision}", line))
+    return staged
+
+
+def _stage_gpu(
+    loaded, result, choices, staging: Path, work_dir: Path, target: Target, refused, pending, runtime
+):
+    """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
+    name = loaded.spec.name
+    staged = []
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}_trt and _onnx", _refusal(choice)))
+            continue
+        variant = result.variants[choice.pair]
+        plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
+        with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
+            tolerances = served_tolerances(loaded, precision)
+            engines_dir = work_dir / name / "engines" / precision
+            engine = None
+            if target.gpu.available:
+                engine = build_plan(
+                    loaded,
+                    variant.artifact.path,
+                    variant.sample,
+                    tolerances,
+                    release=target.release,
+                    gpu=target.gpu,
+                    engines_dir=engines_dir,
+                    timing_cache_dir=work_dir / "timing-cache",
+                    runtime=runtime,
+                    run_with=variant.engine,
+                )
+            trt, onnx = stage_gpu_models(
+                loaded,
+                precision,
+                variant.artifact.path,
+                variant.sample,
+                tolerances,
+                staging,
+                release=target.release,
+                engine=engine,
+                graph_dir=engines_dir,
+                runtime=runtime,
+                run_with=variant.engine,
+                runs=work_dir / RUNS_DIR,
+            )
+        staged += [trt, onnx]
+        if trt.manifest_entry["engine_pending"]:
+            pending.append(trt.name)  # published with its config and no plan; the manifest says so
+    return staged
+
+
+def _stage_ensemble(
+    loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime, work_dir, data
+) -> list:
+    """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
+    name = loaded.spec.name
+    mine = {model.name: model for model in staged if model.source_model == name}
+    if not mine:
+        return []
+    variant, why = choose_variant(loaded, report, list(mine))
+    precision = mine[variant].precision
+    served = result.variants[choices[precision].pair]
+    report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
+    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why})"):
+        return stage_ensemble(
+            loaded,
+            mine[variant].path,
+            served.artifact.path,
+            served_tolerances(loaded, precision),
+            staging,
+            runtime,
+            served.engine,
+            work_dir / RUNS_DIR,
+            lambda: EnsembleData(  # what the spec's functions give, remembered: they may import torch
+                data.remember("ensemble.samples", lambda: raw_samples(loaded, step_tensors(loaded)[0])),
+                data.remember_file("ensemble.preprocess.tokenizer", lambda: tokenizer_path(loaded)),
+            ),
+        )
+
+
+def _rows(name: str, exported, verified, report: dict, reference: str) -> list[dict]:
+    """Table rows: one per artifact, the export facts on the FP32 row."""
+    rows = []
+    for variant in report["variants"]:
+        fp32 = variant["artifact"] == "fp32" and variant["runtime"] == "ort"  # the verified reference
+        rows.append(
+            {
+                "model": name,
+                "artifact": variant["artifact"],
+                "runtime": variant["runtime"],
+                "triton_model": variant["triton_model"],
+                "candidate_for": f"{name}_{variant['candidate_for']}" if variant["candidate_for"] else None,
+                "check": variant["verdict"],
+                "verified_cases": exported.cases if fp32 else None,
+                "reference": reference,
+                "max_abs_diff": verified.worst_abs if fp32 else None,
+                "within_budget": variant["within_budget"],
+                "mb": variant["size_mb"],
+                "b1_ms": variant["latency_ms_batch1"],
+                "b8": variant["throughput_per_s"],
+                "speedup": variant["speedup_vs_fp32"],
+                "kept": len(variant["kept_nodes"]) + len(variant.get("rule_kept_nodes", [])),
+                "status": variant["status"],
+                "export": ("cached" if exported.cached else f"{exported.seconds:.1f} s") if fp32 else "",
+            }
+        )
+    return rows
+
+
+def _tool_versions(runtime: Runtime) -> dict[str, str]:
+    from triton_repo import __version__
+
+    versions = {  # from the installed packages' metadata: importing torch costs seconds
+        "triton-repo": __version__,
+        "torch": package_version("torch"),
+        "onnx": package_version("onnx"),
+        "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
+    }
+    served = {f"{name} (serving)": version for name, version in runtime.versions().items() if version}
+    return versions | served

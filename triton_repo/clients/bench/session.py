@@ -1,0 +1,234 @@
+"""A whole `triton-repo bench` run: pick variants, measure each one's floor and sweep, report per model."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_repo.clients.bench import report
+from triton_repo.clients.bench.floor import Floor, FloorPlan, best_floor, floor_plan, measure_floor
+from triton_repo.clients.bench.load import Target
+from triton_repo.clients.bench.run import Level, Point, Settings, sweep
+from triton_repo.clients.bench.workload import (
+    Variant,
+    as_sent,
+    axis_sizes,
+    load_variant_spec,
+    parse_shape,
+    request_inputs,
+    response_shapes,
+    select_variants,
+    shape_label,
+)
+from triton_repo.core.errors import CheckFailed, ServerError, TritonRepoError
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    models: list[str]
+    urls: dict[str, str]
+    floor_python: Path
+    protocol: str
+    concurrency: list[int] | None
+    request_rate: list[float] | None
+    arrivals: str
+    batch: int
+    shape: tuple[str, ...]
+    data: str
+    shared_memory: bool
+    window: float
+    min_requests: int
+    max_windows: int
+    warmup: float
+    timeout: float
+    floor: bool
+    output: Path
+    repository: Path
+    work_dir: Path
+    server_pid: int | None = None  # a local server's pid: its CPU time is sampled too
+
+
+def levels_of(options: BenchOptions) -> list[Level]:
+    if options.concurrency and options.request_rate:
+        raise TritonRepoError("--concurrency and --request-rate: choose one (closed loop or open loop)")
+    if options.request_rate:
+        if options.shared_memory:
+            raise TritonRepoError(
+                "--shared-memory works with --concurrency only (one output region per request in flight)"
+            )
+        return [Level(rate=r, poisson=options.arrivals == "poisson") for r in options.request_rate]
+    return [Level(concurrency=c) for c in options.concurrency or [1, 2, 4, 8, 16, 32]]
+
+
+def run_bench(options: BenchOptions) -> None:
+    from triton_repo.clients.triton_client import TritonClient
+    from triton_repo.core.log import console, info, out, warn
+    from triton_repo.repo.publish import read_manifest
+
+    levels = levels_of(options)
+    variants = select_variants(read_manifest(options.repository), options.repository, options.models)
+    shape = parse_shape(options.shape)
+    specs = {v.name: load_variant_spec(v) for v in variants}
+    for axis in shape:
+        if not any(axis in s.spec.used_axes() for s in specs.values()):
+            raise TritonRepoError(
+                f"--shape {axis}=...: none of the selected models has an input axis '{axis}'"
+            )
+    # Every model's shape is checked before the first request, so a bad --batch cannot stop a long run midway.
+    sizes_of = {
+        name: axis_sizes(
+            loaded, options.batch, {a: n for a, n in shape.items() if a in loaded.spec.used_axes()}
+        )
+        for name, loaded in specs.items()
+    }
+    url = options.urls[options.protocol]
+    probe = TritonClient(options.protocol, url, timeout_s=5.0)
+    try:
+        for v in variants:
+            if not probe.is_model_ready(v.name):
+                raise ServerError(f"{v.name} is not ready on the server at {url}; start it with `make serve`")
+    finally:
+        probe.close()
+    settings = Settings(options.window, options.max_windows, options.warmup, options.min_requests)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    failed = 0
+    for source in dict.fromkeys(v.source_model for v in variants):
+        points: list[Point] = []
+        labels = set()
+        for variant in [v for v in variants if v.source_model == source]:
+            loaded = specs[variant.name]
+            sizes = sizes_of[variant.name]
+            labels.add(shape_label(sizes))
+            inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
+            plan = _floor_plan(variant, options, warn)
+            floors = [_floor(variant, plan, inputs, options, settings, warn)] if plan else []
+            target = Target(
+                options.protocol,
+                url,
+                variant.name,
+                as_sent(loaded, inputs),
+                response_shapes(loaded, sizes),
+                options.timeout,
+                options.shared_memory,
+            )
+            with console.status(f"{variant.name}: starting ...") as status:
+                measured = sweep(
+                    target,
+                    levels,
+                    options.batch,
+                    shape_label(sizes),
+                    settings,
+                    progress=lambda line, status=status: status.update(line),
+                    done=lambda point: info(_point_line(point)),
+                    server_pid=options.server_pid,
+                )
+            if plan:  # again after the sweep: the machine's noise shows as two different floors
+                floors.append(_floor(variant, plan, inputs, options, settings, warn))
+            floors = [f for f in floors if f is not None]
+            floor = best_floor(floors) if floors else None
+            if floor is not None:
+                info(_floor_line(variant, floor))
+            for point in measured:
+                point.floor = floor
+            points.extend(measured)
+        failed += sum(sum(p.errors.values()) for p in points)
+        report.print_tables(points, out)
+        rows = report.comparison(points)
+        title = f"{source}: variants compared ({options.protocol}, batch {options.batch}, {', '.join(sorted(labels))})"
+        report.print_comparison(rows, out, title)
+        folder = options.output / f"{stamp}-{source}"
+        markdown = f"## {source}\n\n" + report.comparison_markdown(
+            rows, options.protocol, options.batch, ", ".join(sorted(labels))
+        )
+        report.write_results(points, rows, _meta(options, url, levels), folder, markdown)
+        info(
+            f"results: {folder}/ (results.json, points.csv, summary.md, throughput_vs_p99.png, time_breakdown.png)"
+        )
+    if failed:
+        raise CheckFailed(
+            f"{failed} requests failed during the benchmark; see the errors column and results.json"
+        )
+
+
+def _floor_plan(variant: Variant, options: BenchOptions, warn) -> FloorPlan | None:
+    if not options.floor:
+        return None
+    plan = floor_plan(variant.version_dir.parent / "config.pbtxt", variant.version_dir)
+    if plan is None:
+        warn(f"{variant.name}: no in-process floor (not a python-backend ONNX Runtime model)")
+    elif not options.floor_python.exists():
+        warn(f"{variant.name}: no in-process floor: {options.floor_python} not found (set --serve-env)")
+        return None
+    return plan
+
+
+def _floor(variant: Variant, plan: FloorPlan, inputs: dict, options: BenchOptions, settings: Settings, warn):
+    from triton_repo.core.log import console
+
+    with console.status(f"{variant.name}: in-process floor ..."):
+        try:
+            return measure_floor(
+                options.floor_python,
+                plan,
+                inputs,
+                options.batch,
+                settings.window_s,
+                settings.max_windows,
+                settings.warmup_s,
+            )
+        except RuntimeError as error:
+            warn(f"{variant.name}: {error}")
+            return None
+
+
+def _floor_line(variant: Variant, floor: Floor) -> str:
+    runs = " and ".join(f"{m:,.1f}" for m in floor.measurements)
+    noisy = max(floor.measurements) > 1.1 * min(floor.measurements)
+    return (
+        f"  {variant.name} in-process ({floor.runtime}, {floor.threads or 'all'} threads, batch {floor.batch}): "
+        f"{floor.inferences_per_s:,.1f} inf/s, p50 {floor.latency.p50:.3f} ms (best of {runs} inf/s"
+        + (", [yellow]the machine is noisy[/yellow]" if noisy else "")
+        + ")"
+    )
+
+
+def _point_line(point: Point) -> str:
+    state = (
+        "stable"
+        if point.stable
+        else f"[yellow]unstable[/yellow] (spread {point.spread[0]:.0%}/{point.spread[1]:.0%})"
+    )
+    errors = sum(point.errors.values())
+    return (
+        f"  {point.model} {point.protocol} {point.level.label}: {point.inferences_per_s:,.1f} inf/s, "
+        f"p50 {point.latency.p50:.2f} ms, p99 {point.latency.p99:.2f} ms, {state} after {point.windows} windows"
+        + (f", [red]{errors} errors[/red]" if errors else "")
+    )
+
+
+def _meta(options: BenchOptions, url: str, levels: list[Level]) -> dict:
+    import tritonclient
+
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "url": url,
+        "protocol": options.protocol,
+        "loads": [level.label for level in levels],
+        "batch": options.batch,
+        "data": options.data,
+        "shared_memory": options.shared_memory,
+        "window_s": options.window,
+        "min_requests": options.min_requests,
+        "max_windows": options.max_windows,
+        "warmup_s": options.warmup,
+        "stability": "throughput and p99 of the last 3 windows within 10% of their mean",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "load_generator": f"tritonclient {getattr(tritonclient, '__version__', '?')} asyncio, one process",
+    }

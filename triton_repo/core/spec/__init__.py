@@ -1,0 +1,78 @@
+"""The model spec, models/<name>/model.yaml: validated when loaded, unknown keys rejected.
+
+Shapes are declared once: each dynamic axis is named under `axes` with min/opt/max, and every
+input/output dim is either a fixed positive integer or the name of a declared axis. Triton dims,
+max_batch_size, warmup shapes and the verification shapes are all derived from it.
+
+One module per section (shapes, sources, precision, triton, ensemble, gpu), the whole spec and its
+cross-section checks in model.py, reading and error formatting in loader.py; every public name is
+importable from here.
+"""
+
+from triton_repo.core.spec.base import (
+    BATCH_AXIS,
+    DEFAULT_BUDGETS,
+    NAME_PATTERN,
+    PRECISIONS,
+    REFERENCE_PATTERN,
+    TRITON_DTYPES,
+    DType,
+    Precision,
+    TensorName,
+)
+from triton_repo.core.spec.ensemble import STEP_KINDS, EnsembleSpec, ImageStep, PixelsStep, TokenizeStep
+from triton_repo.core.spec.gpu import GpuSettings
+from triton_repo.core.spec.loader import discover_specs, find_model, load_spec, parse_spec
+from triton_repo.core.spec.model import LoadedSpec, ModelSpec
+from triton_repo.core.spec.precision import (
+    Accuracy,
+    CpuInt8Settings,
+    Int8Settings,
+    OpenVinoInt8Settings,
+    PrecisionSettings,
+    QadSettings,
+)
+from triton_repo.core.spec.shapes import Dim, InputSpec, OutputSpec, ShapeRange, TensorSpec, Tolerance
+from triton_repo.core.spec.sources import DataRef, DataSpec, Source
+from triton_repo.core.spec.triton import DynamicBatching, TritonSettings
+
+__all__ = [
+    "BATCH_AXIS",
+    "DEFAULT_BUDGETS",
+    "NAME_PATTERN",
+    "PRECISIONS",
+    "REFERENCE_PATTERN",
+    "STEP_KINDS",
+    "TensorName",
+    "TRITON_DTYPES",
+    "Accuracy",
+    "CpuInt8Settings",
+    "DType",
+    "DataRef",
+    "DataSpec",
+    "Dim",
+    "DynamicBatching",
+    "EnsembleSpec",
+    "GpuSettings",
+    "ImageStep",
+    "InputSpec",
+    "Int8Settings",
+    "LoadedSpec",
+    "ModelSpec",
+    "OpenVinoInt8Settings",
+    "QadSettings",
+    "OutputSpec",
+    "PixelsStep",
+    "Precision",
+    "PrecisionSettings",
+    "ShapeRange",
+    "Source",
+    "TensorSpec",
+    "TokenizeStep",
+    "Tolerance",
+    "TritonSettings",
+    "discover_specs",
+    "find_model",
+    "load_spec",
+    "parse_spec",
+]

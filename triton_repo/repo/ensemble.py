@@ -1,0 +1,271 @@
+"""Ensembles: `<name>` takes raw client data, `<name>_preprocess` turns it into the model's inputs, and a
+published variant (`<name>_<precision>`) computes the outputs.
+
+The wiring is checked when it is written: every tensor the pre-processing step produces must match the
+variant input it feeds in dtype and shape, or the build stops naming both ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from triton_repo.core.errors import SpecError, TritonRepoError
+from triton_repo.core.golden import load_raw_golden, save_raw_golden
+from triton_repo.core.references import load_callable
+from triton_repo.core.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
+from triton_repo.repo.config import labels_files, new_config, parse_config, to_text, write_labels
+from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, new_model_dir
+from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+from triton_repo.runtimes.run_cache import run_once
+
+GOLDEN_FILE = "golden.npz"
+TOKENIZER_FILE = "tokenizer.json"
+TEMPLATES = resources.files("triton_repo.repo") / "templates"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    data_type: str  # Triton's TYPE_*
+    dims: tuple[int, ...]  # without the batch dim; -1 for a dynamic size
+
+    def __str__(self) -> str:
+        return f"'{self.name}' {self.data_type.removeprefix('TYPE_')} {list(self.dims)}"
+
+
+def step_tensors(loaded: LoadedSpec) -> tuple[Tensor, list[Tensor]]:
+    """The raw input clients send, and the tensors the pre-processing step produces."""
+    step = loaded.spec.ensemble.preprocess
+    if isinstance(step, TokenizeStep):
+        raw = Tensor(step.input, "TYPE_STRING", (1,))
+        return raw, [Tensor(step.ids, "TYPE_INT64", (-1,)), Tensor(step.mask, "TYPE_INT64", (-1,))]
+    if isinstance(step, ImageStep):
+        return Tensor(step.input, "TYPE_STRING", (1,)), [
+            Tensor(step.output, "TYPE_FP32", (3, step.size, step.size))
+        ]
+    model_input = next(t for t in loaded.spec.inputs if t.name == step.output)
+    return Tensor(step.input, "TYPE_UINT8", tuple(step.dims)), [
+        Tensor(step.output, "TYPE_FP32", tuple(loaded.spec.triton_dims(model_input)))
+    ]
+
+
+def check_wiring(ensemble: str, step_name: str, produced: list[Tensor], variant: mc.ModelConfig) -> None:
+    """Each produced tensor must fit the variant input of the same name (dtype, rank, fixed sizes)."""
+    inputs = {t.name: Tensor(t.name, mc.DataType.Name(t.data_type), tuple(t.dims)) for t in variant.input}
+    for tensor in produced:
+        consumer = inputs.get(tensor.name)
+        fits = (
+            consumer is not None
+            and consumer.data_type == tensor.data_type
+            and len(consumer.dims) == len(tensor.dims)
+            and all(a == b or -1 in (a, b) for a, b in zip(consumer.dims, tensor.dims, strict=True))
+        )
+        if not fits:
+            where = (
+                f"{variant.name} input {consumer}" if consumer else f"{variant.name}, which has no such input"
+            )
+            raise SpecError(f"ensemble {ensemble}: {step_name} output {tensor} does not fit {where}")
+
+
+def _step_parameters(loaded: LoadedSpec) -> dict:
+    step = loaded.spec.ensemble.preprocess
+    parameters = step.model_dump(exclude={"tokenizer", "input"})
+    if isinstance(step, TokenizeStep):
+        seq_axes = {
+            d for t in loaded.spec.inputs if t.name == step.ids for d in t.dims[1:] if isinstance(d, str)
+        }
+        parameters["max_length"] = max((loaded.spec.axes[a].max for a in seq_axes), default=512)
+        parameters["tokenizer_file"] = TOKENIZER_FILE
+    if isinstance(step, PixelsStep):
+        model_input = next(t for t in loaded.spec.inputs if t.name == step.output)
+        parameters["dims"] = list(loaded.spec.triton_dims(model_input))
+        if int(np.prod(step.dims)) != int(np.prod(parameters["dims"])):
+            raise SpecError(
+                f"{loaded.path}: ensemble.preprocess.dims {step.dims} has {int(np.prod(step.dims))} pixels, "
+                f"but input '{step.output}' takes {parameters['dims']}"
+            )
+    return parameters
+
+
+@dataclass(frozen=True)
+class EnsembleData:
+    """What the spec's functions give the ensemble: the raw samples and the tokenizer file, if any."""
+
+    samples: np.ndarray  # as clients send them (raw_samples)
+    tokenizer: Path | None
+
+
+def ensemble_data(loaded: LoadedSpec) -> EnsembleData:
+    return EnsembleData(raw_samples(loaded, step_tensors(loaded)[0]), tokenizer_path(loaded))
+
+
+def tokenizer_path(loaded: LoadedSpec) -> Path | None:
+    step = loaded.spec.ensemble.preprocess
+    if not isinstance(step, TokenizeStep):
+        return None
+    if ":" in step.tokenizer:
+        path = Path(load_callable(loaded, step.tokenizer, "ensemble.preprocess.tokenizer")())
+        if not path.is_file():
+            raise SpecError(
+                f"{loaded.path}: ensemble.preprocess.tokenizer: {step.tokenizer} returned {path}, not a file"
+            )
+        return path
+    return loaded.resolve_file(step.tokenizer, "ensemble.preprocess.tokenizer")
+
+
+def _add(tensors, tensor: Tensor) -> None:
+    tensors.add(name=tensor.name, data_type=mc.DataType.Value(tensor.data_type), dims=tensor.dims)
+
+
+def preprocess_config(loaded: LoadedSpec, name: str, raw: Tensor, produced: list[Tensor]) -> mc.ModelConfig:
+    config = new_config(loaded, name, backend="python")
+    _add(config.input, raw)
+    for tensor in produced:
+        _add(config.output, tensor)
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    config.parameters["step"].string_value = json.dumps(_step_parameters(loaded), sort_keys=True)
+    return config
+
+
+def ensemble_config(
+    loaded: LoadedSpec, raw: Tensor, produced: list[Tensor], step_model: str, variant: mc.ModelConfig
+) -> mc.ModelConfig:
+    spec = loaded.spec
+    config = new_config(loaded, spec.name, platform="ensemble")
+    _add(config.input, raw)
+    labels = labels_files(loaded)
+    for output in variant.output:
+        added = config.output.add(name=output.name, data_type=output.data_type, dims=output.dims)
+        if output.name in labels:
+            added.label_filename = labels[output.name]  # Triton's classification extension (class_count)
+    first = config.ensemble_scheduling.step.add(model_name=step_model, model_version=-1)
+    first.input_map[raw.name] = raw.name
+    for tensor in produced:
+        first.output_map[tensor.name] = tensor.name
+    second = config.ensemble_scheduling.step.add(model_name=variant.name, model_version=-1)
+    for tensor in produced:
+        second.input_map[tensor.name] = tensor.name
+    for output in variant.output:
+        second.output_map[output.name] = output.name
+    return config
+
+
+def raw_samples(loaded: LoadedSpec, raw: Tensor) -> np.ndarray:
+    """The spec's `ensemble.samples` as the array clients would send ([n, 1] bytes, or [n, *dims] uint8)."""
+    values = load_callable(loaded, loaded.spec.ensemble.samples, "ensemble.samples")()
+    if len(values) == 0:
+        raise SpecError(
+            f"{loaded.path}: ensemble.samples: {loaded.spec.ensemble.samples} returned no samples"
+        )
+    if raw.data_type == "TYPE_STRING":
+        items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
+        array = np.empty((len(items), 1), dtype=object)
+        array[:, 0] = items
+        return array
+    array = np.asarray(values)
+    if array.dtype != np.uint8 or array.shape[1:] != raw.dims:
+        raise SpecError(
+            f"{loaded.path}: ensemble.samples must return uint8 [n, {', '.join(map(str, raw.dims))}], "
+            f"got {array.dtype} {list(array.shape)}"
+        )
+    return array
+
+
+def stage_ensemble(
+    loaded: LoadedSpec,
+    variant_dir: Path,
+    variant_onnx: Path,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+    runtime: Runtime,
+    engine: Engine = ORT,
+    cache: Path | None = None,
+    given: Callable[[], EnsembleData] | None = None,
+) -> list[StagedModel]:
+    """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
+    ONNX file run by `runtime` with `engine` (a worker process, as the variant is served; remembered in
+    `cache`) on the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once
+    the ensemble is known to fit the variant)."""
+    from triton_repo.repo.templates import preprocessing
+
+    spec = loaded.spec
+    variant = parse_config(variant_dir / "config.pbtxt")
+    raw, produced = step_tensors(loaded)
+    step_name = f"{spec.name}_preprocess"
+    check_wiring(spec.name, step_name, produced, variant)
+
+    step_dir = new_model_dir(staging, step_name)
+    (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
+    (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
+    step_config = preprocess_config(loaded, step_name, raw, produced)  # a step that does not fit stops here
+    (step_dir / "config.pbtxt").write_text(to_text(step_config))
+    given = given() if given is not None else ensemble_data(loaded)
+    tokenizer = given.tokenizer
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, step_dir / VERSION / TOKENIZER_FILE)
+
+    ensemble_dir = new_model_dir(staging, spec.name)
+    config = ensemble_config(loaded, raw, produced, step_name, variant)
+    labels = write_labels(loaded, ensemble_dir)
+    (ensemble_dir / "config.pbtxt").write_text(to_text(config))
+
+    # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX.
+    samples = given.samples
+    step = json.loads(step_config.parameters["step"].string_value)
+    if tokenizer is not None:
+        step["tokenizer_file"] = str(tokenizer)
+    # One request with every sample, as `triton-repo infer` sends it: padding to the longest text and
+    # dynamic INT8 ranges depend on what is batched together.
+    feed = preprocessing.run(step, samples)
+    names = [o.name for o in variant.output]
+    outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, engine, cache)
+    save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
+
+    for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):
+        if parse_config(model_dir / "config.pbtxt") != model_config:
+            raise TritonRepoError(
+                f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)"
+            )
+    load_raw_golden(ensemble_dir / VERSION / GOLDEN_FILE)  # it must load back
+    common = {"source_model": spec.name, "spec": str(loaded.path), "version": int(VERSION)}
+    step_entry = {**common, "kind": "preprocess", "precision": "-", "files": file_hashes(step_dir)}
+    ensemble_entry = {
+        **common,
+        "kind": "ensemble",
+        "precision": variant.name.removeprefix(f"{spec.name}_"),
+        "variant": variant.name,
+        "steps": [step_name, variant.name],
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "labels": labels or None,
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        "files": file_hashes(ensemble_dir),
+    }
+    return [
+        StagedModel(step_name, spec.name, "-", step_dir, step_entry),
+        StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry),
+    ]
+
+
+def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple[str, str]:
+    """The variant the ensemble calls, and why: the spec's choice, else the fastest published one."""
+    spec = loaded.spec
+    if spec.ensemble.variant != "auto":
+        name = f"{spec.name}_{spec.ensemble.variant}"
+        if name not in staged:
+            raise SpecError(
+                f"{loaded.path}: ensemble.variant {spec.ensemble.variant}: {name} was not published"
+            )
+        return name, "chosen in the spec"
+    candidates = [v for v in report["variants"] if v["triton_model"] in staged]
+    best = max(candidates, key=lambda v: v["throughput_per_s"] or 0.0)
+    return best[
+        "triton_model"
+    ], f"fastest published variant within budget ({best['throughput_per_s']:,.0f} inf/s in-process, batch 8)"

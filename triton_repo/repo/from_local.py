@@ -1,0 +1,63 @@
+"""A built local repository as staged models: what `triton-repo publish --to` sends to object storage.
+
+Each model's newest version (and its config, warmup data and labels) is hard-linked into the staging
+area in the shape a build stages (`<model>/1/...`), after every file was hashed against manifest.json,
+so the object-storage publish sees exactly what the local repository serves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.repo.publish import read_manifest, verify_model, versions_of
+from triton_repo.repo.writer import VERSION, StagedModel, file_hashes
+
+# Fields of a local manifest entry that describe its local publishing, not the model.
+LOCAL_ONLY = ("version", "versions", "last_version", "published_at", "published", "previous", "files")
+
+
+def stage_from_repository(repository: Path, staging: Path, names: list[str]) -> list[StagedModel]:
+    """Stage the newest version of each model in `names` (all when empty), verified first."""
+    manifest = read_manifest(repository)
+    models = manifest["models"]
+    unknown = [name for name in names if name not in models]
+    if unknown:
+        raise TritonRepoError(
+            f"{unknown[0]}: not in {repository / 'manifest.json'}; its models: {', '.join(sorted(models))}"
+        )
+    staged = []
+    for name in names or sorted(models):
+        entry = models[name]
+        if entry.get("engine_pending"):
+            raise TritonRepoError(
+                f"{name}: published without its TensorRT plan (engine_pending); build the plans on a GPU host "
+                "(make engines) before publishing to object storage"
+            )
+        verify_model(repository / name, entry["files"])
+        staged.append(_stage(repository / name, entry, staging / name, name))
+    return staged
+
+
+def _stage(folder: Path, entry: dict, target: Path, name: str) -> StagedModel:
+    newest = str(versions_of(entry)[-1])
+    shutil.rmtree(target, ignore_errors=True)
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if "__pycache__" in relative.parts or not path.is_file():
+            continue
+        head = relative.parts[0]
+        if head.isdigit() and head != newest:
+            continue  # older versions stay local
+        if head == newest:
+            relative = Path(VERSION, *relative.parts[1:])
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, destination)
+    described = {k: v for k, v in entry.items() if k not in LOCAL_ONLY}
+    if "golden" in described:
+        described["golden"] = f"{VERSION}/{described['golden'].split('/', 1)[1]}"
+    described["files"] = file_hashes(target)
+    return StagedModel(name, entry.get("source_model", name), entry.get("precision", ""), target, described)

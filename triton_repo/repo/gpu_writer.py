@@ -1,0 +1,191 @@
+"""Stage the gpu target's two models per variant: `<name>_<prec>_trt` (TensorRT plan) and `<name>_<prec>_onnx`.
+
+Both get a config.pbtxt generated through the protobuf schema and parsed back, warmup rows at the
+min/opt/max of every optimization profile, and 1/golden.npz for `triton-repo infer`. The plan comes from
+the engines stage (triton_repo/build/engines.py), which builds one only when this machine has an NVIDIA GPU
+and TensorRT; without one the `_trt` model is staged with its config and no plan file, and its manifest
+entry says the engine is pending, so nothing pretends an engine exists. Every `_trt` model passes the preflight before it is returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.golden import GoldenCase, save_golden
+from triton_repo.core.references import inputs_at
+from triton_repo.core.releases import Release
+from triton_repo.core.spec import LoadedSpec, Tolerance
+from triton_repo.repo.config import WARMUP_DIR, parse_config, to_text, write_labels
+from triton_repo.repo.gpu_config import (
+    ONNX_FILE,
+    WarmupPoint,
+    onnx_gpu_model_config,
+    preflight,
+    trt_model_config,
+    warmup_points,
+)
+from triton_repo.repo.profiles import derive_profiles
+from triton_repo.repo.scalars import adapt_graph, backend_view, has_scalars
+from triton_repo.repo.writer import (
+    GOLDEN_FILE,
+    VERSION,
+    StagedModel,
+    check_warmup_files,
+    file_hashes,
+    new_model_dir,
+    validate_staged,
+)
+from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+
+# What to run on a GPU host to build the plans and serve them (printed by `build --target gpu` without a GPU).
+GPU_HOST_COMMANDS = ("make engines", "make serve-gpu")
+
+
+def gpu_graph(loaded: LoadedSpec, onnx_path: Path, work_dir: Path) -> tuple[Path, Callable | None]:
+    """The graph Triton's own backends serve, and the view that turns a golden case into its inputs.
+
+    Triton takes scalars as [1] (unbatched) or [rows] (batched): a model with scalar inputs is served
+    behind an adapter written into `work_dir`; any other graph is served as it is (view None)."""
+    if not has_scalars(loaded):
+        return onnx_path, None
+    return adapt_graph(loaded, onnx_path, work_dir / "model.scalars.onnx"), functools.partial(
+        backend_view, loaded
+    )
+
+
+def stage_gpu_models(
+    loaded: LoadedSpec,
+    precision: str,
+    onnx_path: Path,
+    sample: GoldenCase,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+    *,
+    release: Release,
+    engine: tuple[Path, dict] | None,
+    graph_dir: Path,
+    runtime: Runtime,
+    run_with: Engine = ORT,
+    runs: Path | None = None,
+) -> list[StagedModel]:
+    """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
+
+    `sample` holds the golden inputs and the outputs this artifact must produce; `tolerances` the per-output
+    limits. `graph_dir` takes the adapted graph of a model with scalar inputs (gpu_graph). `engine` is the plan the engines stage built and checked (its path and summary), or None
+    without a GPU: the `_trt` model is then staged with its config and marked pending. `runtime` runs the
+    ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph, which ONNX Runtime's
+    CPU cannot run) for the staged check, whose outputs `runs` keeps (run_cache.run_once).
+    """
+    onnx_path, view = gpu_graph(loaded, onnx_path, graph_dir)
+    profiles = derive_profiles(loaded.spec)
+    warmup = warmup_points(loaded, profiles)
+    trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
+    onnx = _stage_onnx(
+        loaded,
+        precision,
+        onnx_path,
+        sample,
+        tolerances,
+        staging,
+        profiles,
+        warmup,
+        release,
+        runtime,
+        run_with,
+        view,
+        runs,
+    )
+    return [trt, onnx]
+
+
+def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmup: list[WarmupPoint]) -> None:
+    """One row per input and shape: the golden sample resized to the point's sizes (first row)."""
+    (model_dir / WARMUP_DIR).mkdir()
+    for point in warmup:
+        inputs = inputs_at(loaded, sample.inputs, point.sizes)
+        for tensor in loaded.spec.inputs:
+            array = inputs[tensor.name]
+            row = array[0] if loaded.spec.batched and not tensor.scalar else array
+            row = np.require(row, dtype=tensor.dtype, requirements="C")  # 0-d stays 0-d
+            if row.shape != point.dims[tensor.name]:
+                raise TritonRepoError(
+                    f"{point.name}: warmup row {row.shape} is not {point.dims[tensor.name]} (a bug)"
+                )
+            (model_dir / WARMUP_DIR / point.files[tensor.name]).write_bytes(row.tobytes())
+
+
+def _entry(loaded, precision, model_dir, tolerances, release, **extra) -> dict:
+    labels = write_labels(loaded, model_dir)
+    if labels:
+        extra["labels"] = labels
+    return {
+        "source_model": loaded.spec.name,
+        "precision": precision,
+        "target": "gpu",
+        "release": release.name,
+        "spec": str(loaded.path),
+        "version": int(VERSION),
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        **extra,
+        "files": file_hashes(model_dir),
+    }
+
+
+def _stage_trt(
+    loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine
+) -> StagedModel:
+    name = f"{loaded.spec.name}_{precision}_trt"
+    model_dir = new_model_dir(staging, name)
+    _write_warmup(loaded, model_dir, sample, warmup)
+    save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
+    plans, engines = {}, []
+    if engine is not None:
+        plan_path, summary = engine
+        shutil.copyfile(plan_path, model_dir / VERSION / summary["plan"])
+        plans[summary["compute_capability"]] = summary["plan"]
+        engines.append(summary)
+    config = trt_model_config(loaded, name, profiles, warmup, plans)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    if parse_config(model_dir / "config.pbtxt") != config:
+        raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
+    check_warmup_files(loaded, model_dir, config)
+    preflight(config, [p.to_json() for p in profiles], engines, release, loaded.spec.batched)
+    entry = _entry(
+        loaded, precision, model_dir, tolerances, release, engines=engines, engine_pending=not engines
+    )
+    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
+
+
+def _stage_onnx(
+    loaded,
+    precision,
+    onnx_path,
+    sample,
+    tolerances,
+    staging,
+    profiles,
+    warmup,
+    release,
+    runtime,
+    run_with,
+    view,
+    runs,
+) -> StagedModel:
+    name = f"{loaded.spec.name}_{precision}_onnx"
+    model_dir = new_model_dir(staging, name)
+    shutil.copyfile(onnx_path, model_dir / VERSION / ONNX_FILE)
+    save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
+    _write_warmup(loaded, model_dir, sample, warmup)
+    config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    # round trip, warmup, golden (through the scalar adapter's view, if any)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with, view, cache=runs)
+    entry = _entry(loaded, precision, model_dir, tolerances, release)
+    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)

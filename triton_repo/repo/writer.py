@@ -1,0 +1,173 @@
+"""Write Triton model directories into a staging area and validate them (publish.py moves them in).
+
+The staging area is beside the repository (same filesystem), so publishing is a rename. A staged model
+holds one version directory, `1/`; publishing renumbers it to the model's next version.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from triton_repo.core.compare import compare
+from triton_repo.core.errors import CheckFailed, TritonRepoError
+from triton_repo.core.fingerprint import sha256_file
+from triton_repo.core.golden import GoldenCase, load_golden, sample_case, save_golden
+from triton_repo.core.spec import LoadedSpec, Tolerance
+from triton_repo.repo.config import (
+    ONNX_FILE,
+    WARMUP_DIR,
+    cpu_model_config,
+    parse_config,
+    to_text,
+    warmup_file,
+    warmup_rows,
+    write_labels,
+)
+from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+from triton_repo.runtimes.run_cache import run_once
+
+MANIFEST = "manifest.json"
+GOLDEN_FILE = "golden.npz"
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class StagedModel:
+    name: str  # the Triton model name, e.g. digits_fp32
+    source_model: str  # the spec's name, e.g. digits
+    precision: str
+    path: Path  # the directory in the staging area
+    manifest_entry: dict = field(hash=False)
+
+
+def staging_root(repository: Path) -> Path:
+    """Beside the repository, so that publishing is a rename on one filesystem."""
+    return repository.resolve().parent / f".{repository.resolve().name}.staging"
+
+
+def stage_cpu_model(
+    loaded: LoadedSpec,
+    precision: str,
+    onnx_path: Path,
+    sample: GoldenCase,
+    tolerances: dict[str, Tolerance],
+    staging: Path,
+    runtime: Runtime,
+    engine: Engine = ORT,
+    cache: Path | None = None,
+) -> StagedModel:
+    """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
+
+    `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
+    are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
+    on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed) with
+    `engine`, the way the served model runs it; `cache` keeps that run's outputs (run_cache.run_once).
+    """
+    spec = loaded.spec
+    name = f"{spec.name}_{precision}"
+    model_dir = new_model_dir(staging, name)
+    version_dir = model_dir / VERSION
+    shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
+    template = resources.files("triton_repo.repo") / "templates" / "onnx_model.py"
+    (version_dir / "model.py").write_text(template.read_text())
+    save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
+    rows = warmup_rows(loaded, sample.inputs)
+    (model_dir / WARMUP_DIR).mkdir()
+    for input_name, row in rows.items():
+        (model_dir / WARMUP_DIR / warmup_file(input_name)).write_bytes(row.tobytes())
+    config = cpu_model_config(loaded, name, rows, engine.parameters)
+    labels = write_labels(loaded, model_dir)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    validate_staged(loaded, model_dir, config, tolerances, runtime, engine, cache=cache)
+    entry = {
+        "source_model": spec.name,
+        "precision": precision,
+        "runtime": engine.name,
+        "spec": str(loaded.path),
+        "version": int(VERSION),
+        "golden": f"{VERSION}/{GOLDEN_FILE}",
+        "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
+        **({"labels": labels} if labels else {}),
+        "files": file_hashes(model_dir),
+    }
+    return StagedModel(name, spec.name, precision, model_dir, entry)
+
+
+def new_model_dir(staging: Path, name: str) -> Path:
+    """An empty staged model directory with its version directory (a leftover one is removed)."""
+    model_dir = staging / name
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    (model_dir / VERSION).mkdir(parents=True)
+    return model_dir
+
+
+def file_hashes(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file below a model directory, by relative path: what the manifest records."""
+    return {
+        str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*")) if p.is_file()
+    }
+
+
+def served_tolerances(loaded: LoadedSpec, precision: str) -> dict[str, Tolerance]:
+    """fp32: each output's own tolerance; lower precisions: the larger of that and the precision's."""
+    spec = loaded.spec
+    tolerances = {}
+    for output in spec.outputs:
+        own = output.tolerance
+        wider = spec.precision.tolerances.get(precision) if precision != "fp32" else None
+        tolerances[output.name] = (
+            own
+            if wider is None
+            else Tolerance(atol=max(own.atol, wider.atol), rtol=max(own.rtol, wider.rtol))
+        )
+    return tolerances
+
+
+def check_warmup_files(loaded: LoadedSpec, model_dir: Path, config) -> None:
+    """Every warmup request's data file exists and holds exactly its dims of the input's dtype."""
+    for warmup in config.model_warmup:
+        for input_name, data in warmup.inputs.items():
+            path = model_dir / WARMUP_DIR / data.input_data_file
+            tensor = next(t for t in loaded.spec.inputs if t.name == input_name)
+            expected = int(np.prod(data.dims)) * np.dtype(tensor.dtype).itemsize
+            if not path.is_file() or path.stat().st_size != expected:
+                raise TritonRepoError(f"{path}: warmup file missing or not {expected} bytes (a bug)")
+
+
+def validate_staged(
+    loaded: LoadedSpec,
+    model_dir: Path,
+    config,
+    tolerances: dict[str, Tolerance],
+    runtime: Runtime,
+    engine: Engine = ORT,
+    view=None,
+    cache: Path | None = None,
+) -> None:
+    """The staged directory must parse back to the same config and its ONNX, run by `runtime` in a worker
+    process (or remembered in `cache`), must reproduce the golden sample (through `view`, what an adapted
+    graph takes and gives)."""
+    parsed = parse_config(model_dir / "config.pbtxt")
+    if parsed != config:
+        raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
+    check_warmup_files(loaded, model_dir, parsed)
+    sample = sample_case(load_golden(model_dir / VERSION / GOLDEN_FILE))
+    sample = view(sample) if view else sample
+    names = [o.name for o in loaded.spec.outputs]
+    threads = loaded.spec.triton.intra_op_threads
+    computed = run_once(
+        runtime, model_dir / VERSION / ONNX_FILE, sample.inputs, names, threads, engine, cache
+    )
+    for output in names:
+        actual = computed[output]
+        diff = compare(actual, sample.outputs[output], tolerances[output])
+        if not diff.passed:
+            raise CheckFailed(
+                f"{model_dir.name}: staged ONNX output '{output}' differs from golden: max abs diff {diff.max_abs:.3g}"
+            )
