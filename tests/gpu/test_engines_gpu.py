@@ -65,11 +65,11 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
                 engines_dir=work / model / "engines" / precision,
                 timing_cache_dir=work / "timing-cache",
                 runtime=artifact_runtime(),
-                run_with=variant.engine,
+                run_with=variant.runner,
             ),
             graph_dir=work / model / "engines" / precision,
             runtime=artifact_runtime(),
-            run_with=variant.engine,
+            run_with=variant.runner,
         )
         (summary,) = trt.manifest_entry["engines"]
         assert summary["tensorrt_version"] == pinned_release.tensorrt
@@ -178,11 +178,11 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
                 engines_dir=work / "minilm-qad" / "engines" / precision,
                 timing_cache_dir=work / "timing-cache",
                 runtime=artifact_runtime(),
-                run_with=variant.engine,
+                run_with=variant.runner,
             ),
             graph_dir=work / "minilm-qad" / "engines" / precision,
             runtime=artifact_runtime(),
-            run_with=variant.engine,
+            run_with=variant.runner,
         )
         (summary,) = trt.manifest_entry["engines"]
         plans[precision] = trt.path / "1" / summary["plan"]

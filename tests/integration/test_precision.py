@@ -91,13 +91,13 @@ def test_every_precision_is_published_from_its_fastest_pair_with_a_report(gated)
     assert rows["fp32", "ov-bf16"]["triton_model"] == "tiny_bf16"  # the FP32 graph at BF16 in OpenVINO
     # each served variant is the pair its choice names, and the served file is that pair's artifact
     for precision, choice in report["choices"].items():
-        kind, _, engine = choice["pair"].partition("@")
-        row = rows[kind, engine or "ort"]
+        kind, _, runner = choice["pair"].partition("@")
+        row = rows[kind, runner or "ort"]
         assert row["triton_model"] == f"tiny_{precision}" and row["status"] == "published"
         served = (repository / f"tiny_{precision}" / "1" / "model.onnx").read_bytes()
         assert served == (work_dir / "tiny" / row["file"]).read_bytes()
         config = (repository / f"tiny_{precision}" / "config.pbtxt").read_text()
-        assert ('"openvino"' in config) == engine.startswith("ov")
+        assert ('"openvino"' in config) == runner.startswith("ov")
     candidates = [row for row in report["variants"] if row["candidate_for"] == "int8"]
     assert {row["artifact"] for row in candidates} == {"int8-cpu", "int8-ov"}
     for row in report["variants"]:

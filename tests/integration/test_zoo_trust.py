@@ -113,7 +113,7 @@ def test_an_avx2_only_cpu_builds_every_precision_of_the_zoo(zoo_model, monkeypat
     from triton_repo.build.precision.accuracy import eval_batch_size, measure
     from triton_repo.core.references import load_arrays, load_labels
     from triton_repo.core.spec import load_spec
-    from triton_repo.runtimes.isolated import ENGINES, ORT, IsolatedSession, Runtime
+    from triton_repo.runtimes.isolated import ORT, RUNNERS, IsolatedSession, Runtime
 
     _published()
     report = json.loads((REPOSITORY / "BUILD_REPORT.json").read_text())["models"][zoo_model]
@@ -133,10 +133,10 @@ def test_an_avx2_only_cpu_builds_every_precision_of_the_zoo(zoo_model, monkeypat
         precision = row["candidate_for"]
         if precision in (None, "fp32") or (row["artifact"], row["runtime"]) == ("fp32", "ort"):
             continue
-        engine = ENGINES[row["runtime"]]
-        with IsolatedSession(runtime, work / row["file"], threads, engine) as session:
+        runner = RUNNERS[row["runtime"]]
+        with IsolatedSession(runtime, work / row["file"], threads, runner) as session:
             result = measure(spec, reference, session.run(inputs, outputs, batch), labels)
-        verdicts.setdefault(precision, {})[f"{row['artifact']}@{engine.name}"] = (
+        verdicts.setdefault(precision, {})[f"{row['artifact']}@{runner.name}"] = (
             result.passed,
             result.verdict,
         )

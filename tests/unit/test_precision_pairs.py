@@ -12,8 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.helpers import artifact_runtime
 from triton_repo.build.data import DataSet
 from triton_repo.build.precision.accuracy import AccuracyResult
-from triton_repo.build.precision.artifacts import Artifact, ArtifactBuilder, artifacts_for, make_artifact
-from triton_repo.build.precision.pairs import choose_cpu, choose_gpu, pair_id, split_pair
+from triton_repo.build.precision.artifacts import Artifact, ArtifactBuilder, make_artifact
+from triton_repo.build.precision.kinds import kinds_for, pair_id, split_pair
+from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
 from triton_repo.build.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
 from triton_repo.build.precision.results import VariantResult
 from triton_repo.build.precision.timing import Timing
@@ -23,7 +24,7 @@ from triton_repo.runtimes.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 
 
 def variant(
-    kind: str, engine, throughput: float, passed: bool = True, golden_ok: bool = True
+    kind: str, runner, throughput: float, passed: bool = True, golden_ok: bool = True
 ) -> VariantResult:
     accuracy = AccuracyResult("cosine_min", 0.999 if passed else 0.9, 0.99, passed, {}, {}, {})
     timing = Timing(1.0, throughput, 8, 2, 10)
@@ -32,7 +33,7 @@ def variant(
         accuracy,
         timing,
         None,
-        engine,
+        runner,
         golden_ok,
     )
 
@@ -68,8 +69,8 @@ def test_no_candidate_within_budget_refuses_the_precision_with_every_verdict():
 
 
 def test_the_qad_student_competes_for_the_cpu_int8_only_when_the_spec_distils():
-    assert artifacts_for(["fp32", "int8"]) == ["fp32", "int8", "int8-cpu", "int8-ov"]
-    kinds = artifacts_for(["fp32", "int8"], "qad")
+    assert kinds_for(["fp32", "int8"]) == ["fp32", "int8", "int8-cpu", "int8-ov"]
+    kinds = kinds_for(["fp32", "int8"], "qad")
     assert kinds[-1] == "int8-qad" and kinds.index("int8") < kinds.index("int8-qad")  # int8 writes it
     variants = {
         "int8-cpu": variant("int8-cpu", ORT, 200.0),

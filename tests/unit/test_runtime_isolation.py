@@ -95,16 +95,16 @@ def test_lowered_op_types_name_what_an_fp16_artifact_computes_in_fp16(tmp_path):
     assert describe_lowered(double_onnx(tmp_path / "full.onnx")) == "it computes nothing in lower precision"
 
 
-@pytest.mark.parametrize("engine", ["ov-f32", "ov-bf16"])
-def test_openvino_runs_an_artifact_at_its_inference_precision(tmp_path, engine):
-    from triton_repo.runtimes.isolated import ENGINES
+@pytest.mark.parametrize("runner", ["ov-f32", "ov-bf16"])
+def test_openvino_runs_an_artifact_at_its_inference_precision(tmp_path, runner):
+    from triton_repo.runtimes.isolated import RUNNERS
 
     runtime = artifact_runtime()
-    if not runtime.has(ENGINES[engine]):
+    if not runtime.has(RUNNERS[runner]):
         pytest.skip("OpenVINO is not installed in the serving environment")
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
-    with IsolatedSession(runtime, double_onnx(tmp_path / "m.onnx"), 1, ENGINES[engine]) as session:
+    with IsolatedSession(runtime, double_onnx(tmp_path / "m.onnx"), 1, RUNNERS[runner]) as session:
         np.testing.assert_allclose(session.run({"x": x})["y"], x * 2, rtol=1e-2)
-    assert runtime.label_of(ENGINES[engine]).startswith("OpenVINO ") and engine[3:] in runtime.label_of(
-        ENGINES[engine]
+    assert runtime.label_of(RUNNERS[runner]).startswith("OpenVINO ") and runner[3:] in runtime.label_of(
+        RUNNERS[runner]
     )

@@ -28,7 +28,7 @@ from triton_repo.core.releases import Release
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.gpu_writer import gpu_graph
 from triton_repo.repo.profiles import Profile, derive_profiles
-from triton_repo.runtimes.isolated import ORT, Engine, IsolatedSession, Runtime
+from triton_repo.runtimes.isolated import ORT, Runner, IsolatedSession, Runtime
 
 ENGINE_MANIFEST = "engine.json"
 REPRODUCE = "reproduce.sh"
@@ -325,7 +325,7 @@ def build_plan(
     engines_dir: Path,
     timing_cache_dir: Path,
     runtime: Runtime,
-    run_with: Engine = ORT,
+    run_with: Runner = ORT,
 ) -> tuple[Path, dict]:
     """The TensorRT plan of one precision artifact, built into `engines_dir` (reused when nothing changed)
     and checked against what the artifact computes at the golden sample and every profile's min/opt/max.
@@ -353,7 +353,7 @@ def engine_check_cases(
     sample: GoldenCase,
     profiles: list[Profile],
     runtime: Runtime,
-    run_with: Engine = ORT,
+    run_with: Runner = ORT,
     view=None,
 ) -> list[GoldenCase]:
     """The golden sample, and the sample resized to each profile's min/opt/max with what the same ONNX

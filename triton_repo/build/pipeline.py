@@ -14,10 +14,12 @@ from triton_repo.build.engines import GpuStatus, build_plan
 from triton_repo.build.export import export
 from triton_repo.core.fingerprint import package_version
 from triton_repo.build.precision.artifacts import ArtifactBuilder
-from triton_repo.build.precision.pairs import CPU_KINDS, choose_cpu, choose_gpu
+from triton_repo.build.precision.kinds import CPU_KINDS
+from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
 from triton_repo.build.precision.results import refusal
 from triton_repo.build.precision.stage import run_precision
 from triton_repo.build.precision.timing import SPEED_SECONDS
+from triton_repo.build.targets import RUNS_DIR, Target
 from triton_repo.build.report import model_report, publish_report, write_report
 from triton_repo.repo.ensemble import (
     EnsembleData,
@@ -44,23 +46,6 @@ from triton_repo.core.log import failing_as, step, warn
 from triton_repo.core.releases import Release
 from triton_repo.core.spec import PRECISIONS, LoadedSpec
 
-RUNS_DIR = "runs"  # <work>/runs: staged files' checked runs, remembered by content (run_cache.run_once)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the repository will be served: cpu (python backend) or gpu (TensorRT and ONNX Runtime
-    in the pinned NGC release; `gpu` says whether plans can be built here)."""
-
-    name: str  # "cpu" | "gpu"
-    release: Release | None = None  # gpu only: the pinned NGC release
-    gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
-    artifacts: str = "served"  # "served": only the kinds this target serves (gpu: all); "all": every kind
-
-    @property
-    def kinds(self) -> frozenset[str] | None:
-        """The artifact kinds to build and measure; None for every kind the spec asks for."""
-        return CPU_KINDS if self.name == "cpu" and self.artifacts == "served" else None
 
 
 @dataclass
@@ -125,22 +110,14 @@ def build(
                     result = run_precision(
                         loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds, data
                     )
-                    choose = choose_gpu if target.name == "gpu" else choose_cpu
-                    choices = {p: choose(p, result.variants) for p in loaded.spec.precisions}
-                    if target.name == "gpu":
-                        staged += _stage_gpu(
-                            loaded, result, choices, staging, work_dir, target, refused, pending, runtime
-                        )
-                    else:
-                        staged += _stage_cpu(
-                            loaded, result, choices, staging, refused, runtime, work_dir / RUNS_DIR
-                        )
-                    reports[name] = model_report(loaded, result, target.name, choices)
-                    if loaded.spec.ensemble is not None and target.name == "gpu":
-                        warn(
-                            f"{name}: the ensemble is not built on the gpu target (its pre-processing "
-                            "needs packages the NGC tritonserver image lacks); clients call the variants"
-                        )
+                    profile = target.profile
+                    choices = {p: profile.choose(p, result.variants) for p in loaded.spec.precisions}
+                    staged += profile.stage(
+                        loaded, result, choices, staging, work_dir, target, refused, pending, runtime
+                    )
+                    reports[name] = model_report(loaded, result, profile, choices)
+                    if loaded.spec.ensemble is not None and profile.no_ensemble:
+                        warn(f"{name}: {profile.no_ensemble}")
                     elif loaded.spec.ensemble is not None:
                         staged += _stage_ensemble(
                             loaded,
@@ -191,96 +168,6 @@ def _model_names(name: str) -> list[str]:
     return [*variants, name, f"{name}_preprocess"]
 
 
-def _refusal(choice) -> str:
-    """Why no candidate pair of a variant is served: each candidate's verdict."""
-    if len(choice.refused) == 1:
-        return choice.refused[0][1]
-    return "; ".join(f"{pair}: {verdict}" for pair, verdict in choice.refused)
-
-
-def _stage_cpu(
-    loaded, result, choices: dict, staging: Path, refused: list, runtime: Runtime, runs: Path
-) -> list:
-    """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
-    artifact in the chosen runtime)."""
-    name = loaded.spec.name
-    staged = []
-    for precision, choice in choices.items():
-        if choice.pair is None:
-            refused.append((f"{name}_{precision}", _refusal(choice)))
-            continue
-        variant = result.variants[choice.pair]
-        try:
-            with step(f"{name}: stage {name}_{precision} (cpu: {choice.pair}, {choice.why})"):
-                staged.append(
-                    stage_cpu_model(
-                        loaded,
-                        precision,
-                        variant.artifact.path,
-                        variant.sample,
-                        served_tolerances(loaded, precision),
-                        staging,
-                        runtime,
-                        variant.engine,
-                        runs,
-                    )
-                )
-        except ArtifactRunFailed as error:
-            line = refusal(name, choice.pair, variant.artifact.path, error)
-            warn(f"refused {line}")
-            refused.append((f"{name}_{precision}", line))
-    return staged
-
-
-def _stage_gpu(
-    loaded, result, choices, staging: Path, work_dir: Path, target: Target, refused, pending, runtime
-):
-    """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
-    name = loaded.spec.name
-    staged = []
-    for precision, choice in choices.items():
-        if choice.pair is None:
-            refused.append((f"{name}_{precision}_trt and _onnx", _refusal(choice)))
-            continue
-        variant = result.variants[choice.pair]
-        plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
-        with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
-            tolerances = served_tolerances(loaded, precision)
-            engines_dir = work_dir / name / "engines" / precision
-            engine = None
-            if target.gpu.available:
-                engine = build_plan(
-                    loaded,
-                    variant.artifact.path,
-                    variant.sample,
-                    tolerances,
-                    release=target.release,
-                    gpu=target.gpu,
-                    engines_dir=engines_dir,
-                    timing_cache_dir=work_dir / "timing-cache",
-                    runtime=runtime,
-                    run_with=variant.engine,
-                )
-            trt, onnx = stage_gpu_models(
-                loaded,
-                precision,
-                variant.artifact.path,
-                variant.sample,
-                tolerances,
-                staging,
-                release=target.release,
-                engine=engine,
-                graph_dir=engines_dir,
-                runtime=runtime,
-                run_with=variant.engine,
-                runs=work_dir / RUNS_DIR,
-            )
-        staged += [trt, onnx]
-        if trt.manifest_entry["engine_pending"]:
-            pending.append(trt.name)  # published with its config and no plan; the manifest says so
-    return staged
-
-
 def _stage_ensemble(
     loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime, work_dir, data
 ) -> list:
@@ -301,7 +188,7 @@ def _stage_ensemble(
             served_tolerances(loaded, precision),
             staging,
             runtime,
-            served.engine,
+            served.runner,
             work_dir / RUNS_DIR,
             lambda: EnsembleData(  # what the spec's functions give, remembered: they may import torch
                 data.remember("ensemble.samples", lambda: raw_samples(loaded, step_tensors(loaded)[0])),

@@ -8,7 +8,8 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from triton_repo.build.precision.pairs import CPU_CANDIDATES, GPU_SERVED, REFERENCE, Choice, split_pair
+from triton_repo.build.precision.kinds import BY_NAME, CPU_CANDIDATES, GPU_SERVED, REFERENCE, split_pair
+from triton_repo.build.precision.pairs import Choice
 from triton_repo.build.precision.qad import load_stats
 from triton_repo.build.precision.results import PrecisionResult, VariantResult
 from triton_repo.runtimes.cpu import UNKNOWN_CPU, cpu_facts
@@ -18,49 +19,37 @@ from triton_repo.repo.s3_client import Store
 
 REPORT_JSON = "BUILD_REPORT.json"
 REPORT_MD = "BUILD_REPORT.md"
-ARTIFACT_ROLE = {
-    "fp32": "reference (exported FP32)",
-    "fp16": "ModelOpt AutoCast FP16 (for TensorRT)",
-    "fp16-cpu": "ModelOpt AutoCast FP16 (cpu serving)",
-    "bf16": "ModelOpt AutoCast BF16 (for TensorRT)",
-    "int8": "ModelOpt Q/DQ INT8 (for TensorRT)",
-    "int8-cpu": "ONNX Runtime INT8 (cpu serving)",
-    "int8-ov": "NNCF INT8 for OpenVINO (cpu serving)",
-    "int8-qad": "ModelOpt QAD Q/DQ INT8, FP32 elsewhere (OpenVINO, cpu serving)",
-}
-
 
 def arithmetic(variant: VariantResult) -> str:
     """The arithmetic a pair's matrix work runs in: int8, bf16 or f32 (what the roofline compares with)."""
-    kind, engine = variant.artifact.kind, variant.engine
-    if kind.startswith("int8"):
+    made, runner = BY_NAME[variant.artifact.kind], variant.runner
+    if made.precision == "int8":
         return "int8"
-    if kind == "bf16" or engine.precision == "bf16":
+    if made.precision == "bf16" or runner.precision == "bf16":
         return "bf16"
     return "f32"  # ONNX Runtime computes an FP16 graph's matrix work in FP32 on the CPU
 
 
-def model_report(
-    loaded: LoadedSpec, result: PrecisionResult, target: str, choices: dict[str, Choice]
-) -> dict:
-    """One model's section: a row per (artifact, runtime) pair, whether (and as what) it is served."""
+def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: dict[str, Choice]) -> dict:
+    """One model's section: a row per (artifact, runtime) pair, whether (and as what) it is served on
+    `target` (a targets.TargetProfile)."""
     spec = loaded.spec
-    suffix = "" if target == "cpu" else "_onnx"  # the gpu target's _trt twin is listed by the build
+    suffix = target.report_suffix
     chosen = {choice.pair: precision for precision, choice in choices.items() if choice.pair}
-    candidates = CPU_CANDIDATES if target == "cpu" else {p: (pair,) for p, pair in GPU_SERVED.items()}
+    candidates = target.candidates
     candidate_of = {pair: precision for precision in choices for pair in candidates[precision]}
     reference = result.variants[REFERENCE].timing
     facts = diagnostic(f"{spec.name}: instruction-set report", cpu_facts, default=UNKNOWN_CPU)
     rows = []
     for pair, variant in result.variants.items():
-        kind, engine = split_pair(pair)
+        kind, runner = split_pair(pair)
         precision = chosen.get(pair) or candidate_of.get(pair)
         accuracy = variant.accuracy
         built = kind == REFERENCE or bool(variant.artifact.key)  # a stand-in for a failed build has no key
         if pair in chosen:
             status = "published"
         elif precision is None:
-            status = f"not served on the {target} target"
+            status = f"not served on the {target.name} target"
         elif accuracy is not None and accuracy.failure:
             status = "refused: " + ("the runtime could not run it" if built else "its quantizer failed")
         elif not variant.servable:
@@ -72,13 +61,11 @@ def model_report(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
         )
         qad = None
-        if kind in ("int8", "int8-qad") and built:
+        if BY_NAME[kind].qad_high and built:
             qad = diagnostic(
                 f"{spec.name}: {kind} QAD statistics", lambda v=variant: load_stats(v.artifact.path), None
             )
-        role = ARTIFACT_ROLE[kind]
-        if qad and kind == "int8":
-            role = "ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)"
+        role = BY_NAME[kind].qad_role if qad and BY_NAME[kind].qad_role else BY_NAME[kind].role
         flops = result.flops.get(str(timing.batch)) if timing else None
         achieved = flops * timing.throughput_b8 / timing.batch / 1e9 if timing and flops else None
         peak, peak_how = (None, "")
@@ -91,8 +78,8 @@ def model_report(
         rows.append(
             {
                 "artifact": kind,
-                "runtime": engine,
-                "runtime_label": result.engines.get(engine, result.runtime),
+                "runtime": runner,
+                "runtime_label": result.runners.get(runner, result.runtime),
                 "role": role,
                 "file": variant.artifact.path.name,
                 "triton_model": f"{spec.name}_{precision}{suffix}" if pair in chosen else None,
@@ -122,7 +109,7 @@ def model_report(
         )
     return {
         "spec": str(loaded.path),
-        "target": target,
+        "target": target.name,
         "metric": spec.accuracy.metric if spec.accuracy else None,
         "budget": spec.accuracy.effective_budget if spec.accuracy else None,
         "threads": reference.threads,

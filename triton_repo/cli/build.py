@@ -100,8 +100,8 @@ def build(
     to <work-dir>/build.log (which records every step of the last build).
     """
     from triton_repo.build.engines import gpu_available
-    from triton_repo.build.pipeline import Target
     from triton_repo.build.pipeline import build as run_build
+    from triton_repo.build.targets import Target
     from triton_repo.cli.build_output import print_result, refusals
     from triton_repo.cli.options import store_target
     from triton_repo.core.log import diagnostic, open_log

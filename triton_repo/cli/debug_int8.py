@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from triton_repo.build.precision.kinds import BY_NAME, SEARCHABLE
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
@@ -14,12 +15,12 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--artifact",
-    type=click.Choice(["int8", "int8-cpu", "int8-ov", "fp16", "fp16-cpu"]),
+    type=click.Choice(SEARCHABLE),
     default="int8",
     show_default=True,
-    help="int8: ModelOpt Q/DQ (TensorRT); int8-cpu: ONNX Runtime quantization (cpu serving); int8-ov: NNCF "
-    "(OpenVINO, cpu serving); fp16 / fp16-cpu: AutoCast for TensorRT / for the cpu target. The layer-wise comparison runs both graphs "
-    "in ONNX Runtime (whose CPU has no BF16 kernels: the bf16 artifact cannot be compared this way).",
+    help="; ".join(f"{k}: {BY_NAME[k].role}" for k in SEARCHABLE)
+    + ". The layer-wise comparison runs both graphs in ONNX Runtime (whose CPU has no BF16 kernels: the "
+    "bf16 artifact cannot be compared this way).",
 )
 @click.option(
     "--apply-plan",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from triton_repo.build.precision.kinds import SEARCHABLE
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
@@ -14,7 +15,7 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @click.option(
     "--artifact",
     "artifacts",
-    type=click.Choice(["int8-cpu", "int8-ov", "int8", "fp16", "fp16-cpu"]),
+    type=click.Choice(SEARCHABLE),
     multiple=True,
     help="Artifact(s) to search (repeatable). Default: every lower-precision artifact the spec builds.",
 )
@@ -61,14 +62,15 @@ def search_precision(
     quantizes and measures on the eval set for real. The result goes to MODEL/precision.yaml, which every
     later build applies. Exits 1 when no passing set is found within the bounds.
     """
-    from triton_repo.build.precision.artifacts import ArtifactBuilder, artifacts_for
-    from triton_repo.build.precision.plan_search import SEARCHABLE, search_artifact, with_margin
+    from triton_repo.build.precision.artifacts import ArtifactBuilder
+    from triton_repo.build.precision.kinds import kinds_for
+    from triton_repo.build.precision.plan_search import search_artifact, with_margin
     from triton_repo.core.errors import CheckFailed
     from triton_repo.core.log import info, out
     from triton_repo.core.spec import find_model
 
     loaded = with_margin(find_model(model), margin)
-    kinds = list(artifacts) or [k for k in artifacts_for(loaded.spec.precisions) if k in SEARCHABLE]
+    kinds = list(artifacts) or [k for k in kinds_for(loaded.spec.precisions) if k in SEARCHABLE]
     if not kinds:
         raise click.UsageError(f"{loaded.spec.name} builds only fp32 (precision.variants): nothing to search")
     name, failed = loaded.spec.name, []

@@ -47,7 +47,7 @@ def soak(
     """
     import asyncio
 
-    from triton_repo.clients.bench.load import Target
+    from triton_repo.clients.bench.load import Request
     from triton_repo.clients.bench.report import finite
     from triton_repo.clients.bench.soak import soak as run_soak
     from triton_repo.clients.bench.workload import (
@@ -74,7 +74,7 @@ def soak(
     local = state is not None and state.ports == ports
     if not local:
         warn("the server was not started by `triton-repo serve` here: its memory is not sampled")
-    target = Target(
+    target = Request(
         protocol,
         url,
         variant.name,

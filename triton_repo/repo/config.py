@@ -181,7 +181,7 @@ def cpu_model_config(
     """The cpu-target config: python backend running the ONNX file; dims and batching from the spec.
 
     `warmup` holds one sample (no batch dim) per input; Triton repeats it to each warmup batch size.
-    `runtime` is the engine's parameters for the template (default ONNX Runtime): {"runtime":
+    `runtime` is the runner's parameters for the template (default ONNX Runtime): {"runtime":
     "openvino", "inference_precision": "bf16"} runs it in OpenVINO at BF16.
     """
     spec = loaded.spec

@@ -23,7 +23,7 @@ from triton_repo.core.references import load_callable
 from triton_repo.core.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
 from triton_repo.repo.config import labels_files, new_config, parse_config, to_text, write_labels
 from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, new_model_dir
-from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 from triton_repo.runtimes.run_cache import run_once
 
 GOLDEN_FILE = "golden.npz"
@@ -186,12 +186,12 @@ def stage_ensemble(
     tolerances: dict[str, Tolerance],
     staging: Path,
     runtime: Runtime,
-    engine: Engine = ORT,
+    runner: Runner = ORT,
     cache: Path | None = None,
     given: Callable[[], EnsembleData] | None = None,
 ) -> list[StagedModel]:
     """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
-    ONNX file run by `runtime` with `engine` (a worker process, as the variant is served; remembered in
+    ONNX file run by `runtime` with `runner` (a worker process, as the variant is served; remembered in
     `cache`) on the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once
     the ensemble is known to fit the variant)."""
     from triton_repo.repo.templates import preprocessing
@@ -226,7 +226,7 @@ def stage_ensemble(
     # dynamic INT8 ranges depend on what is batched together.
     feed = preprocessing.run(step, samples)
     names = [o.name for o in variant.output]
-    outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, engine, cache)
+    outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, runner, cache)
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 
     for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):

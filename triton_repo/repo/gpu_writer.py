@@ -41,7 +41,7 @@ from triton_repo.repo.writer import (
     new_model_dir,
     validate_staged,
 )
-from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 
 # What to run on a GPU host to build the plans and serve them (printed by `build --target gpu` without a GPU).
 GPU_HOST_COMMANDS = ("make engines", "make serve-gpu")
@@ -71,7 +71,7 @@ def stage_gpu_models(
     engine: tuple[Path, dict] | None,
     graph_dir: Path,
     runtime: Runtime,
-    run_with: Engine = ORT,
+    run_with: Runner = ORT,
     runs: Path | None = None,
 ) -> list[StagedModel]:
     """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).

@@ -28,7 +28,7 @@ from triton_repo.repo.config import (
     warmup_rows,
     write_labels,
 )
-from triton_repo.runtimes.isolated import ORT, Engine, Runtime
+from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 from triton_repo.runtimes.run_cache import run_once
 
 MANIFEST = "manifest.json"
@@ -58,7 +58,7 @@ def stage_cpu_model(
     tolerances: dict[str, Tolerance],
     staging: Path,
     runtime: Runtime,
-    engine: Engine = ORT,
+    runner: Runner = ORT,
     cache: Path | None = None,
 ) -> StagedModel:
     """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
@@ -66,7 +66,7 @@ def stage_cpu_model(
     `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
     are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
     on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed) with
-    `engine`, the way the served model runs it; `cache` keeps that run's outputs (run_cache.run_once).
+    `runner`, the way the served model runs it; `cache` keeps that run's outputs (run_cache.run_once).
     """
     spec = loaded.spec
     name = f"{spec.name}_{precision}"
@@ -80,14 +80,14 @@ def stage_cpu_model(
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
         (model_dir / WARMUP_DIR / warmup_file(input_name)).write_bytes(row.tobytes())
-    config = cpu_model_config(loaded, name, rows, engine.parameters)
+    config = cpu_model_config(loaded, name, rows, runner.parameters)
     labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime, engine, cache=cache)
+    validate_staged(loaded, model_dir, config, tolerances, runtime, runner, cache=cache)
     entry = {
         "source_model": spec.name,
         "precision": precision,
-        "runtime": engine.name,
+        "runtime": runner.name,
         "spec": str(loaded.path),
         "version": int(VERSION),
         "golden": f"{VERSION}/{GOLDEN_FILE}",
@@ -146,7 +146,7 @@ def validate_staged(
     config,
     tolerances: dict[str, Tolerance],
     runtime: Runtime,
-    engine: Engine = ORT,
+    runner: Runner = ORT,
     view=None,
     cache: Path | None = None,
 ) -> None:
@@ -162,7 +162,7 @@ def validate_staged(
     names = [o.name for o in loaded.spec.outputs]
     threads = loaded.spec.triton.intra_op_threads
     computed = run_once(
-        runtime, model_dir / VERSION / ONNX_FILE, sample.inputs, names, threads, engine, cache
+        runtime, model_dir / VERSION / ONNX_FILE, sample.inputs, names, threads, runner, cache
     )
     for output in names:
         actual = computed[output]

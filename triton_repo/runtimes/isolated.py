@@ -37,7 +37,7 @@ class ArtifactRunFailed(TritonRepoError):
 
 
 @dataclass(frozen=True)
-class Engine:
+class Runner:
     """How an artifact is run: ONNX Runtime's CPU execution provider, or OpenVINO's CPU plugin at an
     inference precision (bf16 uses AMX / AVX512-BF16 where the CPU has them; OpenVINO falls back to f32
     where it does not)."""
@@ -45,6 +45,11 @@ class Engine:
     name: str  # ort | ov-f32 | ov-bf16
     runtime: str  # onnxruntime | openvino
     precision: str = ""  # OpenVINO's INFERENCE_PRECISION_HINT
+
+    @property
+    def runtime_name(self) -> str:
+        """ONNX Runtime or OpenVINO: how people call the runtime."""
+        return _RUNTIME_NAMES[self.runtime]
 
     @property
     def parameters(self) -> dict[str, str]:
@@ -55,10 +60,10 @@ class Engine:
         }
 
 
-ORT = Engine("ort", "onnxruntime")
-OV_F32 = Engine("ov-f32", "openvino", "f32")
-OV_BF16 = Engine("ov-bf16", "openvino", "bf16")
-ENGINES = {engine.name: engine for engine in (ORT, OV_F32, OV_BF16)}
+ORT = Runner("ort", "onnxruntime")
+OV_F32 = Runner("ov-f32", "openvino", "f32")
+OV_BF16 = Runner("ov-bf16", "openvino", "bf16")
+RUNNERS = {runner.name: runner for runner in (ORT, OV_F32, OV_BF16)}
 _RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
@@ -73,17 +78,17 @@ class Runtime:
         """'ONNX Runtime 1.32.0' (asks a worker once per interpreter)."""
         return self.label_of(ORT)
 
-    def label_of(self, engine: Engine) -> str:
+    def label_of(self, runner: Runner) -> str:
         """'ONNX Runtime 1.32.0' or 'OpenVINO 2026.4.1 (bf16)'."""
-        version = self.versions().get(engine.runtime) or "(not installed)"
-        precision = f" ({engine.precision})" if engine.precision else ""
-        return f"{_RUNTIME_NAMES[engine.runtime]} {version}{precision}"
+        version = self.versions().get(runner.runtime) or "(not installed)"
+        precision = f" ({runner.precision})" if runner.precision else ""
+        return f"{runner.runtime_name} {version}{precision}"
 
     def versions(self) -> dict[str, str | None]:
         return dict(_hello(str(self.python))["versions"])
 
-    def has(self, engine: Engine) -> bool:
-        return self.versions().get(engine.runtime) is not None
+    def has(self, runner: Runner) -> bool:
+        return self.versions().get(runner.runtime) is not None
 
     def fp16_kernel_ops(self) -> frozenset[str]:
         """Op types the runtime's CPU execution provider can run in float16."""
@@ -91,7 +96,7 @@ class Runtime:
 
 
 def this_runtime() -> Runtime:
-    """The build's own interpreter (used where no serving environment exists, e.g. the engines image)."""
+    """The build's own interpreter (used where no serving environment exists, e.g. the runners image)."""
     return Runtime(Path(sys.executable))
 
 
@@ -107,9 +112,9 @@ def signal_name(returncode: int) -> str:
 class IsolatedSession:
     """One artifact loaded in its own worker process; use as a context manager (the worker exits after)."""
 
-    def __init__(self, runtime: Runtime, onnx_path: Path, threads: int = 0, engine: Engine = ORT) -> None:
+    def __init__(self, runtime: Runtime, onnx_path: Path, threads: int = 0, runner: Runner = ORT) -> None:
         self.runtime = runtime
-        self.engine = engine
+        self.runner = runner
         self.path = Path(onnx_path)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self._process = subprocess.Popen(
@@ -124,8 +129,8 @@ class IsolatedSession:
                     "op": "open",
                     "path": str(self.path.resolve()),
                     "threads": threads,
-                    "runtime": engine.runtime,
-                    "precision": engine.precision,
+                    "runtime": runner.runtime,
+                    "precision": runner.precision,
                 }
             )
         except BaseException:
@@ -178,14 +183,14 @@ class IsolatedSession:
             returncode = process.wait()
             reason = f"crashed ({signal_name(returncode)})"
             raise ArtifactRunFailed(
-                f"{self.runtime.label_of(self.engine)} {reason} running {self.path.name}{self._stderr_tail()}",
+                f"{self.runtime.label_of(self.runner)} {reason} running {self.path.name}{self._stderr_tail()}",
                 reason,
                 crashed=True,
             ) from None
         if "error" in reply:
             reason = f"failed: {reply['error']}"
             raise ArtifactRunFailed(
-                f"{self.runtime.label_of(self.engine)} {reason} ({self.path.name})", reason, crashed=False
+                f"{self.runtime.label_of(self.runner)} {reason} ({self.path.name})", reason, crashed=False
             )
         return reply, out
 

@@ -2,7 +2,7 @@
 
 Staging runs each served ONNX file once more on its golden sample (the check that the file, as staged,
 gives what `triton-repo infer` will expect). The outputs depend only on the file's bytes, the runtime and
-its version, the engine, the thread count and the inputs, so they are kept under a key of those in
+its version, the runner, the thread count and the inputs, so they are kept under a key of those in
 `<work>/runs/`; a rebuild with nothing changed starts no worker process.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.core.fingerprint import arrays_digest, sha256_file
-from triton_repo.runtimes.isolated import ORT, Engine, IsolatedSession, Runtime
+from triton_repo.runtimes.isolated import ORT, IsolatedSession, Runner, Runtime
 
 
 def run_once(
@@ -24,17 +24,17 @@ def run_once(
     inputs: dict[str, np.ndarray],
     outputs: list[str],
     threads: int = 0,
-    engine: Engine = ORT,
+    runner: Runner = ORT,
     cache: Path | None = None,
 ) -> dict[str, np.ndarray]:
-    """`outputs` of `onnx_path` run by `runtime` with `engine` on `inputs` (a worker process; a crash raises
+    """`outputs` of `onnx_path` run by `runtime` with `runner` on `inputs` (a worker process; a crash raises
     ArtifactRunFailed), or the same run's outputs kept in the folder `cache`."""
     if cache is None:
-        return _run(runtime, onnx_path, inputs, outputs, threads, engine)
+        return _run(runtime, onnx_path, inputs, outputs, threads, runner)
     payload = {
         "onnx": sha256_file(onnx_path),
-        "runtime": runtime.label_of(engine),
-        "engine": engine.name,
+        "runtime": runtime.label_of(runner),
+        "engine": runner.name,
         "threads": threads,
         "inputs": arrays_digest(inputs),
         "outputs": outputs,
@@ -47,7 +47,7 @@ def run_once(
                 return {name: archive[name] for name in outputs}
     except (OSError, ValueError):
         pass
-    result = _run(runtime, onnx_path, inputs, outputs, threads, engine)
+    result = _run(runtime, onnx_path, inputs, outputs, threads, runner)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **result)
@@ -55,6 +55,6 @@ def run_once(
     return result
 
 
-def _run(runtime, onnx_path, inputs, outputs, threads, engine) -> dict[str, np.ndarray]:
-    with IsolatedSession(runtime, onnx_path, threads, engine) as session:
+def _run(runtime, onnx_path, inputs, outputs, threads, runner) -> dict[str, np.ndarray]:
+    with IsolatedSession(runtime, onnx_path, threads, runner) as session:
         return session.run(inputs, outputs)

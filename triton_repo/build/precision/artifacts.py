@@ -1,19 +1,10 @@
-"""Precision stage: the FP16 and INT8 ONNX artifacts of a model, each cached by the hash of its inputs.
+"""Precision stage: the lower-precision ONNX artifacts of a model, each cached by the hash of its inputs.
 
-fp16      ModelOpt AutoCast, I/O kept FP32 (for TensorRT)                 -> model.fp16.onnx
-fp16-cpu  ModelOpt AutoCast keeping in FP32 every op type the serving      -> model.fp16-cpu.onnx
-          ONNX Runtime has no CPU FP16 kernel for (what the cpu target serves)
-bf16      ModelOpt AutoCast to BF16, I/O kept FP32 (for TensorRT)          -> model.bf16.onnx
-int8      ModelOpt ONNX PTQ, explicit Q/DQ (for TensorRT)                  -> model.int8.onnx
-          or, with precision.int8.recover: qad, ModelOpt PyTorch quantization
-          distilled from the FP32 model, FP16 high precision (qad.py)
-int8-cpu  ONNX Runtime quantization (served by ONNX Runtime, cpu target)   -> model.int8-cpu.onnx
-int8-ov   NNCF PTQ, Q/DQ placed for OpenVINO (served by OpenVINO, cpu)     -> model.int8-ov.onnx
-int8-qad  with precision.int8.recover: qad, the same distilled student       -> model.int8-qad.onnx
-          exported with explicit Q/DQ and FP32 elsewhere (served by OpenVINO at BF16, cpu)
-
-The cpu target's bf16 is no artifact of its own: the FP32 graph run by OpenVINO at BF16 inference
-precision. Half-precision artifacts keep recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
+Which kinds exist, how each is made (its maker) and its file are declared in kinds.py; this module runs
+the makers: ModelOpt AutoCast (FP16/BF16, I/O kept FP32), ModelOpt ONNX PTQ (explicit Q/DQ, for TensorRT),
+ONNX Runtime quantization and NNCF PTQ (for the cpu target's runtimes), and with precision.int8.recover:
+qad, the student distilled from the FP32 model (qad.py), exported twice. Half-precision artifacts keep
+recurrent ops (GRU, LSTM, RNN) in FP32 (lowered.RECURRENT_OPS).
 """
 
 from __future__ import annotations
@@ -32,40 +23,37 @@ import numpy as np
 
 from triton_repo.build.data import DataSet
 from triton_repo.core.fingerprint import arrays_digest
+from triton_repo.build.precision.kinds import (
+    AUTOCAST,
+    BY_NAME,
+    EXPORT,
+    KINDS,
+    MODELOPT_INT8,
+    NNCF_INT8,
+    ONNXRUNTIME_INT8,
+    QAD_EXPORT,
+    TOOL_FAMILY,
+)
 from triton_repo.build.precision.lowered import RECURRENT_OPS
 from triton_repo.build.precision.plan import PrecisionPlan
 from triton_repo.build.precision.qad import QadJob
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.core.spec import Int8Settings
 
-ARTIFACT_FILES = {
-    "fp32": "model.onnx",
-    "fp16": "model.fp16.onnx",
-    "fp16-cpu": "model.fp16-cpu.onnx",
-    "bf16": "model.bf16.onnx",
-    "int8": "model.int8.onnx",
-    "int8-cpu": "model.int8-cpu.onnx",
-    "int8-ov": "model.int8-ov.onnx",
-    "int8-qad": "model.int8-qad.onnx",
-}
-BUILT_WITH = {
-    "fp16": "ModelOpt AutoCast",
-    "fp16-cpu": "ModelOpt AutoCast",
-    "bf16": "ModelOpt AutoCast",
-    "int8": "ModelOpt INT8 PTQ",
-    "int8-cpu": "ONNX Runtime quantization",
-    "int8-ov": "NNCF INT8 PTQ",
-    "int8-qad": "ModelOpt QAD",
-}
-QAD_KINDS = ("int8", "int8-qad")  # what precision.int8.recover: qad distils (one student, two exports)
 CALIBRATION_BATCH = 8
-AUTOCAST_KINDS = ("fp16", "fp16-cpu", "bf16")  # made by ModelOpt AutoCast
+_QAD_STUDENT = next(k.name for k in KINDS if k.maker == QAD_EXPORT)  # QAD's second export (int8-qad)
 
 
 def built_with(kind: str, settings: Int8Settings) -> str:
-    if kind == "int8" and settings.recover == "qad":
-        return "ModelOpt QAD"
-    return BUILT_WITH[kind]
+    """The tool that made `kind` under these settings (a kind QAD can make says QAD when it did)."""
+    made = BY_NAME[kind]
+    if made.qad_high and settings.recover == "qad":
+        return BY_NAME[_QAD_STUDENT].built_with
+    return made.built_with
+
+
+def artifact_file(kind: str) -> str:
+    return BY_NAME[kind].file
 
 
 @dataclass(frozen=True)
@@ -80,22 +68,6 @@ class Artifact:
     kept_because: str = ""  # the rule, for the report
 
 
-def artifacts_for(precisions: list[str], recover: str = "none") -> list[str]:
-    """fp32 always; fp16: TensorRT's and the cpu target's; bf16: TensorRT's (the cpu target runs the FP32
-    graph in OpenVINO at BF16); int8: TensorRT's, ONNX Runtime's and OpenVINO's, and with `recover` qad
-    the distilled student's FP32 Q/DQ export for OpenVINO (after int8, whose build writes it too)."""
-    kinds = ["fp32"]
-    if "fp16" in precisions:
-        kinds += ["fp16", "fp16-cpu"]
-    if "bf16" in precisions:
-        kinds.append("bf16")
-    if "int8" in precisions:
-        kinds += ["int8", "int8-cpu", "int8-ov"]
-        if recover == "qad":
-            kinds.append("int8-qad")
-    return kinds
-
-
 @dataclass(frozen=True)
 class OpTypeRule:
     """Op types an FP16 artifact keeps in FP32 whatever precision.yaml says, and why (for the report)."""
@@ -107,13 +79,15 @@ class OpTypeRule:
 def fp16_op_rule(
     kind: str, graph_op_types: set[str], fp16_kernels: frozenset[str], runtime: str
 ) -> OpTypeRule:
-    """fp16: recurrent ops. fp16-cpu: those, and every op type of the graph the serving runtime has no
-    CPU FP16 kernel for (ONNX Runtime would otherwise wrap each in casts, and crashes on some)."""
+    """AutoCast kinds: recurrent ops. A kind for the cpu target's ONNX Runtime (fp16-cpu): those, and every
+    op type of the graph it has no CPU FP16 kernel for (ONNX Runtime would otherwise wrap each in casts, and
+    crashes on some)."""
+    made = BY_NAME[kind]
     recurrent = sorted(RECURRENT_OPS & graph_op_types)
-    if kind in ("fp16", "bf16"):
-        return OpTypeRule(tuple(recurrent), "recurrent ops stay FP32" if recurrent else "")
-    if kind != "fp16-cpu":
+    if made.maker != AUTOCAST:
         return OpTypeRule((), "")
+    if not made.cpu_kernels_only:
+        return OpTypeRule(tuple(recurrent), "recurrent ops stay FP32" if recurrent else "")
     missing = sorted(graph_op_types - fp16_kernels - RECURRENT_OPS - {"Cast", "Constant"})
     reasons = []
     if recurrent:
@@ -163,7 +137,7 @@ class ArtifactBuilder:
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        family = {"int8-cpu": "onnxruntime", "int8-ov": "nncf"}.get(kind, "modelopt")
+        family = TOOL_FAMILY[BY_NAME[kind].maker]
         if family not in self._pools:
             context = multiprocessing.get_context("spawn")
             self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
@@ -191,14 +165,15 @@ def make_artifact(
 ) -> Artifact:
     """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed (then
     the calibration rows are not even loaded: their digest keys the artifact)."""
-    if kind == "fp32":
-        return Artifact("fp32", fp32_onnx, 0.0, True, (), "")
+    made = BY_NAME[kind]
+    if made.maker == EXPORT:
+        return Artifact(kind, fp32_onnx, 0.0, True, (), "")
     kept = plan.for_artifact(kind).node_names
-    output = out_dir / ARTIFACT_FILES[kind]
-    qad = qad if kind in QAD_KINDS and settings.recover == "qad" else None
-    if kind == "int8-qad" and qad is None:
+    output = out_dir / made.file
+    qad = qad if made.qad_high and settings.recover == "qad" else None
+    if made.maker == QAD_EXPORT and qad is None:
         raise TritonRepoError(
-            "the int8-qad artifact is the QAD student: it needs precision.int8.recover: qad"
+            f"the {kind} artifact is the QAD student: it needs precision.int8.recover: qad"
         )
     key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types, qad)
     key_file = output.with_name(output.name + ".key")
@@ -208,10 +183,11 @@ def make_artifact(
     start = time.perf_counter()
     key_file.unlink(missing_ok=True)
     # The TensorRT QAD artifact's build also writes the student's FP32 Q/DQ export (int8-qad): one
-    # training serves both, and int8-qad (built next) finds it under its own key.
-    companion = out_dir / ARTIFACT_FILES["int8-qad"] if kind == "int8" and qad is not None else None
+    # training serves both, and the export (built next) finds it under its own key.
+    student = made.maker != QAD_EXPORT and qad is not None
+    companion = out_dir / BY_NAME[_QAD_STUDENT].file if student else None
     if companion is not None:
-        companion_key = _cache_key("int8-qad", fp32_sha256, settings, kept, calibration, (), qad)
+        companion_key = _cache_key(_QAD_STUDENT, fp32_sha256, settings, kept, calibration, (), qad)
         companion.with_name(companion.name + ".key").unlink(missing_ok=True)
     rows = calibration.arrays if calibration is not None else None
     qad = qad.loaded() if qad is not None else None
@@ -236,20 +212,19 @@ def _build_here(
     """The child's side: one artifact, the quantizers' chatter silenced."""
     from triton_repo.build.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
+    made = BY_NAME[kind]
     with _quiet():
-        if kind in QAD_KINDS and qad is not None:
+        if made.qad_high and qad is not None:
             from triton_repo.build.precision.qad import qad_int8
 
-            high = "fp16" if kind == "int8" else "fp32"
-            return qad_int8(qad, output, settings, kept, calibration, kept_op_types, high, companion)
-        if kind in AUTOCAST_KINDS:
-            low = "bf16" if kind == "bf16" else "fp16"
-            return _autocast(fp32_onnx, output, low, kept, kept_op_types, calibration)
-        if kind == "int8-ov":
+            return qad_int8(qad, output, settings, kept, calibration, kept_op_types, made.qad_high, companion)
+        if made.maker == AUTOCAST:
+            return _autocast(fp32_onnx, output, made.low, kept, kept_op_types, calibration)
+        if made.maker == NNCF_INT8:
             return _nncf_int8(fp32_onnx, output, settings.openvino, kept, calibration)
-        if kind == "int8":
+        if made.maker == MODELOPT_INT8:
             return _modelopt_int8(fp32_onnx, output, settings.calibration_method, kept, calibration)
-        if kind == "int8-cpu":
+        if made.maker == ONNXRUNTIME_INT8:
             cpu = settings.cpu
             cpu_settings = CpuInt8Settings(
                 mode=cpu.mode,
@@ -272,26 +247,29 @@ def exact_names(names: tuple[str, ...]) -> list[str] | None:
 def _cache_key(kind, fp32_sha256, settings, kept, calibration, kept_op_types=(), qad=None) -> str:
     from importlib.metadata import version
 
+    made = BY_NAME[kind]
     names = (
-        ("nncf", "openvino", "onnx") if kind == "int8-ov" else ("nvidia-modelopt", "onnxruntime-gpu", "onnx")
+        ("nncf", "openvino", "onnx")
+        if made.maker == NNCF_INT8
+        else ("nvidia-modelopt", "onnxruntime-gpu", "onnx")
     )
     if qad is not None:
         names += ("torch",)
     tools = {name: version(name) for name in names}
     own_settings = {  # each artifact is keyed by the settings its quantizer reads
-        "int8": {"calibration_method": settings.calibration_method},
-        "int8-cpu": settings.cpu.model_dump(mode="json"),
-        "int8-ov": settings.openvino.model_dump(mode="json"),
+        MODELOPT_INT8: {"calibration_method": settings.calibration_method},
+        ONNXRUNTIME_INT8: settings.cpu.model_dump(mode="json"),
+        NNCF_INT8: settings.openvino.model_dump(mode="json"),
     }
     payload = {
         "kind": kind,
         "fp32": fp32_sha256,
-        "settings": own_settings.get(kind),
+        "settings": own_settings.get(made.maker),
         "kept": list(kept),
         "kept_op_types": list(kept_op_types),
         "node_match": "exact",
         "calibration": (calibration.digest if calibration is not None else arrays_digest(None))
-        if kind.startswith("int8") or kind in AUTOCAST_KINDS
+        if made.maker != EXPORT
         else None,
         "qad": None
         if qad is None

@@ -1,4 +1,4 @@
-"""Measure every (artifact, engine) pair of a model, each in its own worker process of the serving runtime:
+"""Measure every (artifact, runner) pair of a model, each in its own worker process of the serving runtime:
 accuracy against the reference on the eval set, the pair's own outputs on the golden sample, and speed
 in one interleaved run. Cached in <work>/<name>/precision.json."""
 
@@ -20,11 +20,11 @@ from triton_repo.core.fingerprint import arrays_digest, sha256_file
 from triton_repo.core.golden import GoldenCase, load_golden, sample_case
 from triton_repo.build.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
 from triton_repo.build.precision.artifacts import Artifact
-from triton_repo.build.precision.pairs import REFERENCE
+from triton_repo.build.precision.kinds import REFERENCE
 from triton_repo.build.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from triton_repo.build.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from triton_repo.build.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
-from triton_repo.runtimes.isolated import ENGINES, ArtifactRunFailed, Engine, IsolatedSession, Runtime
+from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, Runner, IsolatedSession, Runtime
 from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed
 from triton_repo.core.log import diagnostic, step, warn
@@ -38,7 +38,7 @@ def measure_pairs(
     exported: ExportResult,
     work_dir: Path,
     runtime: Runtime,
-    pairs: dict[str, tuple[Artifact, Engine]],
+    pairs: dict[str, tuple[Artifact, Runner]],
     op_types: dict[str, str],
     speed_seconds: float,
     data: ModelData,
@@ -47,9 +47,9 @@ def measure_pairs(
     evaluation = data.get("eval") if spec.lower_precisions else None
     # the true classes, when given: top1_drop's reference, and top-1 on real labels in the report
     truth = data.get("eval_labels") if evaluation is not None else None
-    engines = {e.name: runtime.label_of(e) for _, e in pairs.values()}
-    key = _results_key(loaded, exported, pairs, evaluation, truth, engines)
-    cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, engines)
+    runners = {e.name: runtime.label_of(e) for _, e in pairs.values()}
+    key = _results_key(loaded, exported, pairs, evaluation, truth, runners)
+    cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, runners)
     if cached is not None:
         return cached
     eval_inputs = evaluation.arrays if evaluation is not None else None
@@ -66,9 +66,9 @@ def measure_pairs(
     )
     with contextlib.ExitStack() as stack:
         sessions = {}
-        for pair, (artifact, engine) in pairs.items():
+        for pair, (artifact, runner) in pairs.items():
             try:
-                sessions[pair] = stack.enter_context(IsolatedSession(runtime, artifact.path, threads, engine))
+                sessions[pair] = stack.enter_context(IsolatedSession(runtime, artifact.path, threads, runner))
             except ArtifactRunFailed as error:
                 failures[pair] = error
         _fail_on_reference(spec.name, failures)
@@ -112,16 +112,16 @@ def measure_pairs(
         default=({}, {}),
     )
     variants = {}
-    for pair, (artifact, engine) in pairs.items():
+    for pair, (artifact, runner) in pairs.items():
         golden_ok, own = True, samples.get(pair)
-        if artifact.kind == REFERENCE and own is not None and engine.precision in ("", "f32"):
+        if artifact.kind == REFERENCE and own is not None and runner.precision in ("", "f32"):
             golden_ok = _matches_golden(loaded, own, sample)
             own = sample  # an FP32 pair serves as <name>_fp32: the served check expects PyTorch's outputs
         timing = None if pair in failures else timings.get(pair)
-        variants[pair] = VariantResult(artifact, accuracy.get(pair), timing, own, engine, golden_ok)
+        variants[pair] = VariantResult(artifact, accuracy.get(pair), timing, own, runner, golden_ok)
     measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     result = PrecisionResult(
-        variants, measured_at, False, op_types, runtime.label, engines, flops, int8_flops
+        variants, measured_at, False, op_types, runtime.label, runners, flops, int8_flops
     )
     _save_results(work_dir, key, result)
     return result
@@ -153,12 +153,12 @@ def _matches_golden(loaded: LoadedSpec, own: GoldenCase, golden: GoldenCase) -> 
     )
 
 
-def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, truth, engines) -> str:
-    """Everything the measurements depend on: artifacts and engines, eval data and labels, golden sample,
+def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, truth, runners) -> str:
+    """Everything the measurements depend on: artifacts and runners, eval data and labels, golden sample,
     settings, and the runtimes' versions."""
     spec = loaded.spec
     payload = {
-        "pairs": {pair: [artifact.key, engine.name] for pair, (artifact, engine) in pairs.items()},
+        "pairs": {pair: [artifact.key, runner.name] for pair, (artifact, runner) in pairs.items()},
         "fp32": exported.onnx_sha256,
         "eval": evaluation.digest if evaluation is not None else arrays_digest(None),
         "labels": truth.digest if truth is not None else arrays_digest(None),
@@ -167,7 +167,7 @@ def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, 
         "tolerances": [o.tolerance.model_dump() for o in spec.outputs],
         "threads": spec.triton.intra_op_threads,
         "axes": {name: r.model_dump() for name, r in spec.axes.items()},
-        "engines": engines,
+        "engines": runners,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -181,12 +181,12 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
         "key": key,
         "measured_at": result.measured_at,
         "runtime": result.runtime,
-        "engines": result.engines,
+        "engines": result.runners,
         "flops": result.flops,
         "int8_flops": result.int8_flops,
         "variants": {
             pair: {
-                "engine": v.engine.name,
+                "engine": v.runner.name,
                 "accuracy": asdict(v.accuracy) if v.accuracy else None,
                 "timing": asdict(v.timing) if v.timing else None,
                 "golden_ok": v.golden_ok,
@@ -203,7 +203,7 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
     tmp.replace(work_dir / RESULTS_FILE)
 
 
-def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, runtime: str, engines):
+def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, runtime: str, runners):
     path = work_dir / RESULTS_FILE
     try:
         data = json.loads(path.read_text())
@@ -226,7 +226,7 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
             AccuracyResult(**entry["accuracy"]) if entry["accuracy"] else None,
             Timing(**entry["timing"]) if entry["timing"] else None,
             own,
-            ENGINES[entry["engine"]],
+            RUNNERS[entry["engine"]],
             entry["golden_ok"],
         )
     return PrecisionResult(
@@ -235,7 +235,7 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
         True,
         op_types,
         runtime,
-        engines,
+        runners,
         data["flops"],
         data.get("int8_flops", {}),
     )

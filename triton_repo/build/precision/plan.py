@@ -9,22 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from triton_repo.build.precision.kinds import KINDS, PLAN_SECTIONS
 from triton_repo.core.errors import SpecError
 
 PLAN_FILE = "precision.yaml"
-HEADER = """\
+HEADER = (
+    """\
 # Node-level precision choices for this model, read by every `triton-repo build`.
 # Written by `triton-repo search-precision`; editing by hand is fine. Each node named here is a node of
 # the FP32 ONNX graph that stays in higher precision in that artifact:
-#   fp16      ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx, for TensorRT)
-#   fp16-cpu  ModelOpt AutoCast keeps it in FP32 (model.fp16-cpu.onnx, served by the cpu target)
-#   bf16      ModelOpt AutoCast (bf16) keeps it in FP32 (model.bf16.onnx, for TensorRT)
-#   int8      ModelOpt Q/DQ PTQ leaves it unquantized (model.int8.onnx, for TensorRT)
-#   int8-cpu  ONNX Runtime quantization leaves it in float (model.int8-cpu.onnx, served by the cpu target)
-#   int8-ov   NNCF leaves it in float (ignored scope; model.int8-ov.onnx, served by OpenVINO on the cpu target)
 """
+    + "".join(f"#   {k.name:<9} {k.plan_note}\n" for k in KINDS if k.plan_section == k.name)
+)
 
 
 class _Strict(BaseModel):
@@ -60,30 +58,26 @@ class ArtifactPlan(_Strict):
         return tuple(kept.node for kept in self.keep)
 
 
-class PrecisionPlan(_Strict):
-    fp16: ArtifactPlan = ArtifactPlan()
-    fp16_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="fp16-cpu")
-    bf16: ArtifactPlan = ArtifactPlan()
-    int8: ArtifactPlan = ArtifactPlan()
-    int8_cpu: ArtifactPlan = Field(default=ArtifactPlan(), alias="int8-cpu")
-    int8_ov: ArtifactPlan = Field(default=ArtifactPlan(), alias="int8-ov")
-
+class _Plan(_Strict):
     def for_artifact(self, artifact: str) -> ArtifactPlan:
-        return getattr(self, _FIELDS[artifact]) if artifact in _FIELDS else ArtifactPlan()
+        section = PLAN_SECTIONS.get(artifact)
+        return getattr(self, _field(section)) if section else ArtifactPlan()
 
     def with_artifact(self, artifact: str, plan: ArtifactPlan) -> PrecisionPlan:
-        return self.model_copy(update={_FIELDS[artifact]: plan})
+        return self.model_copy(update={_field(PLAN_SECTIONS[artifact]): plan})
 
 
-_FIELDS = {
-    "fp16": "fp16",
-    "fp16-cpu": "fp16_cpu",
-    "bf16": "bf16",
-    "int8": "int8",
-    "int8-cpu": "int8_cpu",
-    "int8-ov": "int8_ov",
-    "int8-qad": "int8",  # the QAD student of the TensorRT artifact, exported without the FP16 cast
-}
+def _field(section: str) -> str:
+    return section.replace("-", "_")
+
+
+_SECTIONS = list(dict.fromkeys(PLAN_SECTIONS.values()))  # one per kind that owns one, in table order
+# One field per section (kinds.py), its name as written in precision.yaml: unknown keys are errors.
+PrecisionPlan = create_model(
+    "PrecisionPlan",
+    __base__=_Plan,
+    **{_field(s): (ArtifactPlan, Field(default=ArtifactPlan(), alias=s)) for s in _SECTIONS},
+)
 
 
 def load_plan(folder: Path) -> PrecisionPlan:
@@ -96,14 +90,14 @@ def load_plan(folder: Path) -> PrecisionPlan:
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: malformed YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with keys {', '.join(_FIELDS)}")
+        raise SpecError(f"{path}: expected a mapping with keys {', '.join(_SECTIONS)}")
     try:
         return PrecisionPlan.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise SpecError(
-            f"{path}: {where}: {first['msg']} (keys: {', '.join(_FIELDS)}; each keep: [{{node, why}}])"
+            f"{path}: {where}: {first['msg']} (keys: {', '.join(_SECTIONS)}; each keep: [{{node, why}}])"
         ) from None
 
 
@@ -119,7 +113,7 @@ def save_plan(plan: PrecisionPlan, folder: Path) -> Path:
 
 def check_nodes(plan: PrecisionPlan, node_names: set[str], path: Path) -> None:
     """Every node the plan names must exist in the FP32 graph (names change when a model is re-exported)."""
-    for artifact in _FIELDS:
+    for artifact in PLAN_SECTIONS:
         for kept in plan.for_artifact(artifact).keep:
             if kept.node not in node_names:
                 raise SpecError(

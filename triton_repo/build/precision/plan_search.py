@@ -27,7 +27,6 @@ from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Ru
 from triton_repo.core.log import info, step, warn
 from triton_repo.core.spec import LoadedSpec
 
-SEARCHABLE = ("fp16", "fp16-cpu", "int8", "int8-cpu", "int8-ov")  # ranked by ONNX Runtime: no bf16
 
 
 @dataclass
@@ -137,11 +136,11 @@ def _speed_cost(
         bench.build(kind, kept, found_path)
     sample = sample_case(load_golden(bench.work / "golden.npz")).inputs
     threads = bench.loaded.spec.triton.intra_op_threads or os.cpu_count() or 1
-    engine = bench.engine(kind)
+    runner = bench.runner(kind)
     paths = {
-        "fp32": (bench.fp32, bench.engine("fp32")),
-        f"{kind} all nodes": (default_path, engine),
-        f"{kind} this plan": (found_path, engine),
+        "fp32": (bench.fp32, bench.runner("fp32")),
+        f"{kind} all nodes": (default_path, runner),
+        f"{kind} this plan": (found_path, runner),
     }
     if not kept:
         paths.pop(f"{kind} all nodes")
@@ -153,7 +152,7 @@ def _speed_cost(
             except ArtifactRunFailed as error:
                 warn(f"{label}: not timed: {error}")
         with step(
-            f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, {bench.runtime.label_of(engine)})"
+            f"{bench.loaded.spec.name}: speed of FP32 vs {kind} (batch 8, {bench.runtime.label_of(runner)})"
         ):
             timings, failed = measure_speed(
                 sessions,

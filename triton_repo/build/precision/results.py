@@ -1,4 +1,4 @@
-"""What the precision stage gives: every (artifact, engine) pair as measured, and the lines and inputs the
+"""What the precision stage gives: every (artifact, runner) pair as measured, and the lines and inputs the
 stage and its measurement share (their own module, so the stage can import the measurement directly)."""
 
 from __future__ import annotations
@@ -13,27 +13,27 @@ from triton_repo.core.golden import GoldenCase
 from triton_repo.build.precision.accuracy import AccuracyResult
 from triton_repo.build.precision.artifacts import Artifact
 from triton_repo.build.precision.lowered import describe_lowered
-from triton_repo.build.precision.pairs import pair_id
+from triton_repo.build.precision.kinds import pair_id
 from triton_repo.build.precision.timing import Timing
-from triton_repo.runtimes.isolated import ORT, ArtifactRunFailed, Engine
+from triton_repo.runtimes.isolated import ORT, ArtifactRunFailed, Runner
 from triton_repo.core.references import inputs_at
 from triton_repo.core.spec import LoadedSpec
 
 
 @dataclass(frozen=True)
 class VariantResult:
-    """One (artifact, engine) pair as measured: accuracy vs the reference, speed, its golden outputs."""
+    """One (artifact, runner) pair as measured: accuracy vs the reference, speed, its golden outputs."""
 
     artifact: Artifact
     accuracy: AccuracyResult | None  # None for the reference
     timing: Timing | None  # None when the runtime could not run it
     sample: GoldenCase | None  # the golden sample inputs and the outputs this pair computes (None: not run)
-    engine: Engine = ORT
+    runner: Runner = ORT
     golden_ok: bool = True  # an FP32 pair's outputs match PyTorch's within the spec's tolerances
 
     @property
     def pair(self) -> str:
-        return pair_id(self.artifact.kind, self.engine)
+        return pair_id(self.artifact.kind, self.runner)
 
     @property
     def passed(self) -> bool:
@@ -60,7 +60,7 @@ class PrecisionResult:
     cached: bool
     op_types: dict[str, str]  # FP32 node name -> op type
     runtime: str  # what ran the reference, e.g. "ONNX Runtime 1.32.0"
-    engines: dict[str, str] = dataclasses.field(default_factory=dict)  # engine name -> its runtime's label
+    runners: dict[str, str] = dataclasses.field(default_factory=dict)  # runner name -> its runtime's label
     flops: dict[str, float] = dataclasses.field(default_factory=dict)  # batch size -> FP32 graph FLOPs
     # Q/DQ artifact kind -> share of the matrix FLOPs (batch 8) it runs in INT8
     int8_flops: dict[str, float] = dataclasses.field(default_factory=dict)

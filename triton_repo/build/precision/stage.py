@@ -1,4 +1,4 @@
-"""The precision stage for one model: build its artifacts, then measure every (artifact, engine) pair.
+"""The precision stage for one model: build its artifacts, then measure every (artifact, runner) pair.
 
 Results are cached in <work>/<name>/precision.json, keyed by the artifacts, the engines' versions and the
 eval data, so a rebuild with nothing changed neither re-quantizes nor re-measures.
@@ -14,16 +14,14 @@ from triton_repo.build.data import ModelData
 from triton_repo.build.export import ExportResult
 from triton_repo.build.precision.accuracy import AccuracyResult
 from triton_repo.build.precision.artifacts import (
-    ARTIFACT_FILES,
     Artifact,
     ArtifactBuilder,
-    artifacts_for,
     built_with,
     fp16_op_rule,
     make_artifact,
 )
 from triton_repo.build.precision.measure import measure_pairs
-from triton_repo.build.precision.pairs import ENGINES_OF, REFERENCE, engines_for, pair_id
+from triton_repo.build.precision.kinds import BY_NAME, QAD_EXPORT, REFERENCE, kinds_for, pair_id, runners_for
 from triton_repo.build.precision.plan import PLAN_FILE, check_nodes, load_plan
 from triton_repo.build.precision.qad import qad_job
 from triton_repo.build.precision.results import PrecisionResult, VariantResult
@@ -52,7 +50,7 @@ def run_precision(
     kinds: frozenset[str] | None = None,
     data: ModelData | None = None,
 ) -> PrecisionResult:
-    """Build the model's precision artifacts, then run every (artifact, engine) pair in `runtime` (a worker
+    """Build the model's precision artifacts, then run every (artifact, runner) pair in `runtime` (a worker
     process per pair): accuracy vs FP32 on the eval set, its own outputs on the golden sample, and the
     interleaved timing. A pair the runtime crashes or fails on is refused with one line; the others go on.
     `builder` (the quantizers' child processes) can be shared by every model of a build; `kinds` limits
@@ -71,12 +69,12 @@ def run_precision(
         artifacts, unbuilt = _build_artifacts(
             loaded, exported, work_dir, runtime, plan, data, calibration, builder, kinds
         )
-    wanted = engines_for(spec.precisions)
+    wanted = runners_for(spec.precisions)
     pairs = {
-        pair_id(kind, engine): (artifact, engine)
+        pair_id(kind, runner): (artifact, runner)
         for kind, artifact in artifacts.items()
-        for engine in wanted[kind]
-        if runtime.has(engine)
+        for runner in wanted[kind]
+        if runtime.has(runner)
     }
     missing = sorted({e.runtime for kind in artifacts for e in wanted[kind] if not runtime.has(e)})
     if missing:
@@ -93,10 +91,10 @@ def _with_unbuilt(result: PrecisionResult, unbuilt: dict, spec, runtime: Runtime
         return result
     variants = dict(result.variants)
     for kind, (stand_in, line) in unbuilt.items():
-        for engine in ENGINES_OF[kind]:
-            if runtime.has(engine):
-                variants[pair_id(kind, engine)] = VariantResult(
-                    stand_in, AccuracyResult.not_run(spec, line), None, None, engine
+        for runner in BY_NAME[kind].runners:
+            if runtime.has(runner):
+                variants[pair_id(kind, runner)] = VariantResult(
+                    stand_in, AccuracyResult.not_run(spec, line), None, None, runner
                 )
     return dataclasses.replace(result, variants=variants)
 
@@ -112,9 +110,9 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
     spec = loaded.spec
     op_types = set(graph_node_names(exported.onnx_path).values())
     kinds = [
-        k for k in artifacts_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only
+        k for k in kinds_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only
     ]
-    fp16_kernels = runtime.fp16_kernel_ops() if "fp16-cpu" in kinds else frozenset()
+    fp16_kernels = runtime.fp16_kernel_ops() if any(BY_NAME[k].cpu_kernels_only for k in kinds) else frozenset()
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
     qad = qad_job(loaded, data=data)
@@ -125,10 +123,11 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
         label = f"{spec.name}: {kind} artifact" + (
             f" ({kept} node{'' if kept == 1 else 's'} kept{by_rule})" if kind != REFERENCE else ""
         )
-        if kind == "int8" and qad is not None:
+        made = BY_NAME[kind]
+        if made.qad_high and made.maker != QAD_EXPORT and qad is not None:
             label += f" by QAD, {spec.precision.int8.qad.steps} steps"
-        if kind == "int8-qad":
-            label += ", the QAD student with FP32 high precision (for OpenVINO)"
+        if made.maker == QAD_EXPORT:
+            label += f", the QAD student with {made.qad_high.upper()} high precision (for {made.runners[0].runtime_name})"
         try:
             with step(label):
                 artifacts[kind] = make_artifact(
@@ -150,5 +149,5 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
                 raise
             line = f"{spec.name} {kind}: {built_with(kind, spec.precision.int8)} failed: {_first_line(error)}"
             warn(f"refused {line}")
-            unbuilt[kind] = (Artifact(kind, work_dir / ARTIFACT_FILES[kind], 0.0, False, (), ""), line)
+            unbuilt[kind] = (Artifact(kind, work_dir / BY_NAME[kind].file, 0.0, False, (), ""), line)
     return artifacts, unbuilt

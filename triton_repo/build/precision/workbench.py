@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.build.precision.accuracy import AccuracyResult, eval_batch_size, measure
-from triton_repo.build.precision.artifacts import ARTIFACT_FILES, ArtifactBuilder, OpTypeRule, fp16_op_rule
-from triton_repo.build.precision.pairs import ENGINES_OF
+from triton_repo.build.precision.artifacts import ArtifactBuilder, OpTypeRule, fp16_op_rule
+from triton_repo.build.precision.kinds import BY_NAME
 from triton_repo.build.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
 from triton_repo.build.precision.qad import QadJob, qad_job
 from triton_repo.build.precision.results import refusal
@@ -45,9 +45,9 @@ class Workbench:
     def threads(self) -> int:
         return self.loaded.spec.triton.intra_op_threads
 
-    def engine(self, kind: str):
+    def runner(self, kind: str):
         """How the artifact is measured: the runtime that serves it (OpenVINO for int8-ov)."""
-        return ENGINES_OF[kind][0]
+        return BY_NAME[kind].runners[0]
 
     def build(
         self, kind: str, kept: tuple[str, ...], output: Path, settings: Int8Settings | None = None
@@ -62,7 +62,7 @@ class Workbench:
             kept,
             self.calibration,
             self.rule.op_types,
-            self.qad if kind == "int8" and settings.recover == "qad" else None,
+            self.qad if BY_NAME[kind].qad_high and settings.recover == "qad" else None,
         )
 
     def evaluate(
@@ -77,7 +77,7 @@ class Workbench:
         """An artifact already built, measured against FP32 on the eval set."""
         outputs = [o.name for o in self.loaded.spec.outputs]
         try:
-            with IsolatedSession(self.runtime, output, self.threads, self.engine(kind)) as session:
+            with IsolatedSession(self.runtime, output, self.threads, self.runner(kind)) as session:
                 variant = session.run(self.eval_inputs, outputs, self.batch)
         except ArtifactRunFailed as error:
             return AccuracyResult.not_run(
@@ -88,7 +88,7 @@ class Workbench:
     def scratch(self, kind: str, label: str) -> Path:
         folder = self.work / "precision-trials"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / ARTIFACT_FILES[kind].replace(".onnx", f".{label}.onnx")
+        return folder / BY_NAME[kind].file.replace(".onnx", f".{label}.onnx")
 
 
 def open_workbench(
@@ -123,7 +123,7 @@ def open_workbench(
         except ArtifactRunFailed as error:
             raise CheckFailed(f"{spec.name}: the FP32 model cannot be run: {error}") from None
     calibration = load_arrays(loaded, "calibration") if kind.startswith("int8") else None
-    fp16_kernels = runtime.fp16_kernel_ops() if kind == "fp16-cpu" else frozenset()
+    fp16_kernels = runtime.fp16_kernel_ops() if BY_NAME[kind].cpu_kernels_only else frozenset()
     rule = fp16_op_rule(kind, set(op_types.values()), fp16_kernels, runtime.label)
     return Workbench(
         loaded,

@@ -21,7 +21,7 @@ OPEN_LOOP_MAX_IN_FLIGHT = 1024
 
 
 @dataclass(frozen=True)
-class Target:
+class Request:
     """What to send: one model, one request's inputs (batch included), the outputs to ask for."""
 
     protocol: str
@@ -53,7 +53,7 @@ class Connection:
     response bytes are not decoded. HTTP goes through tritonclient's asyncio client.
     """
 
-    def __init__(self, target: Target, slots: int, in_flight: int | None = None) -> None:
+    def __init__(self, target: Request, slots: int, in_flight: int | None = None) -> None:
         """`slots`: prepared requests (one per worker with shared memory); `in_flight`: the most requests
         at once (HTTP opens one connection per request in flight), default `slots`."""
         self.target = target

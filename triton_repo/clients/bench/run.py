@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from triton_repo.clients.bench.cpu import tree_cpu_seconds
 from triton_repo.clients.bench.floor import Floor
-from triton_repo.clients.bench.load import OPEN_LOOP_MAX_IN_FLIGHT, Connection, Load, Target
+from triton_repo.clients.bench.load import OPEN_LOOP_MAX_IN_FLIGHT, Connection, Load, Request
 from triton_repo.clients.bench.method import STABLE_WINDOWS, Latency, Window, pool, stability, window_of
 from triton_repo.clients.bench.server_stats import ServerDelta, ServerSample, combine
 
@@ -127,7 +127,7 @@ def _per_request_ms(before: float | None, after: float | None, answered: int) ->
 
 
 async def measure_point(
-    target: Target,
+    target: Request,
     level: Level,
     batch: int,
     shape: str,
@@ -222,7 +222,7 @@ def _mean(values: list[float]) -> float:
 
 
 def sweep(
-    target: Target,
+    target: Request,
     levels: list[Level],
     batch: int,
     shape: str,

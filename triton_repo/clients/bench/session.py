@@ -10,7 +10,7 @@ from pathlib import Path
 
 from triton_repo.clients.bench import report
 from triton_repo.clients.bench.floor import Floor, FloorPlan, best_floor, floor_plan, measure_floor
-from triton_repo.clients.bench.load import Target
+from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Level, Point, Settings, sweep
 from triton_repo.clients.bench.workload import (
     Variant,
@@ -105,7 +105,7 @@ def run_bench(options: BenchOptions) -> None:
             inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
             plan = _floor_plan(variant, options, warn)
             floors = [_floor(variant, plan, inputs, options, settings, warn)] if plan else []
-            target = Target(
+            target = Request(
                 options.protocol,
                 url,
                 variant.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from triton_repo.clients.bench.cpu import tree_rss_mb
-from triton_repo.clients.bench.load import Connection, Load, Target
+from triton_repo.clients.bench.load import Connection, Load, Request
 from triton_repo.clients.bench.method import Latency
 
 
@@ -40,7 +40,7 @@ class SoakResult:
 
 
 async def soak(
-    target: Target,
+    target: Request,
     concurrency: int,
     seconds: float,
     server_pid: int | None,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from triton_repo.clients.bench.load import Target
+from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Level, Point, Settings, measure_point
 from triton_repo.clients.tune.space import Candidate
 
@@ -74,7 +74,7 @@ def concurrency_ladder(max_concurrency: int) -> list[int]:
 
 
 def measure_candidate(
-    target: Target,
+    target: Request,
     candidate: Candidate,
     slo_p99_ms: float,
     settings: Settings,

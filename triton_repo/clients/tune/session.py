@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from triton_repo.clients.bench.load import Target
+from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Settings
 from triton_repo.clients.bench.workload import (
     as_sent,
@@ -167,7 +167,7 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
             result = Measured(candidate, "full" if settings is FULL else "quick", failure=failure)
             measured.append(result)
             return result
-        target = Target(
+        target = Request(
             options.protocol,
             url,
             name,

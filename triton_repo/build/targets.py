@@ -1,0 +1,154 @@
+"""The two targets, each a profile the pipeline follows without branching on its name: which pairs serve
+which precision, which kinds it builds by default, how a served variant is chosen and which stager writes
+its models (`<name>_<prec>` for the python backend; `<name>_<prec>_trt` and `_onnx` for the NGC image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_repo.build.engines import GpuStatus, build_plan
+from triton_repo.build.precision.kinds import CPU_CANDIDATES, CPU_KINDS, GPU_SERVED
+from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
+from triton_repo.build.precision.results import refusal
+from triton_repo.core.log import step, warn
+from triton_repo.core.releases import Release
+from triton_repo.repo.gpu_writer import stage_gpu_models
+from triton_repo.repo.writer import served_tolerances, stage_cpu_model
+from triton_repo.runtimes.isolated import ArtifactRunFailed
+
+RUNS_DIR = "runs"  # <work>/runs: staged files' checked runs, remembered by content (run_cache.run_once)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the repository will be served: cpu (python backend) or gpu (TensorRT and ONNX Runtime
+    in the pinned NGC release; `gpu` says whether plans can be built here)."""
+
+    name: str  # "cpu" | "gpu"
+    release: Release | None = None  # gpu only: the pinned NGC release
+    gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
+    artifacts: str = "served"  # "served": only the kinds this target serves (gpu: all); "all": every kind
+
+    @property
+    def profile(self) -> TargetProfile:
+        return PROFILES[self.name]
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The artifact kinds to build and measure; None for every kind the spec asks for."""
+        return self.profile.serves if self.artifacts == "served" else None
+
+
+def _refusal(choice) -> str:
+    """Why no candidate pair of a variant is served: each candidate's verdict."""
+    if len(choice.refused) == 1:
+        return choice.refused[0][1]
+    return "; ".join(f"{pair}: {verdict}" for pair, verdict in choice.refused)
+
+
+def stage_cpu(loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> list:
+    """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
+    artifact in the chosen runtime)."""
+    name = loaded.spec.name
+    staged = []
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}", _refusal(choice)))
+            continue
+        variant = result.variants[choice.pair]
+        try:
+            with step(f"{name}: stage {name}_{precision} (cpu: {choice.pair}, {choice.why})"):
+                staged.append(
+                    stage_cpu_model(
+                        loaded,
+                        precision,
+                        variant.artifact.path,
+                        variant.sample,
+                        served_tolerances(loaded, precision),
+                        staging,
+                        runtime,
+                        variant.runner,
+                        work_dir / RUNS_DIR,
+                    )
+                )
+        except ArtifactRunFailed as error:
+            line = refusal(name, choice.pair, variant.artifact.path, error)
+            warn(f"refused {line}")
+            refused.append((f"{name}_{precision}", line))
+    return staged
+
+
+def stage_gpu(loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> list:
+    """`<name>_<prec>_trt` (only with a built plan; else listed in `pending`) and `<name>_<prec>_onnx`."""
+    name = loaded.spec.name
+    staged = []
+    for precision, choice in choices.items():
+        if choice.pair is None:
+            refused.append((f"{name}_{precision}_trt and _onnx", _refusal(choice)))
+            continue
+        variant = result.variants[choice.pair]
+        plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
+        with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
+            tolerances = served_tolerances(loaded, precision)
+            engines_dir = work_dir / name / "engines" / precision
+            engine = None
+            if target.gpu.available:
+                engine = build_plan(
+                    loaded,
+                    variant.artifact.path,
+                    variant.sample,
+                    tolerances,
+                    release=target.release,
+                    gpu=target.gpu,
+                    engines_dir=engines_dir,
+                    timing_cache_dir=work_dir / "timing-cache",
+                    runtime=runtime,
+                    run_with=variant.runner,
+                )
+            trt, onnx = stage_gpu_models(
+                loaded,
+                precision,
+                variant.artifact.path,
+                variant.sample,
+                tolerances,
+                staging,
+                release=target.release,
+                engine=engine,
+                graph_dir=engines_dir,
+                runtime=runtime,
+                run_with=variant.runner,
+                runs=work_dir / RUNS_DIR,
+            )
+        staged += [trt, onnx]
+        if trt.manifest_entry["engine_pending"]:
+            pending.append(trt.name)  # published with its config and no plan; the manifest says so
+    return staged
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    candidates: dict[str, tuple[str, ...]]  # precision -> the pairs that may serve it
+    serves: frozenset[str] | None  # the kinds built unless every kind is asked for (None: every kind)
+    choose: Callable  # (precision, variants) -> Choice
+    stage: Callable  # (loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> staged
+    report_suffix: str  # the Triton model the report names for a published pair
+    no_ensemble: str = ""  # why this target builds no ensemble (warned), if it builds none
+
+
+PROFILES = {
+    "cpu": TargetProfile("cpu", CPU_CANDIDATES, CPU_KINDS, choose_cpu, stage_cpu, ""),
+    "gpu": TargetProfile(
+        "gpu",
+        {precision: (pair,) for precision, pair in GPU_SERVED.items()},
+        None,
+        choose_gpu,
+        stage_gpu,
+        "_onnx",  # the _trt twin is listed by the build
+        no_ensemble="the ensemble is not built on the gpu target (its pre-processing needs packages the "
+        "NGC tritonserver image lacks); clients call the variants",
+    ),
+}
