@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from triton_repo.core.releases import Release
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.gpu_writer import gpu_graph
 from triton_repo.repo.profiles import Profile, derive_profiles
-from triton_repo.runtimes.isolated import ORT, Runner, IsolatedSession, Runtime
+from triton_repo.runtimes.isolated import ORT, IsolatedSession, Runner, Runtime
 
 ENGINE_MANIFEST = "engine.json"
 REPRODUCE = "reproduce.sh"
@@ -199,6 +198,8 @@ def _build_and_check(
     """The child's side: build with Polygraphy's TensorRT loaders, then run every case with TrtRunner."""
     import tensorrt as trt
 
+    from triton_repo.runtimes import tensorrt_gpu
+
     if trt.__version__ != request.expected_tensorrt:
         raise TritonRepoError(
             f"TensorRT {trt.__version__} here, but the pinned release's server runs {request.expected_tensorrt} "
@@ -206,8 +207,8 @@ def _build_and_check(
         )
     seconds = 0.0
     if not reuse:
-        seconds = _build_plan(request, trt)
-    check = _check_plan(request, cases, tolerances)
+        seconds = tensorrt_gpu.build_plan(request, trt)
+    check = tensorrt_gpu.check_plan(request, cases, tolerances)
     return {
         "plan": request.plan.name,
         "tensorrt_version": trt.__version__,
@@ -221,73 +222,6 @@ def _build_and_check(
         "build_seconds": round(seconds, 2),
         "check": check,
     }
-
-
-def _build_plan(request: EngineRequest, trt) -> float:
-    from polygraphy import util
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
-    from polygraphy.backend.trt import Profile as PolygraphyProfile
-
-    profiles = []
-    for profile in request.profiles:
-        built = PolygraphyProfile()
-        for name, shapes in profile.inputs.items():
-            built.add(name, min=shapes.min, opt=shapes.opt, max=shapes.max)
-        profiles.append(built)
-    options = {"builder_optimization_level": request.builder_optimization_level}
-    if request.version_compatible:
-        options["version_compatible"] = True
-    if request.hardware_compatibility_level != "none":
-        level = request.hardware_compatibility_level.upper()
-        options["hardware_compatibility_level"] = getattr(trt.HardwareCompatibilityLevel, level)
-    config = CreateConfig(profiles=profiles, load_timing_cache=str(request.timing_cache), **options)
-    # TensorRT 10: the STRONGLY_TYPED flag; TensorRT 11 dropped weak typing and with it the flag.
-    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    network = NetworkFromOnnxPath(str(request.onnx), strongly_typed=strongly_typed or None)
-    start = time.perf_counter()
-    plan = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(request.timing_cache))()
-    seconds = time.perf_counter() - start
-    tmp = request.plan.with_name(request.plan.name + ".tmp")
-    util.save_file(plan, str(tmp), description="engine")
-    tmp.replace(request.plan)
-    return seconds
-
-
-def _check_plan(
-    request: EngineRequest, cases: list[GoldenCase], tolerances: dict[str, Tolerance]
-) -> list[dict]:
-    """Every case through Polygraphy's TrtRunner on the first profile that accepts its shapes."""
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-    from triton_repo.core.compare import compare
-
-    rows = []
-    engine = EngineFromBytes(request.plan.read_bytes())()
-    for case in cases:
-        shapes = {name: tuple(array.shape) for name, array in case.inputs.items()}
-        index = next((i for i, p in enumerate(request.profiles) if p.contains(shapes)), None)
-        if index is None:
-            raise TritonRepoError(
-                f"{request.plan}: golden case {case.label} fits no optimization profile (a bug)"
-            )
-        with TrtRunner(engine, optimization_profile=index) as runner:
-            outputs = runner.infer(feed_dict=case.inputs)
-        for name, expected in case.outputs.items():
-            diff = compare(outputs[name], expected, tolerances[name])
-            tolerance = tolerances[name]
-            rows.append(
-                {
-                    "case": case.label,
-                    "profile": index,
-                    "output": name,
-                    "max_abs": diff.max_abs,
-                    "max_rel": diff.max_rel,
-                    "atol": tolerance.atol,
-                    "rtol": tolerance.rtol,
-                    "passed": diff.passed,
-                }
-            )
-    return rows
 
 
 def engine_summary(manifest: dict) -> dict:

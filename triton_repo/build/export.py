@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_repo.core.fingerprint import folder_fingerprint, package_version, sha256_file
-from triton_repo.core.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
 from triton_repo.build.model_files import checked_source_onnx, load_checkpoint
 from triton_repo.core.errors import SpecError
+from triton_repo.core.fingerprint import folder_fingerprint, package_version, sha256_file
+from triton_repo.core.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
 from triton_repo.core.log import info
 from triton_repo.core.references import inputs_at, load_arrays, load_callable
 from triton_repo.core.spec import LoadedSpec
@@ -192,7 +192,7 @@ def _torch_runner(loaded: LoadedSpec, module):
 
 
 def _onnxruntime_runner(onnx_path: Path):
-    from triton_repo.runtimes.onnx_runtime import cpu_session
+    from triton_repo.runtimes.onnxruntime_cpu import cpu_session
 
     session = cpu_session(onnx_path)
     names = [o.name for o in session.get_outputs()]

@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_repo.build.data import ModelData
-from triton_repo.build.engines import GpuStatus, build_plan
 from triton_repo.build.export import export
-from triton_repo.core.fingerprint import package_version
 from triton_repo.build.precision.artifacts import ArtifactBuilder
-from triton_repo.build.precision.kinds import CPU_KINDS
-from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
-from triton_repo.build.precision.results import refusal
 from triton_repo.build.precision.stage import run_precision
 from triton_repo.build.precision.timing import SPEED_SECONDS
-from triton_repo.build.targets import RUNS_DIR, Target
 from triton_repo.build.report import model_report, publish_report, write_report
+from triton_repo.build.targets import RUNS_DIR, Target
+from triton_repo.build.verify import verify
+from triton_repo.core.fingerprint import package_version
+from triton_repo.core.locks import repository_lock
+from triton_repo.core.log import failing_as, step, warn
+from triton_repo.core.spec import PRECISIONS, LoadedSpec
 from triton_repo.repo.ensemble import (
     EnsembleData,
     choose_variant,
@@ -29,7 +29,6 @@ from triton_repo.repo.ensemble import (
     step_tensors,
     tokenizer_path,
 )
-from triton_repo.repo.gpu_writer import stage_gpu_models
 from triton_repo.repo.object_store import (
     StoreTarget,
     local_stand_in,
@@ -38,14 +37,8 @@ from triton_repo.repo.object_store import (
 )
 from triton_repo.repo.publish import ModelControl, Published, publish, read_manifest
 from triton_repo.repo.store_manifest import read_store_manifest
-from triton_repo.repo.writer import served_tolerances, stage_cpu_model, staging_root
-from triton_repo.runtimes.isolated import ArtifactRunFailed, Runtime
-from triton_repo.build.verify import verify
-from triton_repo.core.locks import repository_lock
-from triton_repo.core.log import failing_as, step, warn
-from triton_repo.core.releases import Release
-from triton_repo.core.spec import PRECISIONS, LoadedSpec
-
+from triton_repo.repo.writer import served_tolerances, staging_root
+from triton_repo.runtimes.isolated import Runtime
 
 
 @dataclass

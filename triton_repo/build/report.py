@@ -8,17 +8,18 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from triton_repo.build.precision.kinds import BY_NAME, CPU_CANDIDATES, GPU_SERVED, REFERENCE, split_pair
+from triton_repo.build.precision.kinds import BY_NAME, REFERENCE, split_pair
 from triton_repo.build.precision.pairs import Choice
 from triton_repo.build.precision.qad import load_stats
 from triton_repo.build.precision.results import PrecisionResult, VariantResult
-from triton_repo.runtimes.cpu import UNKNOWN_CPU, cpu_facts
 from triton_repo.core.log import diagnostic
 from triton_repo.core.spec import LoadedSpec
 from triton_repo.repo.s3_client import Store
+from triton_repo.runtimes.cpu import UNKNOWN_CPU, cpu_facts
 
 REPORT_JSON = "BUILD_REPORT.json"
 REPORT_MD = "BUILD_REPORT.md"
+
 
 def arithmetic(variant: VariantResult) -> str:
     """The arithmetic a pair's matrix work runs in: int8, bf16 or f32 (what the roofline compares with)."""
@@ -115,7 +116,7 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
         "threads": reference.threads,
         "speed_rounds": reference.rounds,
         "runtime": result.runtime,
-        "engines": result.engines,
+        "engines": result.runners,
         "cpu": {
             "model": facts.model,
             "vendor": facts.vendor,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from triton_repo.build.engines import GpuStatus, build_plan
 from triton_repo.build.precision.kinds import CPU_CANDIDATES, CPU_KINDS, GPU_SERVED
@@ -134,7 +133,9 @@ class TargetProfile:
     candidates: dict[str, tuple[str, ...]]  # precision -> the pairs that may serve it
     serves: frozenset[str] | None  # the kinds built unless every kind is asked for (None: every kind)
     choose: Callable  # (precision, variants) -> Choice
-    stage: Callable  # (loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> staged
+    stage: (
+        Callable  # (loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> staged
+    )
     report_suffix: str  # the Triton model the report names for a published pair
     no_ensemble: str = ""  # why this target builds no ensemble (warned), if it builds none
 

@@ -7,14 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from triton_repo.core.fingerprint import package_version, sha256_file
-from triton_repo.core.golden import load_golden
-from triton_repo.runtimes.onnx_runtime import cpu_session
 from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed
+from triton_repo.core.fingerprint import package_version, sha256_file
+from triton_repo.core.golden import load_golden
 from triton_repo.core.spec import LoadedSpec, Tolerance
+from triton_repo.runtimes.onnxruntime_cpu import cpu_session
 
 RECORD_FILE = "verify.json"
 STAGE_VERSION = "verify-1"

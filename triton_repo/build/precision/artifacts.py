@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.build.data import DataSet
-from triton_repo.core.fingerprint import arrays_digest
 from triton_repo.build.precision.kinds import (
     AUTOCAST,
     BY_NAME,
@@ -38,6 +37,7 @@ from triton_repo.build.precision.lowered import RECURRENT_OPS
 from triton_repo.build.precision.plan import PrecisionPlan
 from triton_repo.build.precision.qad import QadJob
 from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.fingerprint import arrays_digest
 from triton_repo.core.spec import Int8Settings
 
 CALIBRATION_BATCH = 8
@@ -172,9 +172,7 @@ def make_artifact(
     output = out_dir / made.file
     qad = qad if made.qad_high and settings.recover == "qad" else None
     if made.maker == QAD_EXPORT and qad is None:
-        raise TritonRepoError(
-            f"the {kind} artifact is the QAD student: it needs precision.int8.recover: qad"
-        )
+        raise TritonRepoError(f"the {kind} artifact is the QAD student: it needs precision.int8.recover: qad")
     key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types, qad)
     key_file = output.with_name(output.name + ".key")
     facts = {"kept_op_types": rule.op_types, "kept_because": rule.because}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_repo.runtimes.onnx_runtime import cpu_session
 from triton_repo.build.precision.accuracy import row_batches
 from triton_repo.core.errors import TritonRepoError
+from triton_repo.runtimes.onnxruntime_cpu import cpu_session
 
 MODES = ("static", "dynamic")
 OPTIMIZERS = ("bert",)

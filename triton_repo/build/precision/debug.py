@@ -277,8 +277,8 @@ def isolated_layerwise_errors(
 ) -> LayerwiseReport:
     """layerwise_errors in a child process: a runtime crash becomes one line, not the end of the command."""
     from triton_repo.build.precision.lowered import describe_lowered
-    from triton_repo.runtimes.isolated import ArtifactRunFailed, call_in_child
     from triton_repo.core.errors import CheckFailed
+    from triton_repo.runtimes.isolated import ArtifactRunFailed, call_in_child
 
     try:
         return call_in_child(

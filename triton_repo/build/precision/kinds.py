@@ -46,10 +46,14 @@ class ArtifactKind:
     cpu_serves: dict[str, str] = field(default_factory=dict)  # runner name -> precision the cpu target serves
     gpu_runner: Runner | None = None  # the pair the gpu target's <name>_<prec>_trt and _onnx are gated by
     low: str = ""  # AUTOCAST: the low-precision type
-    cpu_kernels_only: bool = False  # AUTOCAST: also keep in FP32 every op the serving ONNX Runtime lacks FP16 for
+    cpu_kernels_only: bool = (
+        False  # AUTOCAST: also keep in FP32 every op the serving ONNX Runtime lacks FP16 for
+    )
     qad_high: str = ""  # with precision.int8.recover: qad, this kind is the QAD student, high precision this
     qad_role: str = ""  # BUILD_REPORT's line when QAD made it
-    plan_note: str = ""  # it owns a precision.yaml section: what keeping a node there means (the file's header)
+    plan_note: str = (
+        ""  # it owns a precision.yaml section: what keeping a node there means (the file's header)
+    )
     plan_of: str = ""  # it applies another kind's section instead
     searchable: bool = False  # `search-precision` and `debug-int8` work on it
 
@@ -162,7 +166,9 @@ KINDS: tuple[ArtifactKind, ...] = (
     ),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
-REFERENCE = "fp32"  # fp32 in ONNX Runtime: what PyTorch was verified against, what every pair is measured against
+REFERENCE = (
+    "fp32"  # fp32 in ONNX Runtime: what PyTorch was verified against, what every pair is measured against
+)
 
 
 def kinds_for(precisions: list[str], recover: str = "none") -> list[str]:
@@ -171,7 +177,8 @@ def kinds_for(precisions: list[str], recover: str = "none") -> list[str]:
     return [
         k.name
         for k in KINDS
-        if (k.precision == "fp32" or k.precision in precisions) and (k.maker != QAD_EXPORT or recover == "qad")
+        if (k.precision == "fp32" or k.precision in precisions)
+        and (k.maker != QAD_EXPORT or recover == "qad")
     ]
 
 

@@ -16,19 +16,19 @@ import numpy as np
 
 from triton_repo.build.data import ModelData
 from triton_repo.build.export import ExportResult
-from triton_repo.core.fingerprint import arrays_digest, sha256_file
-from triton_repo.core.golden import GoldenCase, load_golden, sample_case
 from triton_repo.build.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
 from triton_repo.build.precision.artifacts import Artifact
 from triton_repo.build.precision.kinds import REFERENCE
 from triton_repo.build.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from triton_repo.build.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from triton_repo.build.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
-from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, Runner, IsolatedSession, Runtime
 from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed
+from triton_repo.core.fingerprint import arrays_digest, sha256_file
+from triton_repo.core.golden import GoldenCase, load_golden, sample_case
 from triton_repo.core.log import diagnostic, step, warn
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, IsolatedSession, Runner, Runtime
 
 RESULTS_FILE = "precision.json"
 

@@ -15,14 +15,11 @@ from triton_repo.build.precision.kinds import KINDS, PLAN_SECTIONS
 from triton_repo.core.errors import SpecError
 
 PLAN_FILE = "precision.yaml"
-HEADER = (
-    """\
+HEADER = """\
 # Node-level precision choices for this model, read by every `triton-repo build`.
 # Written by `triton-repo search-precision`; editing by hand is fine. Each node named here is a node of
 # the FP32 ONNX graph that stays in higher precision in that artifact:
-"""
-    + "".join(f"#   {k.name:<9} {k.plan_note}\n" for k in KINDS if k.plan_section == k.name)
-)
+""" + "".join(f"#   {k.name:<9} {k.plan_note}\n" for k in KINDS if k.plan_section == k.name)
 
 
 class _Strict(BaseModel):

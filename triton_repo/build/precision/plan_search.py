@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.build.precision.accuracy import HIGHER_IS_BETTER
 from triton_repo.build.precision.artifacts import ArtifactBuilder
 from triton_repo.build.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
@@ -23,10 +22,10 @@ from triton_repo.build.precision.search import (
     search,
 )
 from triton_repo.build.precision.timing import measure_speed
-from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Runtime
+from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.core.log import info, step, warn
 from triton_repo.core.spec import LoadedSpec
-
+from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Runtime
 
 
 @dataclass

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triton_repo.core.fingerprint import arrays_digest
 from triton_repo.core.errors import SpecError, TritonRepoError
+from triton_repo.core.fingerprint import arrays_digest
 
 if TYPE_CHECKING:
     from triton_repo.build.data import ModelData

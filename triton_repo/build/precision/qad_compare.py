@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_repo.build.data import DataSet
-from triton_repo.core.fingerprint import sha256_file
-from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.build.precision.accuracy import AccuracyResult
 from triton_repo.build.precision.artifacts import ArtifactBuilder, make_artifact
 from triton_repo.build.precision.qad import QadStats, load_stats
 from triton_repo.build.precision.results import speed_inputs
 from triton_repo.build.precision.roofline import int8_fraction, matrix_node_flops
-from triton_repo.runtimes.isolated import Runtime
 from triton_repo.core.errors import SpecError
+from triton_repo.core.fingerprint import sha256_file
+from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.core.log import info, step
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.runtimes.isolated import Runtime
 
 
 @dataclass(frozen=True)

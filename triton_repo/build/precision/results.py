@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_repo.core.golden import GoldenCase
 from triton_repo.build.precision.accuracy import AccuracyResult
 from triton_repo.build.precision.artifacts import Artifact
-from triton_repo.build.precision.lowered import describe_lowered
 from triton_repo.build.precision.kinds import pair_id
+from triton_repo.build.precision.lowered import describe_lowered
 from triton_repo.build.precision.timing import Timing
-from triton_repo.runtimes.isolated import ORT, ArtifactRunFailed, Runner
+from triton_repo.core.golden import GoldenCase
 from triton_repo.core.references import inputs_at
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.runtimes.isolated import ORT, ArtifactRunFailed, Runner
 
 
 @dataclass(frozen=True)

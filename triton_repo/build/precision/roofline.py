@@ -66,7 +66,7 @@ def matrix_node_flops(fp32_onnx: Path, inputs: dict[str, np.ndarray]) -> dict[st
     import onnx
     from polygraphy.backend.onnx import bytes_from_onnx, modify_outputs
 
-    from triton_repo.runtimes.onnx_runtime import cpu_session
+    from triton_repo.runtimes.onnxruntime_cpu import cpu_session
 
     model = onnx.load(str(fp32_onnx))
     nodes = [n for n in model.graph.node if n.op_type in MATRIX_OPS]

@@ -20,16 +20,16 @@ from triton_repo.build.precision.artifacts import (
     fp16_op_rule,
     make_artifact,
 )
-from triton_repo.build.precision.measure import measure_pairs
 from triton_repo.build.precision.kinds import BY_NAME, QAD_EXPORT, REFERENCE, kinds_for, pair_id, runners_for
+from triton_repo.build.precision.measure import measure_pairs
 from triton_repo.build.precision.plan import PLAN_FILE, check_nodes, load_plan
 from triton_repo.build.precision.qad import qad_job
 from triton_repo.build.precision.results import PrecisionResult, VariantResult
 from triton_repo.build.precision.timing import SPEED_SECONDS
-from triton_repo.runtimes.isolated import Runtime
 from triton_repo.core.errors import SpecError
 from triton_repo.core.log import step, warn
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.runtimes.isolated import Runtime
 
 
 def graph_node_names(onnx_path: Path) -> dict[str, str]:
@@ -109,10 +109,10 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
     variant: it comes back in `unbuilt` with a stand-in artifact and the one-line reason."""
     spec = loaded.spec
     op_types = set(graph_node_names(exported.onnx_path).values())
-    kinds = [
-        k for k in kinds_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only
-    ]
-    fp16_kernels = runtime.fp16_kernel_ops() if any(BY_NAME[k].cpu_kernels_only for k in kinds) else frozenset()
+    kinds = [k for k in kinds_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only]
+    fp16_kernels = (
+        runtime.fp16_kernel_ops() if any(BY_NAME[k].cpu_kernels_only for k in kinds) else frozenset()
+    )
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
     qad = qad_job(loaded, data=data)

@@ -14,11 +14,11 @@ from triton_repo.build.precision.plan import PLAN_FILE, PrecisionPlan, check_nod
 from triton_repo.build.precision.qad import QadJob, qad_job
 from triton_repo.build.precision.results import refusal
 from triton_repo.build.precision.stage import graph_node_names
-from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Runtime
 from triton_repo.core.errors import CheckFailed, SpecError
 from triton_repo.core.log import step
 from triton_repo.core.references import load_arrays, load_labels
 from triton_repo.core.spec import Int8Settings, LoadedSpec
+from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Runtime
 
 
 @dataclass
