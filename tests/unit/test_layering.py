@@ -154,3 +154,13 @@ def test_no_import_circle_even_through_imports_inside_functions():
     graph = {m: {i for i in imported if i in MODULES and i != m} for m, imported in MODULES.items()}
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the finder finds
     assert _circles(graph) == []
+
+
+def test_commands_stay_thin():
+    """A command parses, calls one library function and prints: its workflow lives below the CLI."""
+    long = {
+        path.name: lines
+        for path in sorted((ROOT / PACKAGE / "cli").glob("*.py"))
+        if (lines := len(path.read_text().splitlines())) >= 150
+    }
+    assert long == {}, f"CLI files of 150 lines or more (move the workflow into the library): {long}"

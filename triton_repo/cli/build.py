@@ -7,13 +7,8 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import (
-    artifact_runtime,
-    serve_env_option,
-    store_options,
-    store_repository_option,
-    work_dir_option,
-)
+from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
+from triton_repo.cli.store_options import store_options, store_repository_option
 
 BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected traceback of the last build
 

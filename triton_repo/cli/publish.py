@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import RepositoryParam, repository_option, store_options, work_dir_option
+from triton_repo.cli.options import repository_option, work_dir_option
+from triton_repo.cli.store_options import RepositoryParam, store_options
 
 
 @click.command()

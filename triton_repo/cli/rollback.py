@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import store_options, store_repository_option, work_dir_option
+from triton_repo.cli.options import work_dir_option
+from triton_repo.cli.store_options import store_options, store_repository_option
 
 
 @click.command()

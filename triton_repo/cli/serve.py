@@ -7,14 +7,13 @@ from pathlib import Path
 import click
 
 from triton_repo.cli.options import (
-    aws_profile_option,
     default_serve_env,
     port_options,
     ports_or,
     serve_env_option,
-    store_repository_option,
     work_dir_option,
 )
+from triton_repo.cli.store_options import aws_profile_option, store_repository_option
 
 
 @click.command()
@@ -84,64 +83,33 @@ def serve(
     models the manifest lists.
     """
     from triton_repo.core.errors import ServerError
-    from triton_repo.core.log import info, warn
-    from triton_repo.core.storage import ObjectStoreUrl
+    from triton_repo.core.log import info
+    from triton_repo.repo.serving import start_serving
     from triton_repo.serve import server
 
-    state_dir = work_dir / "server"
-    previous = server.running_state(state_dir)
-    if previous is not None:
-        raise ServerError(
-            f"a server started by triton-repo is already running (pid {previous.pid}, http {previous.ports.http}); "
-            "run `triton-repo stop` first"
-        )
-    server.clear_state(state_dir)
-    env = server.find_serve_env(serve_env or default_serve_env())
     control = server.ModelControlMode(model_control, poll_seconds=poll_seconds)
-    extra_env: dict[str, str] = {}
-    if isinstance(repository, ObjectStoreUrl):
-        control, extra_env = _prepare_store(repository, aws_profile, state_dir, control)
-    elif (repository / "manifest.json").is_file():
-        from triton_repo.repo.publish import read_manifest, verify_published
-
-        gpu_models = sorted(
-            name
-            for name, entry in read_manifest(repository)["models"].items()
-            if entry.get("target") == "gpu"
-        )
-        if gpu_models:
-            raise ServerError(
-                f"{repository} was built for the gpu target ({gpu_models[0]}, ...): the local server has no "
-                "TensorRT or ONNX Runtime backend; serve it with `make serve-gpu` on a GPU host, or rebuild "
-                "with `--target cpu`"
-            )
-        checked = verify_published(repository)  # a file changed since publishing is never loaded
-        info(f"verified {checked} files against {repository / 'manifest.json'}")
-    else:
-        warn(f"{repository}: no manifest.json (not built by triton-repo), so its files are not verified")
     ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
-    info(f"starting tritonserver on {repository} ...")
-    process, state = server.start(
-        env, repository, ports, state_dir / "tritonserver.log", timeout, exit_timeout, control, extra_env
+    started = start_serving(
+        repository,
+        work_dir,
+        ports,
+        control,
+        serve_env or default_serve_env(),
+        aws_profile,
+        timeout,
+        exit_timeout,
     )
-    watchdog = ""
-    if isinstance(repository, Path):  # it reloads a model by touching its local version directory
-        try:
-            server.start_watchdog(state, state_dir / "watchdog.log")
-        except OSError as error:
-            server.terminate(state.pid)
-            raise ServerError(f"could not start the stub watchdog: {error}") from None
-        watchdog = f"; stub watchdog log {_shown(state_dir / 'watchdog.log')}"
+    state = started.state
+    watchdog = f"; stub watchdog log {_shown(started.watchdog_log)}" if started.watchdog_log else ""
     info(
         f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
         f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {_shown(state.log_path)}{watchdog}"
     )
-    server.save_state(state, state_dir)
     if detach:
         info(f"pid {state.pid}; stop it with `triton-repo stop`")
         return
     try:
-        code = process.wait()
+        code = started.process.wait()
         raise ServerError(
             f"tritonserver exited with code {code}; log: {state.log_path}",
             detail=server.log_tail(Path(state.log_path)),
@@ -150,41 +118,7 @@ def serve(
         info("stopping tritonserver ...")
         server.terminate(state.pid)
     finally:
-        server.clear_state(state_dir)
-
-
-def _prepare_store(url, aws_profile, state_dir: Path, control):
-    """Check access, verify every served object, and the server's credentials and model list."""
-    import shutil
-
-    from triton_repo.core.errors import ServerError
-    from triton_repo.core.log import info, step, warn
-    from triton_repo.repo.s3_client import Store
-    from triton_repo.repo.store_manifest import read_store_manifest, verify_store
-    from triton_repo.serve import server
-
-    store = Store(url, aws_profile)
-    store.check_access()
-    manifest = read_store_manifest(store)
-    load: tuple[str, ...] = ("*",)
-    if manifest is None:
-        warn(f"{url}: no manifest.json (not published by triton-repo), so its objects are not verified")
-    else:
-        gpu_models = sorted(n for n, e in manifest["models"].items() if e.get("target") == "gpu")
-        if gpu_models:
-            raise ServerError(
-                f"{url} holds gpu-target models ({gpu_models[0]}, ...): the local server has no TensorRT or "
-                "ONNX Runtime backend; serve it with the NGC tritonserver (deploy/helm/triton-repo)"
-            )
-        with step(f"verify every served object of {url} against its manifest.json"):
-            checked = verify_store(store, manifest)
-        info(f"verified {checked} objects against {url}/manifest.json")
-        load = tuple(sorted(manifest["models"]))  # only complete publishes: never a leftover directory
-    mount = state_dir / "s3-mount"  # Triton's local copy of each loaded model directory
-    shutil.rmtree(mount, ignore_errors=True)
-    mount.mkdir(parents=True)
-    environment = {**store.credentials().environment(), "TRITON_AWS_MOUNT_DIRECTORY": str(mount.resolve())}
-    return server.ModelControlMode(control.mode, load, control.poll_seconds), environment
+        server.clear_state(started.state_dir)
 
 
 @click.command()
@@ -192,17 +126,10 @@ def _prepare_store(url, aws_profile, state_dir: Path, control):
 def stop(work_dir: Path) -> None:
     """Stop the server that `triton-repo serve --detach` started."""
     from triton_repo.core.log import info
-    from triton_repo.serve import server
+    from triton_repo.repo.serving import stop_serving
 
-    state_dir = work_dir / "server"
-    state = server.running_state(state_dir)
-    if state is None:
-        server.clear_state(state_dir)
-        info("no server started by triton-repo is running")
-        return
-    server.terminate(state.pid)
-    server.clear_state(state_dir)
-    info(f"stopped tritonserver (pid {state.pid})")
+    pid = stop_serving(work_dir)
+    info(f"stopped tritonserver (pid {pid})" if pid else "no server started by triton-repo is running")
 
 
 def _shown(path: Path) -> str:

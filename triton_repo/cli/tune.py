@@ -106,23 +106,14 @@ def tune(
     gain over the committed settings measured in the same run, and tune/results/<date>-<model>/. With
     --apply the winner goes to models/<name>/tuning.yaml. Exit 1 when no candidate meets the SLO.
     """
-    from triton_repo.clients.tune.results import print_result, tuning_measured, write_results
-    from triton_repo.clients.tune.session import TuneOptions, no_slo_met, run_tune
-    from triton_repo.core.errors import ServerError
+    from triton_repo.clients.tune.results import apply_winner, chosen_line, print_result, write_results
+    from triton_repo.clients.tune.session import TuneOptions, no_slo_met, run_tune, running_server
     from triton_repo.core.log import info, out
-    from triton_repo.core.spec import load_spec
-    from triton_repo.core.spec.tuning import write_tuning
-    from triton_repo.repo.publish import read_manifest
     from triton_repo.serve import server
-    from triton_repo.serve.model_control import ModelControl
 
     state = server.running_state(work_dir / "server")
     ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
-    control = ModelControl(f"http://127.0.0.1:{ports.http}", timeout=300)
-    if control.ready_versions() is None:
-        raise ServerError(
-            f"no tritonserver answers at {control.http_url}; start it with `make serve` (tune loads candidates into it)"
-        )
+    control = running_server(ports)
     settings = TuneOptions(
         model=model,
         repository=repository,
@@ -141,24 +132,9 @@ def tune(
         raise click.Abort()
     if result.winner is None:
         raise no_slo_met(result, slo_p99_ms)
-    winner = result.winner
-    gain = (
-        f"{result.gain:.2f}x the committed settings ({result.baseline.candidate.label})"
-        if result.gain
-        else "no committed baseline measured"
-    )
-    info(
-        f"chosen: {winner.candidate.label}; {winner.throughput:,.1f} inf/s at p99 {winner.p99:.1f} ms "
-        f"(c={winner.best.level.concurrency}); accuracy {result.accuracy[winner.candidate.variant]['verdict']}; {gain}; "
-        f"{len(result.measured)} measurements in {result.seconds / 60:.1f} min"
-    )
+    info(chosen_line(result))
     if apply_:
-        entry = read_manifest(repository)["models"][winner.candidate.variant]
-        loaded = load_spec(entry["spec"])
-        variant = winner.candidate.precision if loaded.spec.ensemble else None
-        path = write_tuning(
-            loaded.folder, winner.candidate.triton_settings(), variant, tuning_measured(result, recorded)
-        )
+        path = apply_winner(result, repository, recorded)
         info(
             f"written: {path}; `make build-repo` publishes it (a new version of each variant, loaded by the running server)"
         )

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from triton_repo.clients.tune.search import Measured
 from triton_repo.clients.tune.session import TuneResult
+from triton_repo.core.spec import load_spec
+from triton_repo.core.spec.tuning import write_tuning
+from triton_repo.repo.publish import read_manifest
 
 
 def row_of(measured: Measured, accuracy: dict[str, dict]) -> dict:
@@ -182,3 +185,30 @@ def tuning_measured(result: TuneResult, options: dict) -> dict:
         ),
         "gain": round(result.gain, 3) if result.gain else None,
     }
+
+
+def apply_winner(result: TuneResult, repository: Path, options: dict) -> Path:
+    """Write the winner's settings to its model's tuning.yaml (for the variant, when the model has an
+    ensemble that picks one), with what was measured; the next build publishes them."""
+    winner = result.winner
+    entry = read_manifest(repository)["models"][winner.candidate.variant]
+    loaded = load_spec(entry["spec"])
+    variant = winner.candidate.precision if loaded.spec.ensemble else None
+    return write_tuning(
+        loaded.folder, winner.candidate.triton_settings(), variant, tuning_measured(result, options)
+    )
+
+
+def chosen_line(result: TuneResult) -> str:
+    """The winner, its numbers and accuracy, and its gain over the committed settings, in one line."""
+    winner = result.winner
+    gain = (
+        f"{result.gain:.2f}x the committed settings ({result.baseline.candidate.label})"
+        if result.gain
+        else "no committed baseline measured"
+    )
+    return (
+        f"chosen: {winner.candidate.label}; {winner.throughput:,.1f} inf/s at p99 {winner.p99:.1f} ms "
+        f"(c={winner.best.level.concurrency}); accuracy {result.accuracy[winner.candidate.variant]['verdict']}; {gain}; "
+        f"{len(result.measured)} measurements in {result.seconds / 60:.1f} min"
+    )

@@ -23,10 +23,12 @@ from triton_repo.clients.bench.workload import (
 from triton_repo.clients.tune.candidate import candidate_name, load_candidate, unload_candidate
 from triton_repo.clients.tune.search import FULL, Measured, exhaustive, measure_candidate, quick, slo_score
 from triton_repo.clients.tune.space import Batching, Candidate, Committed, committed_candidates, search_space
-from triton_repo.core.errors import CheckFailed, TritonRepoError
+from triton_repo.core.errors import CheckFailed, ServerError, TritonRepoError
 from triton_repo.core.log import info, warn
 from triton_repo.repo.config import parse_config
 from triton_repo.repo.publish import read_manifest
+from triton_repo.serve.model_control import ModelControl
+from triton_repo.serve.server import Ports
 
 HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": True}
 
@@ -245,3 +247,13 @@ def no_slo_met(result: TuneResult, slo_p99_ms: float) -> CheckFailed:
         f"tune: no candidate of {result.model} meets p99 <= {slo_p99_ms:g} ms; the lowest p99 reached was "
         f"{closest.lowest_p99:.1f} ms ({closest.candidate.label} at concurrency 1); raise --slo-p99"
     )
+
+
+def running_server(ports: Ports) -> ModelControl:
+    """Model control of the server on `ports`, which must be answering: tune loads candidates into it."""
+    control = ModelControl(f"http://127.0.0.1:{ports.http}", timeout=300)
+    if control.ready_versions() is None:
+        raise ServerError(
+            f"no tritonserver answers at {control.http_url}; start it with `make serve` (tune loads candidates into it)"
+        )
+    return control
