@@ -98,7 +98,7 @@ def build(
     from triton_repo.build.pipeline import build as run_build
     from triton_repo.build.targets import Target
     from triton_repo.cli.build_output import print_result, refusals
-    from triton_repo.cli.options import store_target
+    from triton_repo.cli.store_options import store_target
     from triton_repo.core.log import diagnostic, open_log
     from triton_repo.core.spec import discover_specs, load_spec
     from triton_repo.core.storage import ObjectStoreUrl

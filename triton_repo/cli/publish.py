@@ -47,7 +47,7 @@ def publish(
     nothing is published. Versions beyond triton.keep_versions are deleted after the switch. With no
     MODELS, models the bucket has and the local repository no longer has are retired.
     """
-    from triton_repo.cli.options import store_target
+    from triton_repo.cli.store_options import store_target
     from triton_repo.core.locks import repository_lock
     from triton_repo.core.log import step
     from triton_repo.core.storage import ObjectStoreUrl

@@ -72,7 +72,7 @@ def _rollback_local(models: list[str], repository: Path, work_dir: Path) -> None
 
 
 def _rollback_store(models: list[str], url, work_dir: Path, aws_profile, servers, admin_header) -> None:
-    from triton_repo.cli.options import store_target
+    from triton_repo.cli.store_options import store_target
     from triton_repo.core.locks import repository_lock
     from triton_repo.core.log import info, step
     from triton_repo.repo.object_store import local_stand_in
