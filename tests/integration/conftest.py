@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -187,3 +188,28 @@ def tiny_served(tmp_path_factory):
     served = serve(repository, work_dir)
     yield served
     run_cli("stop", "--work-dir", str(work_dir))
+
+
+REPOSITORY = ROOT / "model_repository"  # what `make build-repo` publishes (CI runs it before `make test`)
+ZOO = ("digits", "minilm", "mobilenet_v2")
+
+
+def zoo_published() -> dict[str, dict]:
+    """The zoo's repository as `make build-repo` publishes it (its manifest's models); built here with the
+    same command when it holds no zoo build (a checkout where `make build-repo` has not run)."""
+    manifest = REPOSITORY / "manifest.json"
+    models = json.loads(manifest.read_text())["models"] if manifest.is_file() else {}
+    if not {f"{name}_int8" for name in ZOO} | set(ZOO) <= set(models):
+        run_cli("build", check=True, timeout=1800, env={"TRITON_REPO_SPEED_SECONDS": "3"})
+        models = json.loads(manifest.read_text())["models"]
+    return models
+
+
+@pytest.fixture(scope="session")
+def zoo_served(tmp_path_factory):
+    """The zoo's published repository (every precision, its ensembles) served by the real tritonserver:
+    one server for the ensemble, example-client and held-out-data tests."""
+    zoo_published()
+    served = serve(REPOSITORY, tmp_path_factory.mktemp("zoo-served"))
+    yield served
+    run_cli("stop", "--work-dir", str(served.work_dir))

@@ -1,9 +1,9 @@
-"""Ensembles from the zoo, built, served by the real tritonserver, and called with raw data."""
+"""Ensembles from the zoo, as `make build-repo` publishes them, served by the real tritonserver and called
+with raw data; and ensembles of small models built here."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,54 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.integration.conftest import ROOT, build_all, run_cli, serve, tree_hash
-
-ZOO = ("digits", "minilm", "mobilenet_v2")
-
-# A zoo model's own network in the tests unless STAND_INS replaces it with a small one (by appending a
-# `build()` to its model.py): MobileNetV2 is small enough to build as it is, and a trained one names
-# what a photo shows.
-STAND_INS: dict[str, str] = {}
-
-
-def fp32_only(models: Path, name: str) -> Path:
-    """A copy of a zoo model that builds only FP32 (the precision stage is tested elsewhere), its network
-    replaced by a small stand-in where STAND_INS has one."""
-    folder = models / name
-    shutil.copytree(ROOT / "models" / name, folder)
-    if name in STAND_INS:
-        with (folder / "model.py").open("a") as model_py:
-            model_py.write(STAND_INS[name])
-        (folder / "precision.yaml").unlink(missing_ok=True)  # names the real network's nodes
-    spec = yaml.safe_load((folder / "model.yaml").read_text())
-    spec.setdefault("precision", {})["variants"] = ["fp32"]
-    (folder / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def zoo_served(tmp_path_factory):
-    base = tmp_path_factory.mktemp("zoo")
-    models = base / "models"
-    for name in ZOO:
-        fp32_only(models, name)
-    repository, work_dir = base / "model_repository", base / "build"
-    build_all(models, repository, work_dir)
-    served = serve(repository, work_dir)
-    yield served
-    run_cli("stop", "--work-dir", str(work_dir))
+from tests.integration.conftest import ROOT, ZOO, run_cli, tree_hash
 
 
 def test_build_publishes_an_ensemble_and_its_step_for_each_zoo_model(zoo_served):
     manifest = json.loads((zoo_served.repository / "manifest.json").read_text())["models"]
+    report = (zoo_served.repository / "BUILD_REPORT.md").read_text()
     for name in ZOO:
         assert manifest[name]["kind"] == "ensemble"
-        assert manifest[name]["steps"] == [f"{name}_preprocess", f"{name}_fp32"]
-        assert manifest[f"{name}_preprocess"]["kind"] == "preprocess"
-    report = (zoo_served.repository / "BUILD_REPORT.md").read_text()
-    assert "Ensemble `minilm` (raw input, `minilm_preprocess`, then `minilm_fp32`)" in report
+        step, variant = manifest[name]["steps"]  # the preprocessing, then the variant the build chose
+        assert step == f"{name}_preprocess" and manifest[step]["kind"] == "preprocess"
+        assert variant.startswith(f"{name}_") and manifest[variant].get("kind", "model") == "model"
+        assert f"Ensemble `{name}` (raw input, `{name}_preprocess`, then `{variant}`)" in report
     tokenizer = zoo_served.repository / "minilm_preprocess" / "1" / "tokenizer.json"
     assert tokenizer.is_file() and manifest["minilm_preprocess"]["files"]["1/tokenizer.json"]
 
@@ -200,7 +165,7 @@ def test_removing_the_ensemble_from_the_spec_retires_it_on_the_next_build(tmp_pa
 
 # --- the client applications in triton_repo/clients/examples/, run as a user runs them -------------------------
 
-EXAMPLES = ROOT / "clients" / "examples"
+EXAMPLES = ROOT / "triton_repo" / "clients" / "examples"
 
 
 def example(name: str, *args: str) -> subprocess.CompletedProcess:

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ROOT, TEST_ENV, build, run_cli, start_server, write_tiny_model
-from tests.integration.test_publish import MODEL, OUTPUTS, Load, reseed
+from tests.integration.conftest import ROOT, TEST_ENV, build, run_cli, start_server
+from tests.integration.test_publish import MODEL, OUTPUTS, Load, reseed, write_tiny_onnx_model
 from tests.seaweedfs import start_seaweedfs, weed_binary
 from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.serve.model_control import ModelControl
@@ -47,7 +47,7 @@ def seaweed(tmp_path_factory):
 def tiny_local(tmp_path_factory):
     """The tiny model built into local repositories, one per seed (each a different version)."""
     base = tmp_path_factory.mktemp("tiny-local")
-    folder = write_tiny_model(base / "models")
+    folder = write_tiny_onnx_model(base / "models")
     repositories = {}
     for seed in (0, 1, 2, 3):
         reseed(folder, seed)
@@ -96,7 +96,7 @@ def test_three_publishes_and_a_rollback_under_grpc_and_http_load_fail_no_request
     beforehand: the 2 cores go to the server and its clients) and a rollback returns to 3, while 6 clients
     (3 gRPC, 3 HTTP) send requests without pause."""
     url = seaweed.url(BUCKET, "load")
-    folder = write_tiny_model(tmp_path / "models")
+    folder = write_tiny_onnx_model(tmp_path / "models")
     work_dir = tmp_path / "build"
     run_cli("build", str(folder), "--repository", url, "--work-dir", str(work_dir), check=True)
     _, served = start_server(url, work_dir, extra=("--exit-timeout", "3"))

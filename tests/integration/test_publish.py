@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from tests.integration.conftest import TINY_MODEL_PY, build, run_cli, serve, tree_hash, write_tiny_model
+from tests.integration.conftest import TINY_SPEC, build, run_cli, serve, tree_hash, write_tiny_model
 from triton_repo.core.errors import ServerError
 from triton_repo.core.golden import load_golden, sample_case
 from triton_repo.repo.publish import publish, read_manifest
@@ -26,18 +26,72 @@ MODEL = "tiny_fp32"
 OUTPUTS = ("pooled", "scores")
 
 
+# The tiny model as an ONNX file (Gather, ReduceMean, Gemm, ReduceSum): the same tensors as the PyTorch
+# tiny model, but its builds import no torch, so 20 of them fit under load in a short test. Exporting
+# from PyTorch is tested elsewhere; publishing is tested here.
+TINY_ONNX_SPEC = TINY_SPEC.replace('source: {factory: "model:build"}', "source: {onnx: model.onnx}")
+TINY_ONNX_SAMPLE = """
+import numpy as np
+
+
+def sample():
+    rng = np.random.default_rng(0)
+    return {
+        "ids": rng.integers(0, 50, size=(4, 6)).astype(np.int64),
+        "features": rng.standard_normal((4, 4)).astype(np.float32),
+    }
+"""
+
+
 def reseed(folder, seed: int) -> None:
     """New weights for the tiny model: its next build is a new version."""
-    (folder / "model.py").write_text(
-        TINY_MODEL_PY.replace("torch.manual_seed(0)", f"torch.manual_seed({seed})")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = {
+        "embed": rng.standard_normal((50, 8)).astype(np.float32),
+        "head_w": rng.standard_normal((8, 4)).astype(np.float32) * 0.5,
+        "head_b": rng.standard_normal(8).astype(np.float32) * 0.1,
+        "axis2": np.array([2], dtype=np.int64),
+    }
+    nodes = [
+        helper.make_node("Gather", ["embed", "ids"], ["tokens"]),
+        helper.make_node("ReduceMean", ["tokens"], ["mean"], axes=[1], keepdims=0),
+        helper.make_node("Gemm", ["features", "head_w", "head_b"], ["head"], transB=1),
+        helper.make_node("Add", ["mean", "head"], ["pooled"]),
+        helper.make_node("ReduceSum", ["tokens", "axis2"], ["scores"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4]),
+        ],
+        [
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "seq"]),
+        ],
+        [numpy_helper.from_array(array, name) for name, array in weights.items()],
     )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+
+
+def write_tiny_onnx_model(models_dir, seed: int = 0):
+    """The tiny model as an ONNX source with the weights of `seed`."""
+    folder = write_tiny_model(models_dir, model_py=TINY_ONNX_SAMPLE, spec=TINY_ONNX_SPEC)
+    reseed(folder, seed)
+    return folder
 
 
 @pytest.fixture
 def live(tmp_path):
     """The tiny model built and served; its folder, the server, and the golden outputs per version."""
     models = tmp_path / "models"
-    folder = write_tiny_model(models)
+    folder = write_tiny_onnx_model(models)
     repository, work_dir = tmp_path / "model_repository", tmp_path / "build"
     build(folder, repository, work_dir)
     served = serve(repository, work_dir)

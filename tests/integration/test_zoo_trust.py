@@ -20,10 +20,9 @@ import os
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ROOT, run_cli, serve
+from tests.integration.conftest import REPOSITORY, ROOT, run_cli, zoo_published
 
 HELDOUT = ROOT / "tests" / "data" / "heldout_sentences.txt"
-REPOSITORY = ROOT / "model_repository"
 MINILM = ROOT / "models" / "minilm"
 
 
@@ -47,23 +46,7 @@ def test_the_heldout_sentences_are_in_no_set_the_build_reads():
     assert not seen & set(heldout)
 
 
-def _published() -> dict[str, dict]:
-    manifest = REPOSITORY / "manifest.json"
-    models = json.loads(manifest.read_text())["models"] if manifest.is_file() else {}
-    if "minilm_int8" not in models or "mobilenet_v2_int8" not in models:
-        pytest.skip("model_repository/ holds no zoo build: run `make build-repo` first (CI does)")
-    return models
-
-
-@pytest.fixture(scope="module")
-def zoo_repository(tmp_path_factory):
-    _published()
-    served = serve(REPOSITORY, tmp_path_factory.mktemp("heldout"))
-    yield served
-    run_cli("stop", "--work-dir", str(served.work_dir))
-
-
-def test_every_published_minilm_variant_holds_its_budget_on_heldout_sentences(zoo_repository):
+def test_every_published_minilm_variant_holds_its_budget_on_heldout_sentences(zoo_served):
     import tritonclient.grpc as grpcclient
 
     from triton_repo.core.spec import load_spec
@@ -76,7 +59,7 @@ def test_every_published_minilm_variant_holds_its_budget_on_heldout_sentences(zo
     )
     assert "minilm_int8" in models
     inputs = _minilm_module().tokenize(_heldout())
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{zoo_repository.grpc_port}")
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{zoo_served.grpc_port}")
 
     def embed(model: str) -> np.ndarray:
         rows = []
@@ -115,7 +98,7 @@ def test_an_avx2_only_cpu_builds_every_precision_of_the_zoo(zoo_model, monkeypat
     from triton_repo.core.spec import load_spec
     from triton_repo.runtimes.isolated import ORT, RUNNERS, IsolatedSession, Runtime
 
-    _published()
+    zoo_published()
     report = json.loads((REPOSITORY / "BUILD_REPORT.json").read_text())["models"][zoo_model]
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # inherited by every worker process
     loaded = load_spec(ROOT / "models" / zoo_model)
@@ -152,7 +135,7 @@ def test_the_gpu_target_builds_minilm_on_an_avx2_only_cpu(tmp_path):
     precision is published. The zoo build's export and cpu artifacts are reused (copied); TensorRT's are made here."""
     import shutil
 
-    _published()
+    zoo_published()
     work = tmp_path / "build" / "minilm"
     work.mkdir(parents=True)
     seeded = ["model.onnx", "golden.npz", "export.json"]  # and the cpu target's artifacts, by their keys
