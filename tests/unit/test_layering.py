@@ -183,3 +183,18 @@ def test_every_name_imported_from_the_package_exists_even_inside_functions():
             missing.append(f"{where}: from {module} import {name}")
     assert len(wanted) > 300  # the walk reads every import
     assert missing == []
+
+
+def test_no_file_of_the_package_is_hidden_by_gitignore():
+    """A pattern such as `build/` (meant for the work dir) also hides triton_repo/build/: a new module
+    there would work here and be missing from every clone."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = [str(p.relative_to(ROOT)) for p in (ROOT / PACKAGE).rglob("*.py") if "__pycache__" not in p.parts]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *files], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == []
