@@ -34,6 +34,22 @@ def test_the_served_pairs_are_the_ones_the_docs_promise():
     assert {"fp32", "fp16-cpu", "int8-cpu", "int8-ov", "int8-qad"} == CPU_KINDS
 
 
+def test_each_target_builds_and_measures_only_its_candidates_and_the_reference():
+    from triton_repo.build.targets import PROFILES, Target
+
+    assert PROFILES["cpu"].serves == {
+        "fp32",
+        "fp32@ov-f32",
+        "fp32@ov-bf16",
+        "fp16-cpu",
+        "int8-cpu",
+        "int8-ov@ov-bf16",
+        "int8-qad@ov-bf16",
+    }
+    assert PROFILES["gpu"].serves == {"fp32", "fp16", "bf16@ov-f32", "int8"}
+    assert Target("gpu").pairs == PROFILES["gpu"].serves and Target("gpu", artifacts="all").pairs is None
+
+
 def test_every_kind_has_its_own_file_a_known_precision_and_a_maker_that_runs_somewhere():
     assert len({k.file for k in KINDS}) == len(KINDS) == len(BY_NAME)
     for kind in KINDS:

@@ -101,7 +101,7 @@ def build(
                         verified = verify(loaded, exported.onnx_path, exported.golden_path)
                     data = ModelData(loaded, model_work, exported.fingerprint)
                     result = run_precision(
-                        loaded, exported, model_work, runtime, speed_seconds, builder, target.kinds, data
+                        loaded, exported, model_work, runtime, speed_seconds, builder, target.pairs, data
                     )
                     profile = target.profile
                     choices = {p: profile.choose(p, result.variants) for p in loaded.spec.precisions}

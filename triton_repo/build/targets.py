@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from triton_repo.build.engines import GpuStatus, build_plan
-from triton_repo.build.precision.kinds import CPU_CANDIDATES, CPU_KINDS, GPU_SERVED
+from triton_repo.build.precision.kinds import CPU_CANDIDATES, GPU_SERVED, REFERENCE
 from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
 from triton_repo.build.precision.results import refusal
 from triton_repo.core.log import step, warn
@@ -29,15 +29,17 @@ class Target:
     name: str  # "cpu" | "gpu"
     release: Release | None = None  # gpu only: the pinned NGC release
     gpu: GpuStatus | None = None  # gpu only: this machine's GPU and TensorRT, if any
-    artifacts: str = "served"  # "served": only the kinds this target serves (gpu: all); "all": every kind
+    artifacts: str = (
+        "served"  # "served": only the pairs this target serves (and the reference); "all": every pair
+    )
 
     @property
     def profile(self) -> TargetProfile:
         return PROFILES[self.name]
 
     @property
-    def kinds(self) -> frozenset[str] | None:
-        """The artifact kinds to build and measure; None for every kind the spec asks for."""
+    def pairs(self) -> frozenset[str] | None:
+        """The (artifact, runner) pairs to build and measure; None for every pair the spec asks for."""
         return self.profile.serves if self.artifacts == "served" else None
 
 
@@ -131,7 +133,9 @@ def stage_gpu(loaded, result, choices, staging, work_dir, target, refused, pendi
 class TargetProfile:
     name: str
     candidates: dict[str, tuple[str, ...]]  # precision -> the pairs that may serve it
-    serves: frozenset[str] | None  # the kinds built unless every kind is asked for (None: every kind)
+    serves: frozenset[
+        str
+    ]  # the pairs built and measured unless every pair is asked for: its candidates, the reference
     choose: Callable  # (precision, variants) -> Choice
     stage: (
         Callable  # (loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> staged
@@ -140,12 +144,17 @@ class TargetProfile:
     no_ensemble: str = ""  # why this target builds no ensemble (warned), if it builds none
 
 
+def _served(candidates: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    return frozenset({REFERENCE, *(pair for pairs in candidates.values() for pair in pairs)})
+
+
+_GPU_CANDIDATES = {precision: (pair,) for precision, pair in GPU_SERVED.items()}
 PROFILES = {
-    "cpu": TargetProfile("cpu", CPU_CANDIDATES, CPU_KINDS, choose_cpu, stage_cpu, ""),
+    "cpu": TargetProfile("cpu", CPU_CANDIDATES, _served(CPU_CANDIDATES), choose_cpu, stage_cpu, ""),
     "gpu": TargetProfile(
         "gpu",
-        {precision: (pair,) for precision, pair in GPU_SERVED.items()},
-        None,
+        _GPU_CANDIDATES,
+        _served(_GPU_CANDIDATES),
         choose_gpu,
         stage_gpu,
         "_onnx",  # the _trt twin is listed by the build

@@ -40,9 +40,9 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
     show_default=True,
     envvar="TRITON_REPO_ARTIFACTS",
     show_envvar=True,
-    help="served: build and measure only the artifacts the target serves (on cpu, TensorRT's fp16, bf16 "
-    "and int8 graphs are left out). all: every artifact, as the gpu target always does (the cpu target "
-    "then also gates TensorRT's graphs in ONNX Runtime and OpenVINO).",
+    help="served: build and measure only the (artifact, runtime) pairs the target serves, and the FP32 "
+    "reference (on cpu, TensorRT's fp16, bf16 and int8 graphs are left out; on gpu, the cpu target's "
+    "graphs and runtimes). all: every pair (the report then compares both targets' pairs).",
 )
 @click.option(
     "--speed-seconds",

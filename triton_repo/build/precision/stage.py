@@ -20,7 +20,15 @@ from triton_repo.build.precision.artifacts import (
     fp16_op_rule,
     make_artifact,
 )
-from triton_repo.build.precision.kinds import BY_NAME, QAD_EXPORT, REFERENCE, kinds_for, pair_id, runners_for
+from triton_repo.build.precision.kinds import (
+    BY_NAME,
+    QAD_EXPORT,
+    REFERENCE,
+    kinds_for,
+    pair_id,
+    runners_for,
+    split_pair,
+)
 from triton_repo.build.precision.measure import measure_pairs
 from triton_repo.build.precision.plan import PLAN_FILE, check_nodes, load_plan
 from triton_repo.build.precision.qad import qad_job
@@ -47,14 +55,15 @@ def run_precision(
     runtime: Runtime,
     speed_seconds: float = SPEED_SECONDS,
     builder: ArtifactBuilder | None = None,
-    kinds: frozenset[str] | None = None,
+    serves: frozenset[str] | None = None,
     data: ModelData | None = None,
 ) -> PrecisionResult:
     """Build the model's precision artifacts, then run every (artifact, runner) pair in `runtime` (a worker
     process per pair): accuracy vs FP32 on the eval set, its own outputs on the golden sample, and the
     interleaved timing. A pair the runtime crashes or fails on is refused with one line; the others go on.
-    `builder` (the quantizers' child processes) can be shared by every model of a build; `kinds` limits
-    the artifacts to those (a target's served kinds), None builds every kind the spec asks for; `data`,
+    `builder` (the quantizers' child processes) can be shared by every model of a build; `serves` limits
+    the pairs to those (a target's served pairs and the reference) and the artifacts to theirs, None builds
+    and measures every pair the spec asks for; `data`,
     the spec's data sets, loaded only where a cache misses (the build shares them between stages)."""
     spec = loaded.spec
     plan = load_plan(loaded.folder)
@@ -66,10 +75,14 @@ def run_precision(
     calibration = data.get("calibration") if wants else None
     with contextlib.ExitStack() as stack:
         builder = builder or stack.enter_context(ArtifactBuilder())
+        kinds = None if serves is None else frozenset(split_pair(pair)[0] for pair in serves)
         artifacts, unbuilt = _build_artifacts(
             loaded, exported, work_dir, runtime, plan, data, calibration, builder, kinds
         )
-    wanted = runners_for(spec.precisions)
+    wanted = {
+        kind: tuple(r for r in runners if serves is None or pair_id(kind, r) in serves)
+        for kind, runners in runners_for(spec.precisions).items()
+    }
     pairs = {
         pair_id(kind, runner): (artifact, runner)
         for kind, artifact in artifacts.items()
