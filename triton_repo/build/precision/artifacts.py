@@ -52,10 +52,6 @@ def built_with(kind: str, settings: Int8Settings) -> str:
     return made.built_with
 
 
-def artifact_file(kind: str) -> str:
-    return BY_NAME[kind].file
-
-
 @dataclass(frozen=True)
 class Artifact:
     kind: str  # fp32, fp16, fp16-cpu, int8, int8-cpu

@@ -211,8 +211,6 @@ CPU_CANDIDATES = {
     )
     for precision in PRECISIONS
 }
-# The artifact kinds the cpu target serves (what it builds unless asked for every kind)
-CPU_KINDS = frozenset(k.name for k in KINDS if k.cpu_serves)
 # The gpu target's <name>_<precision>_trt and _onnx: the artifact TensorRT builds (the pair it is gated by).
 GPU_SERVED = {k.precision: pair_id(k.name, k.gpu_runner) for k in KINDS if k.gpu_runner is not None}
 SEARCHABLE = tuple(k.name for k in KINDS if k.searchable)  # ranked by ONNX Runtime or OpenVINO: no bf16
