@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -116,7 +117,9 @@ def test_a_config_change_starts_a_new_history_without_the_old_versions(tmp_path,
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback_rename"])
-def test_publish_swaps_the_model_directory_in_one_step(model, repository, monkeypatch, exchange):
+def test_a_config_change_swaps_the_model_directory_in_one_step(
+    tmp_path, model, repository, monkeypatch, exchange
+):
     publish([stage(model, repository)], repository, {})
     calls, real = [], publish_module._exchange
 
@@ -125,10 +128,26 @@ def test_publish_swaps_the_model_directory_in_one_step(model, repository, monkey
         return calls[-1]
 
     monkeypatch.setattr(publish_module, "_exchange", spy)
-    publish([stage(changed(model, 1), repository)], repository, {})
+    publish([stage(make_model(tmp_path / "v2", instance_count=2), repository)], repository, {})
     assert calls == [exchange]  # the path under test was taken
-    assert versions_on_disk(repository) == [1, 2] and verify_published(repository) == 8
+    assert versions_on_disk(repository) == [2] and verify_published(repository) == 5
     assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]
+
+
+def test_a_new_version_is_added_beside_the_served_ones_without_touching_them(model, repository, monkeypatch):
+    """Triton reloads a version whose files' mtime or ctime moved since it loaded it (and a stateful
+    model's live sequences go with it): publishing version 3 leaves version 2 and the config as they were,
+    inode for inode, and moves version 1 (past keep_versions 2) out."""
+    publish([stage(model, repository)], repository, {})
+    publish([stage(changed(model, 1), repository)], repository, {})
+    folder = repository / "tiny_fp32"
+    before = {p.relative_to(folder): os.stat(p) for p in folder.rglob("*") if not p.name.isdigit()}
+    before = {k: (v.st_ino, v.st_mtime_ns, v.st_ctime_ns) for k, v in before.items() if k.parts[0] != "1"}
+    monkeypatch.setattr(publish_module, "_exchange", lambda a, b: pytest.fail("swapped the directory"))
+    publish([stage(changed(model, 2), repository)], repository, {})
+    assert versions_on_disk(repository) == [2, 3] and verify_published(repository) == 8
+    after = {p.relative_to(folder): os.stat(p) for p in folder.rglob("*") if p.relative_to(folder) in before}
+    assert {k: (v.st_ino, v.st_mtime_ns, v.st_ctime_ns) for k, v in after.items()} == before
 
 
 def test_publish_refuses_to_keep_a_version_modified_after_publishing(model, repository):

@@ -17,9 +17,10 @@ from triton_repo.core.fingerprint import folder_fingerprint, package_version, sh
 from triton_repo.core.golden import SAMPLE_CASE, GoldenCase, case_label, save_golden
 from triton_repo.core.log import info
 from triton_repo.core.references import inputs_at, load_arrays, load_callable
+from triton_repo.core.sequence import SEQUENCE_FILE, check_streams, run_streams, save_streams
 from triton_repo.core.spec import LoadedSpec
 
-STAGE_VERSION = "export-1"
+STAGE_VERSION = "export-1"  # a stateful model's export also writes sequence.npz (see core/sequence.py)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def export(loaded: LoadedSpec, out_dir: Path) -> ExportResult:
         inputs = inputs_at(loaded, sample, sizes)
         cases.append(GoldenCase(case_label(sizes), inputs, run(inputs)))
     save_golden(cases, golden_path)
+    if loaded.spec.sequence is not None:  # the golden streams, the state carried by the reference
+        streams = check_streams(loaded, load_arrays(loaded, "sequence", check=False))
+        save_streams(run_streams(loaded, streams, run), out_dir / SEQUENCE_FILE)
     onnx_sha256 = sha256_file(onnx_path)
     record = {"fingerprint": fingerprint, "onnx_sha256": onnx_sha256, "cases": len(cases)}
     record_path.write_text(json.dumps(record, indent=2))

@@ -19,7 +19,8 @@ from triton_repo.build.targets import RUNS_DIR, Target
 from triton_repo.build.verify import verify
 from triton_repo.core.fingerprint import package_version
 from triton_repo.core.locks import repository_lock
-from triton_repo.core.log import failing_as, step, warn
+from triton_repo.core.log import failing_as, info, step, warn
+from triton_repo.core.sequence import sequence_line
 from triton_repo.core.spec import PRECISIONS, LoadedSpec
 from triton_repo.repo.ensemble import (
     EnsembleData,
@@ -92,11 +93,15 @@ def build(
                 name = loaded.spec.name
                 model_work = work_dir / name
                 with failing_as(f"{name}: build"):  # names the model if anything outside a step fails
+                    if loaded.spec.sequence is not None:
+                        info(f"{name}: {sequence_line(loaded)}")
                     with step(f"{name}: export to ONNX and golden data"):
                         exported = export(loaded, model_work)
                     reference = "PyTorch" if loaded.spec.source.factory else "the source ONNX"
+                    streamed = " and its golden streams" if loaded.spec.sequence is not None else ""
                     with step(
-                        f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the sample"
+                        f"{name}: verify ONNX Runtime vs {reference} at {exported.cases - 1} shapes + the "
+                        f"sample{streamed}"
                     ):
                         verified = verify(loaded, exported.onnx_path, exported.golden_path)
                     data = ModelData(loaded, model_work, exported.fingerprint)

@@ -11,6 +11,7 @@ from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed
 from triton_repo.core.fingerprint import package_version, sha256_file
 from triton_repo.core.golden import load_golden
+from triton_repo.core.sequence import SEQUENCE_FILE, load_streams, run_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.runtimes.onnxruntime_cpu import cpu_session
 
@@ -80,6 +81,7 @@ def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResu
                     diff.passed,
                 )
             )
+    rows += _streamed(loaded, session, golden_path.with_name(SEQUENCE_FILE))
     failed = [row for row in rows if not row.passed]
     if failed:
         row = failed[0]
@@ -102,10 +104,44 @@ def verify(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> VerifyResu
     return VerifyResult(rows, time.perf_counter() - start)
 
 
+def _streamed(loaded: LoadedSpec, session, path: Path) -> list[VerifyRow]:
+    """A stateful model's golden streams run step by step in ONNX Runtime, the state carried from each
+    step to the next: one row per output over every step of every stream (an error grows over steps)."""
+    if loaded.spec.sequence is None:
+        return []
+    golden = load_streams(path)
+    names = [o.name for o in loaded.spec.outputs]
+
+    def step(feed):
+        return dict(zip(names, session.run(names, feed), strict=True))
+
+    actual = run_streams(loaded, golden.inputs, step)
+    label = f"streams ({golden.streams} x {golden.steps} steps)"
+    rows = []
+    for output in loaded.spec.served_outputs:
+        expected, got = golden.outputs[output.name], actual.outputs[output.name]
+        diff = compare(got, expected, output.tolerance)
+        rows.append(
+            VerifyRow(
+                label,
+                output.name,
+                expected.shape,
+                got.shape,
+                diff.max_abs,
+                diff.max_rel,
+                output.tolerance,
+                diff.passed,
+            )
+        )
+    return rows
+
+
 def _key(loaded: LoadedSpec, onnx_path: Path, golden_path: Path) -> str:
+    streams = golden_path.with_name(SEQUENCE_FILE)
     payload = {
         "onnx": sha256_file(onnx_path),
         "golden": sha256_file(golden_path),
+        **({"streams": sha256_file(streams)} if loaded.spec.sequence is not None else {}),
         "tolerances": {o.name: o.tolerance.model_dump() for o in loaded.spec.outputs},
         "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
         "v": STAGE_VERSION,

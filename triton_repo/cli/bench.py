@@ -69,6 +69,13 @@ def _numbers(kind: type, label: str):
     show_default=True,
     help="golden: the golden sample resized to the shape; random: values within the golden inputs' range.",
 )
+@click.option(
+    "--sequence-length",
+    type=click.IntRange(1),
+    default=None,
+    help="A stateful model: chunks per sequence, START to END; --concurrency is the live sequences "
+    "[default: the golden streams' length]",
+)
 @click.option("--shared-memory", is_flag=True, help="Pass inputs and outputs through system shared memory.")
 @click.option(
     "--window", type=click.FloatRange(0.1), default=2.0, show_default=True, help="Seconds per window."

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.clients.triton_client import TritonClient
+from triton_repo.clients.wire import as_clients_see_it
 from triton_repo.core.compare import compare
 from triton_repo.core.fingerprint import sha256_file
 from triton_repo.core.golden import load_golden, load_raw_golden, sample_case
@@ -38,13 +39,34 @@ def check_model(client: TritonClient, model: str, entry: dict, repository: Path)
     is also asked for its top classes through Triton's classification extension. A pre-processing step
     model is checked through its ensemble.
     """
+    from triton_repo.repo.config import parse_config
+
     kind = entry.get("kind", "model")
     if kind == "preprocess":
         return []
+    tolerances = {name: Tolerance(**values) for name, values in entry["tolerances"].items()}
+    if "sequence" in entry:  # a stateful model: its golden streams, chunk by chunk, as sequences
+        from triton_repo.clients.sequences import stream_check
+
+        served = _served_outputs(repository / model / "config.pbtxt", tolerances)
+        if not client.is_model_ready(model):
+            return [_failure(client, model, served, "model is not ready on the server")]
+        return [
+            InferCheck(
+                model,
+                client.protocol,
+                f"{name} ({label})",
+                w.max_abs,
+                w.max_rel,
+                served[name],
+                w.passed,
+                w.error,
+            )
+            for name, label, w in stream_check(client, model, repository, entry, served)
+        ]
     path = repository / model / entry["golden"]
     golden = load_raw_golden(path) if kind == "ensemble" else sample_case(load_golden(path))
-    golden = _as_clients_see_it(golden, repository / model / "config.pbtxt")
-    tolerances = {name: Tolerance(**values) for name, values in entry["tolerances"].items()}
+    golden = as_clients_see_it(golden, parse_config(repository / model / "config.pbtxt"))
     checks = _check_outputs(client, model, golden, tolerances)
     if all(c.passed for c in checks):
         for name, filename in labelled_outputs(entry).items():
@@ -53,39 +75,12 @@ def check_model(client: TritonClient, model: str, entry: dict, repository: Path)
     return checks
 
 
-def _as_clients_see_it(golden, config_path: Path):
-    """Triton needs a dim: a [batch] tensor is served as dims [1] with reshape [], so clients send and
-    receive it as [batch, 1]; a scalar of a batched model (one value per request) is sent as [rows, 1],
-    every row the same; a scalar of an unbatched model as [1] (Triton has no scalar tensors)."""
-    from dataclasses import replace
-
+def _served_outputs(config_path: Path, tolerances: dict[str, Tolerance]) -> dict[str, Tolerance]:
+    """The tolerances of the outputs clients receive (a stateful model's next state stays in the server)."""
     from triton_repo.repo.config import parse_config
 
-    config = parse_config(config_path)
-    if config.max_batch_size == 0:  # Triton has no scalars in an unbatched model: a 0-d tensor goes as [1]
-
-        def one(arrays: dict) -> dict:
-            return {n: a.reshape(1) if a.ndim == 0 else a for n, a in arrays.items()}
-
-        return replace(golden, inputs=one(golden.inputs), outputs=one(golden.outputs))
-    reshaped = {
-        t.name for t in [*config.input, *config.output] if t.HasField("reshape") and list(t.dims) == [1]
-    }
-    if not reshaped:
-        return golden
-    rows = next((len(a) for a in golden.inputs.values() if a.ndim), 1)
-
-    def widen(arrays: dict) -> dict:
-        widened = {}
-        for name, array in arrays.items():
-            if name in reshaped and array.ndim == 0:
-                array = np.full((rows, 1), array)
-            elif name in reshaped and array.ndim == 1:
-                array = array[:, None]
-            widened[name] = array
-        return widened
-
-    return replace(golden, inputs=widen(golden.inputs), outputs=widen(golden.outputs))
+    returned = {o.name for o in parse_config(config_path).output}
+    return {name: t for name, t in tolerances.items() if name in returned}
 
 
 def labelled_outputs(entry: dict) -> dict[str, str]:

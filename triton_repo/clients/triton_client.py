@@ -91,6 +91,17 @@ def _check_request(model: str, inputs: dict[str, np.ndarray]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Where a request stands in its sequence: the sequence's ID, whether it starts or ends it, and the
+    model version the sequence started on (its later requests must go there: the state lives there)."""
+
+    sequence_id: int
+    start: bool = False
+    end: bool = False
+    version: str = ""
+
+
 @dataclass
 class TritonClient:
     """infer() with numpy in and numpy out, whichever protocol is underneath.
@@ -155,6 +166,27 @@ class TritonClient:
                 raise
             raise self._refused(model, inputs, status, error) from error
 
+    def infer_step(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str],
+        sequence: Chunk,
+    ) -> tuple[dict[str, np.ndarray], str]:
+        """One request of a sequence (a stateful model): its outputs and the model version that ran it.
+        `sequence.version` pins the request to the version the sequence started on ("" = the latest)."""
+        _check_request(model, inputs)
+        try:
+            result = self._send(model, inputs, outputs, 0, sequence)
+        except Exception as error:  # noqa: BLE001 - both clients raise their own exception types
+            status = status_code(error)
+            if status not in _REQUEST_ERRORS:
+                raise
+            raise self._refused(model, inputs, status, error) from error
+        response = result.get_response()
+        version = response.model_version if self.protocol == "grpc" else response.get("model_version", "")
+        return {name: result.as_numpy(name) for name in outputs}, str(version)
+
     def _refused(
         self, model: str, inputs: dict[str, np.ndarray], status: str, error: Exception
     ) -> RequestRefused:
@@ -194,6 +226,10 @@ class TritonClient:
     def _infer(
         self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], class_count: int
     ) -> dict[str, np.ndarray]:
+        result = self._send(model, inputs, outputs, class_count, None)
+        return {name: result.as_numpy(name) for name in outputs}
+
+    def _send(self, model, inputs, outputs, class_count: int, sequence: Chunk | None):
         request_inputs = []
         for name, array in inputs.items():
             tensor = self._module.InferInput(name, list(array.shape), WIRE_TYPES[array.dtype.name])
@@ -207,13 +243,19 @@ class TritonClient:
                 self._module.InferRequestedOutput(name, binary_data=True, class_count=class_count)
                 for name in outputs
             ]
-            result = self._call(self._client.infer, model, request_inputs, outputs=requested)
         else:
             requested = [self._module.InferRequestedOutput(name, class_count=class_count) for name in outputs]
-            result = self._call(
-                self._client.infer, model, request_inputs, outputs=requested, client_timeout=self.timeout_s
-            )
-        return {name: result.as_numpy(name) for name in outputs}
+        options = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        if sequence is not None:
+            options |= {
+                "sequence_id": sequence.sequence_id,
+                "sequence_start": sequence.start,
+                "sequence_end": sequence.end,
+                "model_version": sequence.version,
+            }
+            # a sequence's request is not retried: a second START or a repeated chunk would move its state
+            return self._client.infer(model, request_inputs, outputs=requested, **options)
+        return self._call(self._client.infer, model, request_inputs, outputs=requested, **options)
 
     def close(self) -> None:
         self._client.close()

@@ -53,8 +53,9 @@ def load_callable(loaded: LoadedSpec, reference: str, field: str) -> Callable:
     return function
 
 
-def load_arrays(loaded: LoadedSpec, field: str) -> dict[str, np.ndarray]:
-    """The input arrays named by data.<field>, checked against the spec's inputs."""
+def load_arrays(loaded: LoadedSpec, field: str, check: bool = True) -> dict[str, np.ndarray]:
+    """The input arrays named by data.<field>, checked against the spec's inputs (unless `check` is
+    False: data.sequence has a shape of its own, checked by core.sequence)."""
     reference = getattr(loaded.spec.data, field)
     where = f"data.{field}"
     if reference is None:
@@ -69,7 +70,7 @@ def load_arrays(loaded: LoadedSpec, field: str) -> dict[str, np.ndarray]:
                 f"{loaded.path}: {where}: {reference} returned {type(arrays).__name__}, "
                 "expected a dict of input name -> numpy array"
             )
-    return check_inputs(loaded, arrays, where)
+    return check_inputs(loaded, arrays, where) if check else arrays
 
 
 def load_labels(loaded: LoadedSpec, eval_inputs: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -107,6 +108,7 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
     checked: dict[str, np.ndarray] = {}
     batch_sizes = set()
     for tensor in spec.inputs:
+        batch_axis = spec.batch_axis(tensor)
         array = np.asarray(arrays[tensor.name])
         if array.dtype != np.dtype(tensor.dtype):
             if not np.can_cast(array.dtype, tensor.dtype, casting="same_kind"):
@@ -125,7 +127,7 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
                 raise SpecError(
                     f"{loaded.path}: {where}: input '{tensor.name}' dim {axis} is {size}, the spec fixes it at {dim}"
                 )
-            is_batch_dim = spec.batched and axis == 0  # any batch size; chunked to max_batch_size by users
+            is_batch_dim = axis == batch_axis  # any batch size; chunked to max_batch_size by users
             if (
                 isinstance(dim, str)
                 and not is_batch_dim
@@ -136,8 +138,8 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
                     f"{loaded.path}: {where}: input '{tensor.name}' axis '{dim}' is {size}, "
                     f"outside {limits.min}..{limits.max}"
                 )
-        if spec.batched and array.ndim:  # a scalar input is one value for every row
-            batch_sizes.add(array.shape[0])
+        if batch_axis is not None:  # a scalar input is one value for every row
+            batch_sizes.add(array.shape[batch_axis])
         checked[tensor.name] = np.require(array, requirements="C")  # keeps a 0-d scalar 0-d
     if len(batch_sizes) > 1:
         raise SpecError(f"{loaded.path}: {where}: inputs have different batch sizes {sorted(batch_sizes)}")

@@ -75,12 +75,12 @@ def add_tensors(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
     image layouts (format) and labels files (label_filename, for the classification extension)."""
     spec = loaded.spec
     labels = labels_files(loaded)
-    for tensor in spec.inputs:
+    for tensor in spec.served_inputs:  # a state input or output is the server's, never a client's
         added = config.input.add(name=tensor.name, data_type=data_type(tensor.dtype))
         _set_dims(added, spec.triton_dims(tensor), spec.batched)
         if tensor.format is not None:
             added.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.format}")
-    for tensor in spec.outputs:
+    for tensor in spec.served_outputs:
         added = config.output.add(name=tensor.name, data_type=data_type(tensor.dtype))
         _set_dims(added, spec.triton_dims(tensor), spec.batched)
         if tensor.name in labels:
@@ -124,6 +124,47 @@ def add_dynamic_batching(config: mc.ModelConfig, loaded: LoadedSpec, preferred: 
         policy.allow_timeout_override = False
 
 
+def add_sequence_batching(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
+    """Triton's sequence batcher for a stateful model: its strategy, the idle timeout after which a
+    sequence is dropped, and (oldest) how many live sequences it batches from."""
+    sequence = loaded.spec.sequence
+    batching = config.sequence_batching
+    batching.max_sequence_idle_microseconds = sequence.idle_timeout_ms * 1000
+    if sequence.strategy == "direct":
+        batching.direct.SetInParent()
+        return
+    batching.oldest.max_candidate_sequences = sequence.max_candidate_sequences
+    dynamic = loaded.spec.triton.dynamic_batching
+    if dynamic is not None and config.max_batch_size > 0:
+        batching.oldest.preferred_batch_size.extend(dynamic.preferred_batch_sizes)
+        batching.oldest.max_queue_delay_microseconds = dynamic.max_queue_delay_microseconds
+
+
+def initial_state_file(input_name: str) -> str:
+    """The file in the version directory holding a state's value at START, when it is not zeros."""
+    return f"initial.{warmup_file(input_name)}.npy"
+
+
+def sequence_state(loaded: LoadedSpec) -> list[dict]:
+    """The python backend template's view of each state: the input and output that carry it, its batch
+    axis, one sequence's dims and dtype, and its initial value's file (none: zeros)."""
+    spec = loaded.spec
+    entries = []
+    for pair in spec.state_pairs:
+        tensor = next(t for t in spec.inputs if t.name == pair.input)
+        entries.append(
+            {
+                "input": pair.input,
+                "output": pair.output,
+                "axis": spec.batch_axis(tensor),
+                "dims": [1 if d == "batch" else d for d in tensor.dims],
+                "dtype": tensor.dtype,
+                "initial_file": None if pair.initial == "zeros" else initial_state_file(pair.input),
+            }
+        )
+    return entries
+
+
 _FILE_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -149,7 +190,7 @@ def add_warmup(
 ) -> None:
     """One warmup request: per input its dims (no batch dim) and its data file under warmup/."""
     entry = config.model_warmup.add(name=name, batch_size=batch_size)
-    for tensor in loaded.spec.inputs:
+    for tensor in loaded.spec.served_inputs:
         entry.inputs[tensor.name].data_type = data_type(tensor.dtype)
         entry.inputs[tensor.name].dims.extend(dims[tensor.name] or [1])  # a [batch] input is dims [1]
         entry.inputs[tensor.name].input_data_file = files[tensor.name]
@@ -160,7 +201,7 @@ def shape_ranges(loaded: LoadedSpec) -> dict[str, list]:
     those), else [axis, min, max] from the spec, the batch axis capped at max_batch_size."""
     spec = loaded.spec
     ranges = {}
-    for tensor in spec.inputs:
+    for tensor in spec.served_inputs:
         dims = []
         for dim in tensor.dims:
             if isinstance(dim, int):
@@ -189,7 +230,12 @@ def cpu_model_config(
     add_tensors(config, loaded)
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=spec.triton.instance_count)
     batching = spec.triton.dynamic_batching
-    add_dynamic_batching(config, loaded, batching.preferred_batch_sizes if batching else [])
+    if spec.sequence is not None:
+        add_sequence_batching(config, loaded)
+        config.parameters["sequence_state"].string_value = json.dumps(sequence_state(loaded))
+        config.parameters["sequence_idle_ms"].string_value = str(spec.sequence.idle_timeout_ms)
+    else:
+        add_dynamic_batching(config, loaded, batching.preferred_batch_sizes if batching else [])
     config.parameters["onnx_file"].string_value = ONNX_FILE
     for key, value in (runtime or {"runtime": "onnxruntime"}).items():
         config.parameters[key].string_value = value
@@ -199,8 +245,8 @@ def cpu_model_config(
         config.parameters["per_request_inputs"].string_value = json.dumps(spec.per_request_inputs)
     if scalar_tensors(loaded):
         config.parameters["scalar_tensors"].string_value = json.dumps(scalar_tensors(loaded))
-    dims = {tensor.name: warmup[tensor.name].shape for tensor in spec.inputs}
-    files = {tensor.name: warmup_file(tensor.name) for tensor in spec.inputs}
+    dims = {tensor.name: warmup[tensor.name].shape for tensor in spec.served_inputs}
+    files = {tensor.name: warmup_file(tensor.name) for tensor in spec.served_inputs}
     for batch_size in warmup_batch_sizes(loaded):
         add_warmup(config, loaded, f"golden_sample_batch_{batch_size}", batch_size, dims, files)
     return config
@@ -218,7 +264,7 @@ def warmup_batch_sizes(loaded: LoadedSpec) -> list[int]:
 def warmup_rows(loaded: LoadedSpec, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The row written (as raw row-major bytes) to warmup/<input>: the first golden sample of each input (batch dim removed)."""
     rows = {}
-    for tensor in loaded.spec.inputs:
+    for tensor in loaded.spec.served_inputs:
         array = sample[tensor.name]
         row = array[0] if loaded.spec.batched and not tensor.scalar else array
         rows[tensor.name] = np.require(row, dtype=tensor.dtype, requirements="C")  # 0-d stays 0-d

@@ -46,7 +46,7 @@ def _stage(folder: Path, entry: dict, target: Path, name: str) -> StagedModel:
     shutil.rmtree(target, ignore_errors=True)
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if "__pycache__" in relative.parts or not path.is_file():
+        if "__pycache__" in relative.parts[:-1] or not path.is_file():
             continue
         head = relative.parts[0]
         if head.isdigit() and head != newest:

@@ -1,8 +1,11 @@
 """Publish staged models into the repository: versioned, atomic, verified, loaded by a running server.
 
 A model whose files changed becomes a new numeric version directory. The whole new model directory is
-prepared in the staging area (the new version, plus hard links to the previous versions it keeps) and
-swapped into place in one step (renameat2 RENAME_EXCHANGE), so a server never sees a half-written model.
+prepared in the staging area (the new version, plus hard links to the previous versions it keeps). With
+the config unchanged, only the new version directory is renamed into the published one (and versions
+past keep_versions moved out), so Triton loads it beside the versions it serves and reloads none of them
+(a stateful model's live sequences stay in them); with a new config the whole directory is swapped into
+place in one step (renameat2 RENAME_EXCHANGE). Either way a server never sees a half-written model.
 When a server runs on the repository (explicit model control), each changed model is then loaded: Triton
 keeps serving the previous version until the new one is READY. If a load fails, every model of this
 publish is swapped back, so the previous versions keep serving and nothing is published.
@@ -56,6 +59,9 @@ class Change:
     keeps_replaced: bool = False
     # Restored from the history area (a rollback across a config change): its history is used up.
     restores_history: bool = False
+    # Same config as the published directory: the new version is added to it (and versions past
+    # keep_versions moved out), not swapped in as a new directory; see _add_in_place.
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,8 @@ def verify_model(folder: Path, recorded: dict[str, str]) -> int:
         {
             str(p.relative_to(folder))
             for p in folder.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts  # the python backend compiles model.py
+            # bytecode the python backend wrote as it loaded model.py (not a file named __pycache__)
+            if p.is_file() and "__pycache__" not in p.parts[:-1]
         }
         if folder.is_dir()
         else set()
@@ -163,8 +170,8 @@ def verify_published(repository: Path) -> int:
 def _link_tree(source: Path, target: Path) -> None:
     """Hard links of every file below `source` (same filesystem): a kept version costs no copy."""
     for path in sorted(source.rglob("*")):
-        if "__pycache__" in path.parts:
-            continue
+        if "__pycache__" in path.parts[:-1] or (path.name == "__pycache__" and path.is_dir()):
+            continue  # bytecode the server wrote (a stateful model's version has a file of that name)
         destination = target / path.relative_to(source)
         if path.is_dir():
             destination.mkdir(parents=True, exist_ok=True)
@@ -211,11 +218,11 @@ def next_version(model: StagedModel, previous: dict | None, folder: Path) -> Cha
     else:
         before = None
     if previous is not None and folder.is_dir() and same_config and limit > 0:
-        for version in versions_of(previous)[-limit:]:
+        for version in versions_of(previous)[-limit:]:  # stay where they are (see _add_in_place)
             verify_model(folder / str(version), _in_version(previous["files"], version))
-            _link_tree(folder / str(version), staged_dir / str(version))
             kept.append(version)
     files = file_hashes(staged_dir)
+    files |= {k: v for k, v in previous["files"].items() if _version_part(k) in kept} if kept else {}
     if _in_version(files, number) != fresh:
         raise TritonRepoError(
             f"{staged_dir}: staged files changed between staging and publishing; run the build again"
@@ -235,7 +242,14 @@ def next_version(model: StagedModel, previous: dict | None, folder: Path) -> Cha
         entry["golden"] = f"{number}/{entry['golden'].split('/', 1)[1]}"
     if before is not None:
         entry["previous"] = before
-    return Change(model.name, staged_dir, entry, keeps_replaced=before is not None and not same_config)
+    in_place = previous is not None and folder.is_dir() and same_config
+    return Change(
+        model.name,
+        staged_dir,
+        entry,
+        keeps_replaced=before is not None and not same_config,
+        in_place=in_place,
+    )
 
 
 _RENAME_EXCHANGE = 2
@@ -265,6 +279,27 @@ def _put_in_place(staged: Path, target: Path) -> Path | None:
     return previous
 
 
+def _add_in_place(change: Change, target: Path) -> list[tuple[Path, Path]]:
+    """The new version directory renamed into the published model directory, and the versions it no
+    longer keeps moved out (into the staged directory); returns those moves, to undo them.
+
+    Triton reloads a version whose directory, or a file beside config.pbtxt, is newer than when it was
+    loaded (mtime or ctime). Swapping in a new directory of hard links renews every ctime, so every
+    version would reload and lose the sequences live in it; adding the version leaves the others as
+    they were, and Triton loads only the new one beside them.
+    """
+    number = str(change.entry["version"])
+    moves = [(change.path / number, target / number)]
+    keep = {str(v) for v in change.entry["versions"]}
+    for child in sorted(target.iterdir()):
+        if child.name.isdigit() and child.name not in keep:
+            moves.append((child, change.path / f".dropped-{child.name}"))
+    for source, destination in moves:
+        shutil.rmtree(destination, ignore_errors=True)
+        source.rename(destination)
+    return moves
+
+
 def _take_out(target: Path, staging: Path) -> None:
     """Out of the server's sight in one rename, then deleted."""
     gone = staging / f".{target.name}.removed"
@@ -283,7 +318,10 @@ def swap_in(changes: list[Change], repository: Path, control: ModelControl | Non
     loaded: list[Change] = []
     try:
         for change in changes:
-            done.append((change, _put_in_place(change.path, repository / change.name)))
+            if change.in_place:
+                done.append((change, _add_in_place(change, repository / change.name)))
+            else:
+                done.append((change, _put_in_place(change.path, repository / change.name)))
             verify_model(repository / change.name, change.entry["files"])
         if control is not None:
             for change in sorted(changes, key=lambda c: LOAD_ORDER.get(c.entry.get("kind", "model"), 0)):
@@ -292,21 +330,26 @@ def swap_in(changes: list[Change], repository: Path, control: ModelControl | Non
     except BaseException:
         for change, previous in reversed(done):
             target = repository / change.name
-            if previous is None:
+            if change.in_place:
+                for source, destination in reversed(previous):
+                    destination.rename(source)
+            elif previous is None:
                 _take_out(target, change.path.parent)
             elif not _exchange(previous, target):
                 shutil.rmtree(target)
                 previous.rename(target)
         if control is not None:
             for change, previous in reversed([d for d in done if d[0] in loaded]):
-                if previous is None:
+                if previous is None and not change.in_place:
                     control.unload(change.name)
                 else:
                     control.load(change.name)  # back to the versions it served before
         raise
     history = history_root(repository)
     for change, previous in done:
-        if change.keeps_replaced and previous is not None and previous.exists():
+        if change.in_place:
+            shutil.rmtree(change.path)  # the staged files not added, and the versions moved out
+        elif change.keeps_replaced and previous is not None and previous.exists():
             history.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(history / change.name, ignore_errors=True)
             previous.rename(history / change.name)

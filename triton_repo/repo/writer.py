@@ -17,11 +17,13 @@ from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed, TritonRepoError
 from triton_repo.core.fingerprint import sha256_file
 from triton_repo.core.golden import GoldenCase, load_golden, sample_case, save_golden
+from triton_repo.core.sequence import SEQUENCE_FILE, initial_states, load_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.config import (
     ONNX_FILE,
     WARMUP_DIR,
     cpu_model_config,
+    initial_state_file,
     parse_config,
     to_text,
     warmup_file,
@@ -32,6 +34,7 @@ from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 from triton_repo.runtimes.run_cache import run_once
 
 MANIFEST = "manifest.json"
+NO_BYTECODE = "no bytecode here: a version Triton serves must not change while it serves sequences\n"
 GOLDEN_FILE = "golden.npz"
 VERSION = "1"
 
@@ -76,6 +79,7 @@ def stage_cpu_model(
     template = resources.files("triton_repo.repo") / "templates" / "onnx_model.py"
     (version_dir / "model.py").write_text(template.read_text())
     save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
+    sequence = stage_streams(loaded, onnx_path.parent, version_dir)
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
@@ -93,9 +97,35 @@ def stage_cpu_model(
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
         **({"labels": labels} if labels else {}),
+        **({"sequence": sequence} if sequence else {}),
         "files": file_hashes(model_dir),
     }
     return StagedModel(name, spec.name, precision, model_dir, entry)
+
+
+def stage_streams(loaded: LoadedSpec, work: Path, version_dir: Path) -> dict | None:
+    """A stateful model's golden streams (what `triton-repo infer` streams and expects, chunk by chunk)
+    and the initial states that are not zeros, beside the model; None for other models."""
+    spec = loaded.spec
+    if spec.sequence is None:
+        return None
+    shutil.copyfile(work / SEQUENCE_FILE, version_dir / SEQUENCE_FILE)
+    # A file where Python would put model.py's bytecode as the server loads it: a __pycache__ written
+    # into the version then would make Triton take the version for modified, and reload it (dropping its
+    # live sequences) when a publish loads the next one. The python backend's stub ignores
+    # PYTHONDONTWRITEBYTECODE; Python skips the write when it cannot make the folder.
+    (version_dir / "__pycache__").write_text(NO_BYTECODE)
+    states = initial_states(loaded, 1)
+    for pair in spec.state_pairs:
+        if pair.initial != "zeros":
+            np.save(version_dir / initial_state_file(pair.input), states[pair.input])
+    streams = load_streams(version_dir / SEQUENCE_FILE)
+    return {
+        "file": SEQUENCE_FILE,  # in the version directory, beside the golden sample
+        "streams": streams.streams,
+        "steps": streams.steps,
+        "strategy": spec.sequence.strategy,
+    }
 
 
 def new_model_dir(staging: Path, name: str) -> Path:

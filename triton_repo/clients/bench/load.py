@@ -8,6 +8,7 @@ codes (HTTP 503); client-side timeouts and connection failures are counted as `c
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ class Request:
     outputs: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, numpy dtype) of one response
     timeout_s: float = 60.0
     shared_memory: bool = False
+    sequences: Sequences | None = None  # a stateful model: each closed-loop worker drives live sequences
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """What a stateful model is sent: per golden stream, its chunks as the wire carries them; each worker
+    streams one of them as a sequence of `length` chunks (cycling through the stream), then starts the
+    next sequence under a new ID."""
+
+    chunks: list[list[dict[str, np.ndarray]]]  # [stream][step] -> inputs
+    length: int
 
 
 def status_of(error: BaseException, protocol: str) -> str:
@@ -60,6 +72,9 @@ class Connection:
         self.slots = max(slots, 1)
         self._regions: list[tuple[str, object]] = []
         self._requests: list = []  # gRPC: serialized bytes; HTTP: (inputs, outputs) per slot
+        self._chunks: list[list] = []  # a stateful model: per stream, per step, the request
+        self._position: dict[int, tuple[int, int]] = {}  # slot -> (its sequence's ID, the next step)
+        self._next_id = random.randrange(1, 2**40) << 16
         if target.protocol == "grpc":
             import grpc
             import tritonclient.grpc.aio as module
@@ -81,16 +96,22 @@ class Connection:
         names = {"inputs": None, "outputs": [None] * self.slots}
         if self.target.shared_memory:
             names = await self._register_shared_memory()
+        build = self._grpc_request if self.target.protocol == "grpc" else self._http_request
+        if self.target.sequences is not None:
+            for stream in self.target.sequences.chunks:
+                self._chunks.append([build(None, None, inputs, serialize=False) for inputs in stream])
+            return
         for slot in range(self.slots if self.target.shared_memory else 1):
-            build = self._grpc_request if self.target.protocol == "grpc" else self._http_request
             self._requests.append(build(names["inputs"], names["outputs"][slot]))
 
-    def _grpc_request(self, input_region: str | None, output_region: str | None) -> bytes:
+    def _grpc_request(
+        self, input_region: str | None, output_region: str | None, inputs=None, serialize: bool = True
+    ):
         from tritonclient.grpc import service_pb2
 
         request = service_pb2.ModelInferRequest(model_name=self.target.model)
         offset = 0
-        for name, array in self.target.inputs.items():
+        for name, array in (inputs or self.target.inputs).items():
             tensor = request.inputs.add(
                 name=name, datatype=WIRE_TYPES[array.dtype.name], shape=list(array.shape)
             )
@@ -105,13 +126,15 @@ class Connection:
             if output_region:
                 _shm_parameters(output.parameters, output_region, nbytes, offset)
                 offset += nbytes
-        return request.SerializeToString()
+        return request.SerializeToString() if serialize else request
 
-    def _http_request(self, input_region: str | None, output_region: str | None) -> tuple[list, list]:
+    def _http_request(
+        self, input_region: str | None, output_region: str | None, arrays=None, serialize: bool = True
+    ) -> tuple[list, list]:
         import tritonclient.http as http
 
         inputs, offset = [], 0
-        for name, array in self.target.inputs.items():
+        for name, array in (arrays or self.target.inputs).items():
             tensor = http.InferInput(name, list(array.shape), WIRE_TYPES[array.dtype.name])
             if input_region:
                 tensor.set_shared_memory(input_region, array.nbytes, offset)
@@ -150,6 +173,8 @@ class Connection:
 
     async def send(self, slot: int = 0) -> str:
         """One request; '' when it succeeded, else its status."""
+        if self._chunks:
+            return await self._send_chunk(slot)
         request = self._requests[slot % len(self._requests)]
         try:
             if self.target.protocol == "grpc":
@@ -161,6 +186,49 @@ class Connection:
                 )
         except Exception as error:  # noqa: BLE001 - every failure is counted by its status
             return status_of(error, self.target.protocol)
+        return ""
+
+    async def end_sequences(self) -> None:
+        """Each sequence still open gets its next chunk flagged END (not counted), so the server does not
+        hold them until they time out (it waits for open sequences before it stops)."""
+        for slot in list(self._position):
+            await self._send_chunk(slot, end=True)
+
+    async def _send_chunk(self, slot: int, end: bool = False) -> str:
+        """The slot's sequence's next chunk (START on its first, END on its last); after END or a failure
+        the slot starts a new sequence."""
+        length = self.target.sequences.length
+        if slot not in self._position:
+            self._position[slot] = (self._next_id, 0)
+            self._next_id += 1
+        sequence_id, step = self._position[slot]
+        stream = self._chunks[slot % len(self._chunks)]
+        request = stream[step % len(stream)]
+        start, end = step == 0, end or step == length - 1
+        try:
+            if self.target.protocol == "grpc":
+                request.parameters["sequence_id"].int64_param = sequence_id
+                request.parameters["sequence_start"].bool_param = start
+                request.parameters["sequence_end"].bool_param = end
+                await self._infer(request.SerializeToString(), timeout=self.target.timeout_s)
+            else:
+                inputs, outputs = request
+                call = self.client.infer(
+                    self.target.model,
+                    inputs,
+                    outputs=outputs,
+                    sequence_id=sequence_id,
+                    sequence_start=start,
+                    sequence_end=end,
+                )
+                await asyncio.wait_for(call, self.target.timeout_s)
+        except Exception as error:  # noqa: BLE001 - every failure is counted by its status
+            del self._position[slot]
+            return status_of(error, self.target.protocol)
+        if end:
+            del self._position[slot]
+        else:
+            self._position[slot] = (sequence_id, step + 1)
         return ""
 
     async def statistics(self) -> dict:

@@ -184,6 +184,7 @@ async def measure_point(
                 break
     finally:
         await load.stop()
+        await connection.end_sequences()
         await connection.close()
     stable, rate_spread, p99_spread = stability(windows)
     used = windows[-STABLE_WINDOWS:]

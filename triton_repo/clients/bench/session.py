@@ -21,6 +21,7 @@ from triton_repo.clients.bench.workload import (
     request_inputs,
     response_shapes,
     select_variants,
+    sequence_load,
     shape_label,
 )
 from triton_repo.core.errors import CheckFailed, ServerError, TritonRepoError
@@ -49,6 +50,7 @@ class BenchOptions:
     repository: Path
     work_dir: Path
     server_pid: int | None = None  # a local server's pid: its CPU time is sampled too
+    sequence_length: int | None = None  # a stateful model: chunks per sequence (default its streams')
 
 
 def levels_of(options: BenchOptions) -> list[Level]:
@@ -102,17 +104,27 @@ def run_bench(options: BenchOptions) -> None:
             loaded = specs[variant.name]
             sizes = sizes_of[variant.name]
             labels.add(shape_label(sizes))
-            inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
-            plan = _floor_plan(variant, options, warn)
+            sequences = None
+            if "sequence" in variant.entry:
+                sequences = sequence_load(
+                    variant, options.batch, levels, options.shared_memory, options.sequence_length
+                )
+                inputs = sequences.chunks[0][0]
+            else:
+                inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
+            plan = _floor_plan(variant, options, warn) if sequences is None else None
+            if sequences is not None and options.floor:
+                warn(f"{variant.name}: no in-process floor (a stateful model; its state is the server's)")
             floors = [_floor(variant, plan, inputs, options, settings, warn)] if plan else []
             target = Request(
                 options.protocol,
                 url,
                 variant.name,
-                as_sent(loaded, inputs),
+                inputs if sequences else as_sent(loaded, inputs),
                 response_shapes(loaded, sizes),
                 options.timeout,
                 options.shared_memory,
+                sequences,
             )
             with console.status(f"{variant.name}: starting ...") as status:
                 measured = sweep(
@@ -122,7 +134,7 @@ def run_bench(options: BenchOptions) -> None:
                     shape_label(sizes),
                     settings,
                     progress=lambda line, status=status: status.update(line),
-                    done=lambda point: info(_point_line(point)),
+                    done=lambda point, sequences=sequences: info(_point_line(point, sequences)),
                     server_pid=options.server_pid,
                 )
             if plan:  # again after the sweep: the machine's noise shows as two different floors
@@ -195,16 +207,21 @@ def _floor_line(variant: Variant, floor: Floor) -> str:
     )
 
 
-def _point_line(point: Point) -> str:
+def _point_line(point: Point, sequences=None) -> str:
     state = (
         "stable"
         if point.stable
         else f"[yellow]unstable[/yellow] (spread {point.spread[0]:.0%}/{point.spread[1]:.0%})"
     )
     errors = sum(point.errors.values())
+    if sequences is not None:  # a stateful model: each request is one chunk of a live sequence
+        load = f"{point.level.concurrency} live sequences of {sequences.length} chunks"
+        speed, per = f"{point.inferences_per_s:,.1f} chunks/s", " per chunk"
+    else:
+        load, speed, per = point.level.label, f"{point.inferences_per_s:,.1f} inf/s", ""
     return (
-        f"  {point.model} {point.protocol} {point.level.label}: {point.inferences_per_s:,.1f} inf/s, "
-        f"p50 {point.latency.p50:.2f} ms, p99 {point.latency.p99:.2f} ms, {state} after {point.windows} windows"
+        f"  {point.model} {point.protocol} {load}: {speed}, "
+        f"p50 {point.latency.p50:.2f} ms, p99 {point.latency.p99:.2f} ms{per}, {state} after {point.windows} windows"
         + (f", [red]{errors} errors[/red]" if errors else "")
     )
 

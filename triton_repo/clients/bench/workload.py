@@ -148,7 +148,46 @@ def as_sent(loaded: LoadedSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.n
 
 
 def response_shapes(loaded: LoadedSpec, sizes: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {t.name: (loaded.spec.concrete_shape(t, sizes), t.dtype) for t in loaded.spec.outputs}
+    return {t.name: (loaded.spec.concrete_shape(t, sizes), t.dtype) for t in loaded.spec.served_outputs}
+
+
+def sequence_load(variant: Variant, batch: int, levels: list, shared_memory: bool, length: int | None):
+    """A stateful model's load: its golden streams' chunks, one live sequence per closed-loop worker, each
+    `length` chunks long (default the streams' steps); refused, with the reason, where Triton's sequence
+    batcher cannot take it."""
+    from triton_repo.clients.bench.load import Sequences
+    from triton_repo.clients.sequences import live_sequence_limit
+    from triton_repo.clients.wire import wire_inputs
+    from triton_repo.core.sequence import load_streams
+    from triton_repo.repo.config import parse_config
+
+    name = variant.name
+    if batch != 1:
+        raise TritonRepoError(
+            f"--batch {batch}: {name} is stateful; each request is one chunk of one sequence (batch 1)"
+        )
+    if shared_memory:
+        raise TritonRepoError(
+            f"--shared-memory: not with {name}, a stateful model (its chunks change per request)"
+        )
+    live = [level.concurrency for level in levels]
+    if None in live:
+        raise TritonRepoError(
+            f"--request-rate: {name} is stateful; drive it closed loop (--concurrency = live sequences)"
+        )
+    config = parse_config(variant.version_dir.parent / "config.pbtxt")
+    limit, why = live_sequence_limit(config)
+    if max(live) > limit:
+        raise TritonRepoError(
+            f"--concurrency {max(live)}: {name} holds {limit} live sequences ({why}); run at most {limit} "
+            "or raise it in the spec (sequence.max_candidate_sequences)"
+        )
+    streams = load_streams(variant.version_dir / variant.entry["sequence"]["file"])
+    chunks = [
+        [wire_inputs(config, streams.chunk(step, stream)) for step in range(streams.steps)]
+        for stream in range(streams.streams)
+    ]
+    return Sequences(chunks, length or streams.steps)
 
 
 def shape_label(sizes: dict[str, int]) -> str:

@@ -4,7 +4,7 @@ Shapes are declared once: each dynamic axis is named under `axes` with min/opt/m
 input/output dim is either a fixed positive integer or the name of a declared axis. Triton dims,
 max_batch_size, warmup shapes and the verification shapes are all derived from it.
 
-One module per section (shapes, sources, precision, triton, ensemble, gpu), the whole spec and its
+One module per section (shapes, sources, precision, triton, ensemble, gpu, sequence), the whole spec and its
 cross-section checks in model.py, reading and error formatting in loader.py; every public name is
 importable from here.
 """
@@ -32,6 +32,7 @@ from triton_repo.core.spec.precision import (
     PrecisionSettings,
     QadSettings,
 )
+from triton_repo.core.spec.sequence import SequenceSettings, StatePair
 from triton_repo.core.spec.shapes import Dim, InputSpec, OutputSpec, ShapeRange, TensorSpec, Tolerance
 from triton_repo.core.spec.sources import DataRef, DataSpec, Source
 from triton_repo.core.spec.triton import DynamicBatching, TritonSettings
@@ -65,8 +66,10 @@ __all__ = [
     "PixelsStep",
     "Precision",
     "PrecisionSettings",
+    "SequenceSettings",
     "ShapeRange",
     "Source",
+    "StatePair",
     "TensorSpec",
     "TokenizeStep",
     "Tolerance",

@@ -15,6 +15,7 @@ from triton_repo.core.spec.base import BATCH_AXIS, NAME_PATTERN, PRECISIONS, _St
 from triton_repo.core.spec.ensemble import EnsembleSpec, check_ensemble
 from triton_repo.core.spec.gpu import GpuSettings, check_profiles
 from triton_repo.core.spec.precision import Accuracy, PrecisionSettings, check_precision
+from triton_repo.core.spec.sequence import SequenceSettings, StatePair, auto_pairs, check_sequence
 from triton_repo.core.spec.shapes import (
     InputSpec,
     OutputSpec,
@@ -40,6 +41,7 @@ class ModelSpec(_Strict):
     triton: TritonSettings = TritonSettings()
     ensemble: EnsembleSpec | None = None
     gpu: GpuSettings = GpuSettings()
+    sequence: SequenceSettings | None = None
 
     @field_validator("axes")
     @classmethod
@@ -60,6 +62,7 @@ class ModelSpec(_Strict):
                 f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'"
             )
         declared = ", ".join(self.axes) or "none"
+        states = self.state_tensors
         for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
             for i, tensor in enumerate(tensors):
                 for dim in tensor.dims:
@@ -73,8 +76,8 @@ class ModelSpec(_Strict):
                         f"splits outputs by the batch: return one value per row (dims [{BATCH_AXIS}]) "
                         "or serve the model unbatched (max_batch_size: 0, no 'batch' axis)"
                     )
-                if tensor.scalar:
-                    continue  # a scalar input of a batched model: one value per request
+                if tensor.scalar or tensor.name in states:
+                    continue  # a scalar input of a batched model: one value per request; a state: any axis
                 if self.batched and tensor.dims[0] != BATCH_AXIS:
                     raise ValueError(
                         f"{kind}[{i}] '{tensor.name}': the first dim must be '{BATCH_AXIS}' when max_batch_size > 0"
@@ -95,6 +98,7 @@ class ModelSpec(_Strict):
                 )
         check_formats_and_labels(self)
         check_precision(self)
+        check_sequence(self)
         check_ensemble(self)
         check_profiles(self)
         if self.triton.dynamic_batching is not None:
@@ -119,8 +123,13 @@ class ModelSpec(_Strict):
     def precisions(self) -> list[str]:
         """The variants to build, in PRECISIONS order (see PrecisionSettings.variants for the default)."""
         chosen = self.precision.variants
-        if chosen is None:  # unbatched models: fp32 only (see _check_precision)
-            gated = self.accuracy is not None and self.data.eval is not None and self.batched
+        if chosen is None:  # unbatched and stateful models: fp32 only (see check_precision, check_sequence)
+            gated = (
+                self.accuracy is not None
+                and self.data.eval is not None
+                and self.batched
+                and self.sequence is None
+            )
             chosen = (
                 ["fp32"]
                 + (["fp16", "bf16"] if gated else [])
@@ -156,9 +165,39 @@ class ModelSpec(_Strict):
         [rows, 1], every row the same; requests are batched together only when their values agree)."""
         return [t.name for t in self.inputs if t.scalar] if self.batched else []
 
+    @property
+    def state_pairs(self) -> list[StatePair]:
+        """A stateful model's states: as the spec names them, else paired by name and shape."""
+        if self.sequence is None:
+            return []
+        if self.sequence.state is not None:
+            return list(self.sequence.state)
+        return auto_pairs(self.inputs, self.outputs)
+
+    @property
+    def state_tensors(self) -> set[str]:
+        """The inputs and outputs that carry state: never sent or returned by clients."""
+        return {name for pair in self.state_pairs for name in (pair.input, pair.output)}
+
+    @property
+    def served_inputs(self) -> list[InputSpec]:
+        """The inputs clients send (a state input is kept by the server)."""
+        return [t for t in self.inputs if t.name not in self.state_tensors]
+
+    @property
+    def served_outputs(self) -> list[OutputSpec]:
+        return [t for t in self.outputs if t.name not in self.state_tensors]
+
+    def batch_axis(self, tensor: TensorSpec) -> int | None:
+        """Where a tensor's batch axis is (0 but for a state such as [2, batch, 128]); None if none."""
+        if not self.batched or BATCH_AXIS not in tensor.dims:
+            return None
+        return tensor.dims.index(BATCH_AXIS)
+
     def triton_dims(self, tensor: TensorSpec) -> list[int]:
         """Dims as Triton's config states them: batch dim dropped when batched, dynamic axes as -1."""
-        dims = tensor.dims[1:] if self.batched and not tensor.scalar else tensor.dims
+        batch_axis = self.batch_axis(tensor)
+        dims = [d for axis, d in enumerate(tensor.dims) if axis != batch_axis]
         return [d if isinstance(d, int) else -1 for d in dims]
 
     def used_axes(self) -> list[str]:

@@ -49,8 +49,10 @@ class DataSpec(_Strict):
     eval: DataRef | None = None
     eval_labels: DataRef | None = None  # module:function returning int labels, or .npz with one array
     train: DataRef | None = None  # unlabeled rows for quantization-aware distillation, disjoint from eval
+    # a stateful model's golden streams: per input that is not a state, its chunks as [steps, *dims]
+    sequence: DataRef | None = None
 
-    @field_validator("sample", "calibration", "eval", "eval_labels", "train")
+    @field_validator("sample", "calibration", "eval", "eval_labels", "train", "sequence")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
         if value is not None and not (value.endswith(".npz") or re.fullmatch(REFERENCE_PATTERN, value)):

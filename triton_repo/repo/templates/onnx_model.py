@@ -11,11 +11,16 @@ A scalar input of a batched model (the `per_request_inputs` parameter) holds one
 clients send it as [rows, 1], every row the same; the graph gets it as a 0-d tensor, and requests are
 batched together only when their values agree. A scalar of an unbatched model (`scalar_tensors`) is
 served as [1], since Triton has no scalar tensors, and reshaped for the graph.
+A stateful model (the `sequence_state` parameter) runs under Triton's sequence batcher: the model keeps
+each sequence's state, keyed by correlation ID, from the request flagged START to the one flagged END
+(or until it is idle longer than `sequence_idle_ms`); clients send only the new chunk. A request with
+correlation ID 0 (warmup, the direct strategy's padding) runs on the initial state and keeps none.
 """
 
 import json
 import os
 import tempfile
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -79,6 +84,9 @@ class TritonPythonModel:
             (tensor["name"], pb_utils.triton_string_to_numpy(tensor["data_type"]))
             for tensor in config["output"]
         ]
+        self.model = f"{args['model_name']} version {args['model_version']}"
+        self.sequences = Sequences(parameters, os.path.join(args["model_repository"], args["model_version"]))
+        self.axes = self.sequences.axes  # a state's batch axis (0 for every other tensor)
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -100,11 +108,18 @@ class TritonPythonModel:
                     responses[index] = self._error(problem, invalid=True)
                     break
             else:
+                if self.sequences.states:
+                    rows = self._rows(arrays) if self.batched else 1
+                    states, problem = self.sequences.take(request, rows, self.model)
+                    if problem:
+                        responses[index] = self._error(problem, invalid=True)
+                        continue
+                    arrays.update(states)
                 key = tuple(
                     (
                         name,
                         array.dtype.str,
-                        array.tobytes() if name in self.per_request else array.shape[1:],
+                        array.tobytes() if name in self.per_request else self._row_shape(name, array),
                     )
                     if self.batched
                     else (name, array.dtype.str, array.shape)
@@ -112,41 +127,57 @@ class TritonPythonModel:
                 )
                 groups.setdefault(key, []).append((index, arrays))
         for members in groups.values():
-            self._run_group(members, responses)
+            self._run_group(members, responses, requests)
         return responses
 
-    def _run_group(self, members, responses):
+    def _row_shape(self, name, array):
+        """A batched input's shape without its batch axis: requests of one row shape run together."""
+        axis = self.axes.get(name, 0)
+        return array.shape[:axis] + array.shape[axis + 1 :]
+
+    def _run_group(self, members, responses, requests):
+        feed_names = [*self.input_names, *self.sequences.inputs]
         if len(members) == 1:
             feed = members[0][1]
         else:
             feed = {
                 name: members[0][1][name]  # the same value in every member of the group
                 if name in self.per_request
-                else np.concatenate([arrays[name] for _, arrays in members])
-                for name in self.input_names
+                else np.concatenate([arrays[name] for _, arrays in members], axis=self.axes.get(name, 0))
+                for name in feed_names
             }
-        names = [name for name, _ in self.outputs]
+        names = [name for name, _ in self.outputs] + self.sequences.outputs
         try:
             results = self.session.run(names, feed)
         except Exception as error:  # noqa: BLE001 - every failure becomes that request's error response
             for index, _ in members:
                 responses[index] = self._error(f"the runtime failed: {error}")
+                self.sequences.drop(requests[index])  # never continue from a state it did not reach
             return
         offset = 0
         for index, arrays in members:
             size = self._rows(arrays) if self.batched else None
-            tensors = []
-            for (name, dtype), result in zip(self.outputs, results, strict=True):
-                part = result[offset : offset + size] if self.batched else result
-                if name in self.scalars:
-                    part = part.reshape(1)
-                tensors.append(pb_utils.Tensor(name, np.require(part, dtype=dtype, requirements="C")))
+            parts = {}
+            for name, result in zip(names, results, strict=True):
+                if self.batched:
+                    axis = self.axes.get(name, 0)
+                    result = np.take(result, range(offset, offset + size), axis=axis)
+                parts[name] = result
             offset += size or 0
+            self.sequences.keep(requests[index], parts)
+            tensors = []
+            for name, dtype in self.outputs:
+                part = parts[name].reshape(1) if name in self.scalars else parts[name]
+                tensors.append(pb_utils.Tensor(name, np.require(part, dtype=dtype, requirements="C")))
             responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
 
     def _rows(self, arrays):
-        """A request's rows: the first dim of its inputs that are not per-request scalars."""
-        shaped = [array for name, array in arrays.items() if name not in self.per_request]
+        """A request's rows: the first dim of its inputs that are not per-request scalars or states."""
+        shaped = [
+            array
+            for name, array in arrays.items()
+            if name not in self.per_request and name not in self.sequences.inputs
+        ]
         return shaped[0].shape[0] if shaped else 1
 
     @staticmethod
@@ -182,3 +213,76 @@ class TritonPythonModel:
 
     def finalize(self):
         self.session = None
+
+
+class Sequences:
+    """Each live sequence's state, keyed by correlation ID: set at START, updated by every request,
+    dropped at END, when the sequence is idle longer than the timeout, or when a request fails."""
+
+    START, END = 1, 2
+
+    def __init__(self, parameters, version_dir):
+        entries = json.loads(parameters.get("sequence_state", "[]"))
+        self.idle_s = int(parameters.get("sequence_idle_ms", "0")) / 1000
+        self.inputs = [e["input"] for e in entries]
+        self.outputs = [e["output"] for e in entries]
+        self.axes = {}
+        self.states = {}  # state input -> its value at START for one sequence (batch axis of size 1)
+        for entry in entries:
+            if entry["axis"] is not None:
+                self.axes[entry["input"]] = self.axes[entry["output"]] = entry["axis"]
+            if entry.get("initial_file"):
+                value = np.load(os.path.join(version_dir, entry["initial_file"]), allow_pickle=False)
+            else:
+                value = np.zeros(entry["dims"], dtype=entry["dtype"])
+            self.states[entry["input"]] = value
+        self.next = dict(zip(self.outputs, self.inputs, strict=True))
+        self.live = {}  # correlation ID -> (last request's time, {state input: value})
+
+    def take(self, request, rows, model):
+        """The request's states, or why it is refused."""
+        sequence, flags = request.correlation_id(), request.flags()
+        now = time.monotonic()
+        if self.idle_s:
+            for key in [k for k, (last, _) in self.live.items() if now - last > self.idle_s]:
+                del self.live[key]
+        if sequence in (0, ""):  # warmup and padding: the initial state, kept by nobody
+            return self._initial(rows), None
+        if flags & self.START:
+            if sequence in self.live:
+                del self.live[sequence]  # both the old and the new sequence end here
+                return None, (
+                    f"sequence {sequence} is already open on {model}: a START for an ID in use ends both; "
+                    "end a sequence (sequence_end) before reusing its ID, or give each sequence its own ID"
+                )
+            return self._initial(rows), None
+        if sequence not in self.live:
+            return None, (
+                f"sequence {sequence} has no state on {model}: its first request must carry START "
+                f"(sequence_start); a sequence idle over {self.idle_s * 1000:.0f} ms, ended, or started on "
+                "another version of the model has none; start it again"
+            )
+        return self.live[sequence][1], None
+
+    def _initial(self, rows):
+        return {
+            name: np.repeat(value, rows, axis=self.axes.get(name, 0)) if rows != 1 else value
+            for name, value in self.states.items()
+        }
+
+    def keep(self, request, parts):
+        """After a request ran: its next state is kept, or dropped at END."""
+        if not self.states:
+            return
+        sequence = request.correlation_id()
+        if sequence in (0, ""):
+            return
+        if request.flags() & self.END:
+            self.live.pop(sequence, None)
+            return
+        state = {self.next[name]: np.ascontiguousarray(parts[name]) for name in self.outputs}
+        self.live[sequence] = (time.monotonic(), state)
+
+    def drop(self, request):
+        if self.states:
+            self.live.pop(request.correlation_id(), None)

@@ -1,0 +1,217 @@
+"""Stateful models under Triton's sequence batcher, served by the real tritonserver: the corpus' Silero-VAD
+shaped model (state [2, batch, 128], an int64 scalar `sr`) and LSTM forecaster (h0/c0 -> hn/cn)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import ROOT, build_all, run_cli, serve
+from triton_repo.clients.sequences import new_sequence_ids
+from triton_repo.clients.triton_client import Chunk, RequestRefused, TritonClient
+from triton_repo.clients.wire import wire_inputs
+from triton_repo.core.compare import compare
+from triton_repo.core.sequence import load_streams
+from triton_repo.repo.config import parse_config
+from triton_repo.repo.publish import read_manifest
+
+pytestmark = pytest.mark.integration
+
+CORPUS = ROOT / "tests" / "corpus"
+VAD = "vad_stream_fp32"
+
+
+def _set(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture(scope="module")
+def stateful(tmp_path_factory):
+    """Both stateful corpus models built and served. The VAD's sequences may idle for a minute (the
+    publish test holds 32 open across a build); the LSTM's are dropped after 1.5 s idle."""
+    base = tmp_path_factory.mktemp("stateful")
+    models = base / "models"
+    for name in ("vad_stream", "lstm_state"):
+        shutil.copytree(CORPUS / name, models / name)
+    _set(models / "vad_stream" / "model.yaml", "idle_timeout_ms: 5000", "idle_timeout_ms: 60000")
+    _set(models / "lstm_state" / "model.yaml", "idle_timeout_ms: 10000", "idle_timeout_ms: 1500")
+    repository, work_dir = base / "model_repository", base / "build"
+    result = build_all(models, repository, work_dir)
+    served = serve(repository, work_dir)
+    yield models, result, served
+    run_cli("stop", "--work-dir", str(work_dir))
+
+
+def client(served, protocol: str = "grpc") -> TritonClient:
+    port = served.grpc_port if protocol == "grpc" else served.http_port
+    return TritonClient(protocol, f"127.0.0.1:{port}")
+
+
+def version_streams(served, model: str, version: int):
+    return load_streams(served.repository / model / str(version) / "sequence.npz")
+
+
+def test_the_build_names_the_states_it_paired_and_the_batcher(stateful):
+    _, result, served = stateful
+    assert (
+        "lstm_state: state h0 -> hn (float32 [2, batch, 16], zeros at START), c0 -> cn (float32 [2, batch, "
+        "16], zeros at START), paired by name and shape; sequence batcher direct"
+        in " ".join(result.stderr.split())
+    ), result.stderr
+    config = parse_config(served.repository / VAD / "config.pbtxt")
+    assert [t.name for t in config.input] == ["input", "sr"]  # the state never crosses the network
+    assert [t.name for t in config.output] == ["output"]
+    assert config.sequence_batching.oldest.max_candidate_sequences == 64
+    assert not config.HasField("dynamic_batching")
+
+
+def test_interleaved_streams_match_the_in_process_run_over_grpc_and_http(stateful):
+    _, _, served = stateful
+    result = run_cli("infer", *served.common_args, *served.port_args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads((served.work_dir / "infer.json").read_text())["checks"]
+    streamed = {
+        (c["model"], c["protocol"]) for c in checks if "8 streams x 50 chunks, 4 clients" in c["output"]
+    }
+    assert streamed == {(VAD, "grpc"), (VAD, "http")}
+    assert any("6 streams x 30 chunks" in c["output"] for c in checks if c["model"] == "lstm_state_fp32")
+
+
+def test_the_state_matters_a_stream_restarted_on_every_chunk_differs_from_the_golden_one(stateful):
+    """What the stream check guards against: without its state, the served model's answers drift off."""
+    _, _, served = stateful
+    streams = version_streams(served, VAD, 1)
+    config = parse_config(served.repository / VAD / "config.pbtxt")
+    grpc = client(served)
+    worst = 0.0
+    for step, sequence_id in zip(range(10), new_sequence_ids(10), strict=True):
+        chunk = Chunk(sequence_id, start=True, end=True)
+        outputs, _ = grpc.infer_step(VAD, wire_inputs(config, streams.chunk(step, 0)), ["output"], chunk)
+        worst = max(worst, float(np.max(np.abs(outputs["output"] - streams.expected(step, 0)["output"]))))
+    assert worst > 1e-3  # far outside the 1e-4 tolerance the streamed check passes within
+
+
+def test_bad_use_of_a_sequence_gets_one_clear_line(stateful):
+    _, _, served = stateful
+    streams = version_streams(served, VAD, 1)
+    config = parse_config(served.repository / VAD / "config.pbtxt")
+    chunk = wire_inputs(config, streams.chunk(0, 0))
+    for protocol in ("grpc", "http"):
+        use = client(served, protocol)
+        unknown, reused = new_sequence_ids(2)
+        with pytest.raises(RequestRefused, match=f"sequence {unknown} .*must specify the START flag"):
+            use.infer_step(VAD, chunk, ["output"], Chunk(unknown))
+        use.infer_step(VAD, chunk, ["output"], Chunk(reused, start=True))
+        with pytest.raises(RequestRefused, match=f"sequence {reused} is already open on {VAD} version 1"):
+            use.infer_step(VAD, chunk, ["output"], Chunk(reused, start=True))
+        with pytest.raises(RequestRefused, match=f"sequence {reused} has no state on {VAD} version 1"):
+            use.infer_step(VAD, chunk, ["output"], Chunk(reused))  # the reuse ended both: never a wrong state
+        two = {name: np.concatenate([a, a]) for name, a in chunk.items()}
+        with pytest.raises(RequestRefused, match="batch-size 1"):
+            use.infer_step(VAD, two, ["output"], Chunk(unknown, start=True))
+        with pytest.raises(RequestRefused, match="no state"):  # END frees the server's slot all the same
+            use.infer_step(VAD, chunk, ["output"], Chunk(reused, end=True))
+
+
+def test_a_sequence_idle_past_its_timeout_is_dropped(stateful):
+    _, _, served = stateful
+    model = "lstm_state_fp32"
+    streams = version_streams(served, model, 1)
+    config = parse_config(served.repository / model / "config.pbtxt")
+    grpc = client(served)
+    (sequence_id,) = new_sequence_ids(1)
+    grpc.infer_step(
+        model, wire_inputs(config, streams.chunk(0, 0)), ["forecast"], Chunk(sequence_id, start=True)
+    )
+    threading.Event().wait(2.5)  # idle_timeout_ms 1500
+    with pytest.raises(RequestRefused, match="must specify the START flag"):
+        grpc.infer_step(model, wire_inputs(config, streams.chunk(1, 0)), ["forecast"], Chunk(sequence_id))
+
+
+def test_bench_drives_live_sequences_and_refuses_more_than_the_server_holds(stateful, tmp_path):
+    _, _, served = stateful
+    common = [*served.common_args, *served.port_args, "--output", str(tmp_path)]
+    fast = ["--window", "0.3", "--warmup", "0.2", "--min-requests", "20", "--max-windows", "3"]
+    result = run_cli("bench", VAD, "--concurrency", "1,8", *fast, *common)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "8 live sequences of 50 chunks:" in said and "chunks/s" in said, result.stderr
+    points = json.loads(next(tmp_path.glob("*/results.json")).read_text())["points"]
+    assert [p["errors"] for p in points] == [0, 0]
+    refused = run_cli("bench", VAD, "--concurrency", "65", *fast, *common)
+    assert refused.returncode == 2
+    assert " ".join(refused.stderr.split()) == (
+        f"error: --concurrency 65: {VAD} holds 64 live sequences (oldest.max_candidate_sequences); run at "
+        "most 64 or raise it in the spec (sequence.max_candidate_sequences)"
+    )
+
+
+def test_a_publish_during_32_live_sequences_loses_none_and_corrupts_none(stateful):
+    """32 sequences are open (half streamed) while a changed model is built and published into the running
+    server; each then finishes on the version it started on, every chunk matching that version's streams,
+    and a sequence started afterwards runs on the new version."""
+    models, _, served = stateful
+    old = version_streams(served, VAD, 1)
+    config = parse_config(served.repository / VAD / "config.pbtxt")
+    ids = new_sequence_ids(32)
+    halfway, published = threading.Barrier(33), threading.Event()
+    results: dict[int, tuple[str, float, int]] = {}  # sequence -> (version, worst diff, chunks answered)
+
+    def stream(index: int) -> None:
+        own = client(served, ("grpc", "http")[index % 2])
+        version, worst, answered = "", 0.0, 0
+        try:
+            for step in range(old.steps):
+                if step == old.steps // 2:
+                    halfway.wait(timeout=60)
+                    published.wait(timeout=600)
+                chunk = Chunk(ids[index], step == 0, step == old.steps - 1, version)
+                outputs, version = own.infer_step(
+                    VAD, wire_inputs(config, old.chunk(step, index % old.streams)), ["output"], chunk
+                )
+                expected = old.expected(step, index % old.streams)["output"]
+                worst = max(worst, compare(outputs["output"], expected, config_tolerance()).max_abs)
+                answered += 1
+        finally:
+            results[index] = (version, worst, answered)
+            own.close()
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    halfway.wait(timeout=60)  # every sequence is open, its state in version 1
+    _set(models / "vad_stream" / "model.py", "torch.manual_seed(7)", "torch.manual_seed(8)")
+    rebuilt = run_cli("build", str(models / "vad_stream"), *served.common_args, check=True, timeout=600)
+    published.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert (
+        "load into the server" in rebuilt.stderr
+        and f"published {VAD} version 2" in rebuilt.stdout + rebuilt.stderr
+    )
+    assert read_manifest(served.repository)["models"][VAD]["version"] == 2
+    assert sorted(results) == list(range(32))
+    assert {version for version, _, _ in results.values()} == {"1"}
+    assert [answered for _, _, answered in results.values()] == [old.steps] * 32  # lost none
+    assert max(worst for _, worst, _ in results.values()) <= 1e-4  # corrupted none
+    new = version_streams(served, VAD, 2)
+    assert float(np.max(np.abs(new.outputs["output"] - old.outputs["output"]))) > 1e-3
+    grpc = client(served)
+    (fresh,) = new_sequence_ids(1)
+    outputs, version = grpc.infer_step(
+        VAD, wire_inputs(config, new.chunk(0, 0)), ["output"], Chunk(fresh, start=True, end=True)
+    )
+    assert version == "2"
+    assert compare(outputs["output"], new.expected(0, 0)["output"], config_tolerance()).passed
+
+
+def config_tolerance():
+    from triton_repo.core.spec import Tolerance
+
+    return Tolerance(atol=1e-4, rtol=1e-3)
