@@ -215,3 +215,35 @@ def config_tolerance():
     from triton_repo.core.spec import Tolerance
 
     return Tolerance(atol=1e-4, rtol=1e-3)
+
+
+def test_the_gpu_target_feeds_states_batch_first_from_implicit_state(tmp_path):
+    """`build --target gpu`: the LSTM's h0/c0 [2, batch, 16] are served batch first behind the adapter,
+    its streams checked through that graph in-process; the VAD (a per-request `sr`) is refused, with why."""
+    models = tmp_path / "models"
+    for name in ("vad_stream", "lstm_state"):
+        shutil.copytree(CORPUS / name, models / name)
+    repository = tmp_path / "model_repository"
+    common = ["--repository", str(repository), "--work-dir", str(tmp_path / "build")]
+    result = run_cli("build", "--target", "gpu", "--models-dir", str(models), *common, timeout=600)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1, result.stderr  # the VAD's variants are refused
+    assert (
+        "vad_stream_fp32_trt and _onnx: 'sr' is one value per request, but Triton's sequence batcher runs "
+        "several sequences as one batch" in said
+    ), said
+    published = read_manifest(repository)["models"]
+    assert set(published) == {"lstm_state_fp32_trt", "lstm_state_fp32_onnx"}
+    for name in published:
+        config = parse_config(repository / name / "config.pbtxt")
+        assert [(s.input_name, s.output_name, list(s.dims)) for s in config.sequence_batching.state] == [
+            ("h0", "hn", [2, 16]),
+            ("c0", "cn", [2, 16]),
+        ]
+        assert [t.name for t in config.input] == ["series"] and not config.model_warmup
+        assert published[name]["sequence"]["steps"] == 30
+    import onnx
+
+    graph = onnx.load(str(repository / "lstm_state_fp32_onnx" / "1" / "model.onnx")).graph
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    assert shapes["h0"] == ["batch", 2, 16] and shapes["c0"] == ["batch", 2, 16]

@@ -90,6 +90,9 @@ def stage_gpu(loaded, result, choices, staging, work_dir, target, refused, pendi
         if choice.pair is None:
             refused.append((f"{name}_{precision}_trt and _onnx", _refusal(choice)))
             continue
+        if loaded.spec.sequence is not None and loaded.spec.per_request_inputs:
+            refused.append((f"{name}_{precision}_trt and _onnx", _per_request_state(loaded)))
+            continue
         variant = result.variants[choice.pair]
         plan = "build and check the TensorRT plan" if target.gpu.available else "no GPU: configs only"
         with step(f"{name}: stage {name}_{precision}_trt and _onnx (gpu; {plan})"):
@@ -127,6 +130,16 @@ def stage_gpu(loaded, result, choices, staging, work_dir, target, refused, pendi
         if trt.manifest_entry["engine_pending"]:
             pending.append(trt.name)  # published with its config and no plan; the manifest says so
     return staged
+
+
+def _per_request_state(loaded) -> str:
+    """Why the gpu target does not serve a stateful model with a per-request scalar."""
+    names = ", ".join(f"'{n}'" for n in loaded.spec.per_request_inputs)
+    return (
+        f"{names} is one value per request, but Triton's sequence batcher runs several sequences as one "
+        "batch and the served graph takes one value for all of them; serve it on the cpu target (which "
+        f"batches only requests that agree), or give {names} a value per row (dims [batch])"
+    )
 
 
 @dataclass(frozen=True)

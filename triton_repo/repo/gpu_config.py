@@ -18,7 +18,16 @@ from tritonclient.grpc import model_config_pb2 as mc
 from triton_repo.core.errors import PreflightError
 from triton_repo.core.releases import Release, plan_runs_on
 from triton_repo.core.spec import BATCH_AXIS, LoadedSpec
-from triton_repo.repo.config import add_dynamic_batching, add_tensors, add_warmup, new_config, warmup_file
+from triton_repo.repo.config import (
+    add_dynamic_batching,
+    add_sequence_batching,
+    add_tensors,
+    add_warmup,
+    data_type,
+    initial_state_file,
+    new_config,
+    warmup_file,
+)
 from triton_repo.repo.profiles import Profile, max_batch, preferred_batch_sizes
 
 ONNX_FILE = "model.onnx"
@@ -71,10 +80,35 @@ def _common(
 ) -> None:
     """Inputs, outputs, dynamic batching and warmup: the parts both gpu models share."""
     add_tensors(config, loaded)
-    if not loaded.spec.per_request_inputs:  # else requests with different values must never be joined
+    if loaded.spec.sequence is not None:
+        add_sequence_batching(config, loaded)
+        add_implicit_state(config, loaded)
+    elif not loaded.spec.per_request_inputs:  # else requests with different values must never be joined
         add_dynamic_batching(config, loaded, [p for p in preferred if p <= config.max_batch_size])
     for point in warmup:
         add_warmup(config, loaded, point.name, point.batch_size, point.dims, point.files)
+
+
+INITIAL_STATE_DIR = "initial_state"  # where Triton reads an initial state's data_file
+
+
+def add_implicit_state(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
+    """Triton's implicit state: each state input fed from the output that carries its next value, zeros
+    (or the spec's file, raw bytes under initial_state/) at START; dims without the batch axis."""
+    spec = loaded.spec
+    for pair in spec.state_pairs:
+        tensor = next(t for t in spec.inputs if t.name == pair.input)
+        dims = spec.triton_dims(tensor)
+        state = config.sequence_batching.state.add(
+            input_name=pair.input, output_name=pair.output, data_type=data_type(tensor.dtype)
+        )
+        state.dims.extend(dims)
+        initial = state.initial_state.add(data_type=data_type(tensor.dtype), name=f"{pair.input} at START")
+        initial.dims.extend(dims)
+        if pair.initial == "zeros":
+            initial.zero_data = True
+        else:
+            initial.data_file = initial_state_file(pair.input)
 
 
 def trt_model_config(
@@ -214,26 +248,30 @@ def _fits(shapes: dict[str, tuple[int, ...]], profile: dict) -> bool:
 def _check_inputs(config: mc.ModelConfig, profiles: list[dict], batched: bool) -> None:
     """Config inputs are the engine's, and a fixed config dim is fixed to the same size in every profile."""
     offset = 1 if batched else 0
-    names = sorted(tensor.name for tensor in config.input)
+    # what the engine sees: the reshape when there is one ([batch] tensors are dims [1], reshape []), and
+    # the implicit states Triton feeds from sequence_batching.state
+    seen = {
+        tensor.name: list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+        for tensor in config.input
+    } | {state.input_name: list(state.dims) for state in config.sequence_batching.state}
+    names = sorted(seen)
     for index, profile in enumerate(profiles):
         if sorted(profile) != names:
             raise PreflightError(
                 f"{config.name}: config inputs {names} but engine profile {index} has {sorted(profile)}"
             )
-        for tensor in config.input:
-            bounds = profile[tensor.name]
-            # what the engine sees: the reshape when there is one ([batch] tensors are dims [1], reshape [])
-            dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+        for name, dims in seen.items():
+            bounds = profile[name]
             if len(bounds["min"]) != len(dims) + offset:
                 raise PreflightError(
-                    f"{config.name}: input '{tensor.name}' has {len(dims)} dims in the config "
+                    f"{config.name}: input '{name}' has {len(dims)} dims in the config "
                     f"(+batch: {batched}) but {len(bounds['min'])} in engine profile {index}"
                 )
             for axis, dim in enumerate(dims, start=offset):
                 low, high = bounds["min"][axis], bounds["max"][axis]
                 if dim != -1 and not low == high == dim:
                     raise PreflightError(
-                        f"{config.name}: input '{tensor.name}' dim {axis} is {dim} in the config but "
+                        f"{config.name}: input '{name}' dim {axis} is {dim} in the config but "
                         f"{low}..{high} in engine profile {index}"
                     )
 

@@ -16,13 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.errors import CheckFailed, TritonRepoError
 from triton_repo.core.golden import GoldenCase, save_golden
 from triton_repo.core.references import inputs_at
 from triton_repo.core.releases import Release
+from triton_repo.core.sequence import SEQUENCE_FILE, initial_states, load_streams, run_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
-from triton_repo.repo.config import WARMUP_DIR, parse_config, to_text, write_labels
+from triton_repo.repo.config import (
+    WARMUP_DIR,
+    initial_state_file,
+    parse_config,
+    to_text,
+    write_labels,
+)
 from triton_repo.repo.gpu_config import (
+    INITIAL_STATE_DIR,
     ONNX_FILE,
     WarmupPoint,
     onnx_gpu_model_config,
@@ -32,6 +40,7 @@ from triton_repo.repo.gpu_config import (
 )
 from triton_repo.repo.profiles import derive_profiles
 from triton_repo.repo.scalars import adapt_graph, backend_view, has_scalars
+from triton_repo.repo.states import adapt_states, moved_states, state_view
 from triton_repo.repo.writer import (
     GOLDEN_FILE,
     VERSION,
@@ -50,13 +59,25 @@ GPU_HOST_COMMANDS = ("make engines", "make serve-gpu")
 def gpu_graph(loaded: LoadedSpec, onnx_path: Path, work_dir: Path) -> tuple[Path, Callable | None]:
     """The graph Triton's own backends serve, and the view that turns a golden case into its inputs.
 
-    Triton takes scalars as [1] (unbatched) or [rows] (batched): a model with scalar inputs is served
-    behind an adapter written into `work_dir`; any other graph is served as it is (view None)."""
-    if not has_scalars(loaded):
+    Triton takes scalars as [1] (unbatched) or [rows] (batched), and a state batch first: a model with
+    scalar inputs, or a state whose batch axis is not its first, is served behind adapters written into
+    `work_dir`; any other graph is served as it is (view None)."""
+    views = []
+    if has_scalars(loaded):
+        onnx_path = adapt_graph(loaded, onnx_path, work_dir / "model.scalars.onnx")
+        views.append(functools.partial(backend_view, loaded))
+    if moved_states(loaded):
+        onnx_path = adapt_states(loaded, onnx_path, work_dir / "model.states.onnx")
+        views.append(functools.partial(state_view, loaded))
+    if not views:
         return onnx_path, None
-    return adapt_graph(loaded, onnx_path, work_dir / "model.scalars.onnx"), functools.partial(
-        backend_view, loaded
-    )
+
+    def view(case: GoldenCase) -> GoldenCase:
+        for one in views:
+            case = one(case)
+        return case
+
+    return onnx_path, view
 
 
 def stage_gpu_models(
@@ -82,10 +103,14 @@ def stage_gpu_models(
     ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph, which ONNX Runtime's
     CPU cannot run) for the staged check, whose outputs `runs` keeps (run_cache.run_once).
     """
+    streams = onnx_path.parent / SEQUENCE_FILE  # a stateful model's golden streams, beside its artifacts
     onnx_path, view = gpu_graph(loaded, onnx_path, graph_dir)
     profiles = derive_profiles(loaded.spec)
-    warmup = warmup_points(loaded, profiles)
+    # no warmup for a stateful model: a warmup request carries no sequence, so no state to run with
+    warmup = [] if loaded.spec.sequence is not None else warmup_points(loaded, profiles)
     trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
+    if loaded.spec.sequence is not None:
+        trt = _with_streams(loaded, trt, streams, tolerances)
     onnx = _stage_onnx(
         loaded,
         precision,
@@ -101,7 +126,61 @@ def stage_gpu_models(
         view,
         runs,
     )
+    if loaded.spec.sequence is not None:
+        onnx = _with_streams(loaded, onnx, streams, tolerances, (onnx_path, view))
     return [trt, onnx]
+
+
+def _with_streams(
+    loaded: LoadedSpec, model: StagedModel, streams: Path, tolerances, check: tuple | None = None
+) -> StagedModel:
+    """A stateful model's golden streams and initial states beside it, and (`check`: the served graph and
+    its view) the streams run through the served graph in-process, the state fed batch first as Triton's
+    implicit state feeds it, compared step by step with the golden ones."""
+    from dataclasses import replace
+
+    model_dir = model.path
+    shutil.copyfile(streams, model_dir / VERSION / SEQUENCE_FILE)
+    initial = initial_states(loaded, 1)
+    for pair in loaded.spec.state_pairs:
+        if pair.initial != "zeros":
+            (model_dir / INITIAL_STATE_DIR).mkdir(exist_ok=True)
+            (model_dir / INITIAL_STATE_DIR / initial_state_file(pair.input)).write_bytes(
+                np.ascontiguousarray(initial[pair.input]).tobytes()
+            )
+    golden = load_streams(streams)
+    if check is not None:
+        _check_streams(loaded, model.name, golden, tolerances, *check)
+    entry = {
+        **model.manifest_entry,
+        "sequence": {"file": SEQUENCE_FILE, "streams": golden.streams, "steps": golden.steps},
+        "files": file_hashes(model_dir),
+    }
+    return replace(model, manifest_entry=entry)
+
+
+def _check_streams(loaded: LoadedSpec, name: str, golden, tolerances, graph: Path, view) -> None:
+    from triton_repo.core.compare import compare
+    from triton_repo.runtimes.onnxruntime_cpu import cpu_session
+
+    session = cpu_session(graph)
+    names = [o.name for o in session.get_outputs()]
+    moved = moved_states(loaded)
+
+    def step(feed: dict) -> dict:
+        case = GoldenCase("step", feed, {})
+        served = view(case).inputs if view else feed
+        outputs = dict(zip(names, session.run(names, served), strict=True))
+        return {n: np.moveaxis(a, 0, moved[n]) if n in moved else a for n, a in outputs.items()}
+
+    actual = run_streams(loaded, golden.inputs, step)
+    for output, expected in golden.outputs.items():
+        diff = compare(actual.outputs[output], expected, tolerances[output])
+        if not diff.passed:
+            raise CheckFailed(
+                f"{name}: output '{output}' of the served graph, its state fed batch first, differs from the "
+                f"golden streams: max abs diff {diff.max_abs:.3g}"
+            )
 
 
 def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmup: list[WarmupPoint]) -> None:

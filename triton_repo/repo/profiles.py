@@ -74,6 +74,9 @@ def derive_profiles(spec: ModelSpec) -> list[Profile]:
                 shapes = [(sizes[BATCH_AXIS],) if spec.batched else (1,) for sizes in levels]
             else:
                 shapes = [spec.concrete_shape(tensor, sizes) for sizes in levels]
+            axis = spec.batch_axis(tensor)
+            if axis:  # a state with its batch axis inside: served batch first (triton_repo.repo.states)
+                shapes = [(s[axis], *s[:axis], *s[axis + 1 :]) for s in shapes]
             inputs[tensor.name] = InputShapes(*shapes)
         profiles.append(Profile(axes, inputs))
     return profiles

@@ -62,6 +62,7 @@ class ModelSpec(_Strict):
                 f"max_batch_size {self.max_batch_size} needs an axis '{BATCH_AXIS}' under 'axes'"
             )
         declared = ", ".join(self.axes) or "none"
+        check_sequence(self)  # before the batch-first rule, which a paired state is exempt from
         states = self.state_tensors
         for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
             for i, tensor in enumerate(tensors):
@@ -79,8 +80,14 @@ class ModelSpec(_Strict):
                 if tensor.scalar or tensor.name in states:
                     continue  # a scalar input of a batched model: one value per request; a state: any axis
                 if self.batched and tensor.dims[0] != BATCH_AXIS:
+                    elsewhere = (
+                        "; only a state may have it elsewhere: pair it with its next value under 'sequence:'"
+                        if BATCH_AXIS in tensor.dims
+                        else ""
+                    )
                     raise ValueError(
-                        f"{kind}[{i}] '{tensor.name}': the first dim must be '{BATCH_AXIS}' when max_batch_size > 0"
+                        f"{kind}[{i}] '{tensor.name}': the first dim must be '{BATCH_AXIS}' when max_batch_size "
+                        f"> 0{elsewhere}"
                     )
                 if BATCH_AXIS in tensor.dims[1:]:
                     raise ValueError(f"{kind}[{i}] '{tensor.name}': '{BATCH_AXIS}' may only be the first dim")
@@ -98,7 +105,6 @@ class ModelSpec(_Strict):
                 )
         check_formats_and_labels(self)
         check_precision(self)
-        check_sequence(self)
         check_ensemble(self)
         check_profiles(self)
         if self.triton.dynamic_batching is not None:
