@@ -33,14 +33,23 @@ def new_sequence_ids(count: int) -> list[int]:
     return [base + i for i in range(count)]
 
 
-def live_sequence_limit(config) -> tuple[int, str]:
-    """How many sequences a model's sequence batcher holds at once, and the config field that says so."""
+def live_sequence_limit(config) -> tuple[int, str, str]:
+    """How many sequences a model's sequence batcher holds at once, the config field that says so, and
+    the spec field that raises it."""
     batching = config.sequence_batching
     if batching.WhichOneof("strategy_choice") == "direct":
         instances = sum(group.count or 1 for group in config.instance_group) or 1
         slots = max(config.max_batch_size, 1) * instances
-        return slots, f"direct: max_batch_size x instances = {slots}"
-    return batching.oldest.max_candidate_sequences, "oldest.max_candidate_sequences"
+        return (
+            slots,
+            f"direct: max_batch_size x instances = {slots}",
+            "max_batch_size or triton.instance_count",
+        )
+    return (
+        batching.oldest.max_candidate_sequences,
+        "oldest.max_candidate_sequences",
+        "sequence.max_candidate_sequences",
+    )
 
 
 def stream_check(

@@ -176,11 +176,11 @@ def sequence_load(variant: Variant, batch: int, levels: list, shared_memory: boo
             f"--request-rate: {name} is stateful; drive it closed loop (--concurrency = live sequences)"
         )
     config = parse_config(variant.version_dir.parent / "config.pbtxt")
-    limit, why = live_sequence_limit(config)
+    limit, why, field = live_sequence_limit(config)
     if max(live) > limit:
         raise TritonRepoError(
             f"--concurrency {max(live)}: {name} holds {limit} live sequences ({why}); run at most {limit} "
-            "or raise it in the spec (sequence.max_candidate_sequences)"
+            f"or raise it in the spec ({field})"
         )
     streams = load_streams(variant.version_dir / variant.entry["sequence"]["file"])
     chunks = [
