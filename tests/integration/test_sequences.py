@@ -80,7 +80,8 @@ def test_interleaved_streams_match_the_in_process_run_over_grpc_and_http(statefu
         (c["model"], c["protocol"]) for c in checks if "8 streams x 50 chunks, 4 clients" in c["output"]
     }
     assert streamed == {(VAD, "grpc"), (VAD, "http")}
-    assert any("6 streams x 30 chunks" in c["output"] for c in checks if c["model"] == "lstm_state_fp32")
+    lstm = {(c["model"], c["protocol"]) for c in checks if "6 streams x 30 chunks" in c["output"]}
+    assert lstm == {(f"lstm_state_{p}", q) for p in ("fp32", "fp16", "bf16") for q in ("grpc", "http")}
 
 
 def test_the_state_matters_a_stream_restarted_on_every_chunk_differs_from_the_golden_one(stateful):
@@ -219,7 +220,8 @@ def config_tolerance():
 
 def test_the_gpu_target_feeds_states_batch_first_from_implicit_state(tmp_path):
     """`build --target gpu`: the LSTM's h0/c0 [2, batch, 16] are served batch first behind the adapter,
-    its streams checked through that graph in-process; the VAD (a per-request `sr`) is refused, with why."""
+    each precision's streams checked through its graph in-process (the BF16 one in OpenVINO, as ONNX
+    Runtime's CPU cannot run it); the VAD (a per-request `sr`) is refused, with why."""
     models = tmp_path / "models"
     for name in ("vad_stream", "lstm_state"):
         shutil.copytree(CORPUS / name, models / name)
@@ -233,7 +235,9 @@ def test_the_gpu_target_feeds_states_batch_first_from_implicit_state(tmp_path):
         "several sequences as one batch" in said
     ), said
     published = read_manifest(repository)["models"]
-    assert set(published) == {"lstm_state_fp32_trt", "lstm_state_fp32_onnx"}
+    assert set(published) == {
+        f"lstm_state_{p}_{m}" for p in ("fp32", "fp16", "bf16") for m in ("trt", "onnx")
+    }
     for name in published:
         config = parse_config(repository / name / "config.pbtxt")
         assert [(s.input_name, s.output_name, list(s.dims)) for s in config.sequence_batching.state] == [

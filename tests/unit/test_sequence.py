@@ -44,7 +44,10 @@ def test_states_pair_by_name_and_shape_and_keep_their_batch_axis_where_it_is(tmp
     assert [t.name for t in spec.served_inputs] == ["input", "sr"]
     assert [t.name for t in spec.served_outputs] == ["output"]
     assert spec.batch_axis(spec.inputs[1]) == 1 and spec.triton_dims(spec.inputs[1]) == [2, 128]
-    assert spec.precisions == ["fp32"]  # lower precisions are not gated on streams yet
+    assert spec.precisions == ["fp32"]  # no accuracy gate
+    gated = vad_spec() | {"accuracy": {"metric": "cosine_min", "output": "output"}}
+    gated["data"] = gated["data"] | {"eval": "eval.npz"}
+    assert load_spec(write_spec(tmp_path / "gated", gated)).spec.precisions == ["fp32", "fp16", "bf16"]
     lstm = load_spec(CORPUS / "lstm_state" / "model.yaml").spec
     assert [(p.input, p.output) for p in lstm.state_pairs] == [("h0", "hn"), ("c0", "cn")]
 
@@ -89,9 +92,18 @@ BAD = [
         "data.sequence is read only by a stateful model: add 'sequence:' or remove it",
     ),
     (
-        "lower_precisions",
+        "lower_precisions_without_a_gate",
         lambda d: d.update(precision={"variants": ["fp32", "fp16"]}),
-        "precision.variants ['fp16']",  # refused by the accuracy gate's rule first or by the stream rule
+        "precision.variants ['fp16'] are gated on accuracy",
+    ),
+    (
+        "int8",
+        lambda d: [
+            d.update(precision={"variants": ["fp32", "int8"]}, accuracy={"metric": "cosine_min"}),
+            d["data"].update(eval="eval.npz", calibration="calibration.npz"),
+        ],
+        "int8 and data.calibration: a stateful model's calibration would need the states its FP32 model "
+        "reaches",
     ),
     (
         "unknown_strategy",

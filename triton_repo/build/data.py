@@ -21,6 +21,7 @@ import numpy as np
 from triton_repo.core.fingerprint import arrays_digest, installed_packages, sha256_file
 from triton_repo.core.golden import load_raw_golden, save_raw_golden
 from triton_repo.core.references import load_arrays, load_labels
+from triton_repo.core.sequence import check_streams
 from triton_repo.core.spec import LoadedSpec
 
 RECORD_FILE = "data.json"
@@ -69,6 +70,10 @@ class ModelData:
         if field not in self._loaded:
             if field == LABELS:
                 self._loaded[field] = {"labels": load_labels(self.loaded, self.load("eval"))}
+            elif self.loaded.spec.sequence is not None and field == "eval":  # streams, as data.sequence
+                self._loaded[field] = check_streams(
+                    self.loaded, load_arrays(self.loaded, field, check=False), field
+                )
             else:
                 self._loaded[field] = load_arrays(self.loaded, field)
         return self._loaded[field]

@@ -73,6 +73,7 @@ def stage_cpu(loaded, result, choices, staging, work_dir, target, refused, pendi
                         runtime,
                         variant.runner,
                         work_dir / RUNS_DIR,
+                        variant.streams,
                     )
                 )
         except ArtifactRunFailed as error:
@@ -125,6 +126,7 @@ def stage_gpu(loaded, result, choices, staging, work_dir, target, refused, pendi
                 runtime=runtime,
                 run_with=variant.runner,
                 runs=work_dir / RUNS_DIR,
+                streams=variant.streams,
             )
         staged += [trt, onnx]
         if trt.manifest_entry["engine_pending"]:

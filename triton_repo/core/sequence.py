@@ -89,11 +89,11 @@ def initial_states(loaded: LoadedSpec, rows: int) -> dict[str, np.ndarray]:
     return states
 
 
-def check_streams(loaded: LoadedSpec, arrays: dict) -> dict[str, np.ndarray]:
-    """data.sequence as [steps, streams, *dims] per served input (a scalar as [steps]), one count of
-    steps and of streams."""
+def check_streams(loaded: LoadedSpec, arrays: dict, field: str = "sequence") -> dict[str, np.ndarray]:
+    """data.sequence (or a stateful model's data.eval) as [steps, streams, *dims] per served input (a
+    scalar as [steps]), one count of steps and of streams."""
     spec = loaded.spec
-    where = f"{loaded.path}: data.sequence"
+    where = f"{loaded.path}: data.{field}"
     expected = [t.name for t in spec.served_inputs]
     if sorted(arrays) != sorted(expected):
         raise SpecError(

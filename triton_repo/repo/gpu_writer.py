@@ -94,6 +94,7 @@ def stage_gpu_models(
     runtime: Runtime,
     run_with: Runner = ORT,
     runs: Path | None = None,
+    streams: Path | None = None,
 ) -> list[StagedModel]:
     """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
 
@@ -103,7 +104,8 @@ def stage_gpu_models(
     ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph, which ONNX Runtime's
     CPU cannot run) for the staged check, whose outputs `runs` keeps (run_cache.run_once).
     """
-    streams = onnx_path.parent / SEQUENCE_FILE  # a stateful model's golden streams, beside its artifacts
+    # a stateful model: what this artifact answers on the golden streams (default: the golden ones)
+    streams = streams or onnx_path.parent / SEQUENCE_FILE
     onnx_path, view = gpu_graph(loaded, onnx_path, graph_dir)
     profiles = derive_profiles(loaded.spec)
     # no warmup for a stateful model: a warmup request carries no sequence, so no state to run with
@@ -127,7 +129,7 @@ def stage_gpu_models(
         runs,
     )
     if loaded.spec.sequence is not None:
-        onnx = _with_streams(loaded, onnx, streams, tolerances, (onnx_path, view))
+        onnx = _with_streams(loaded, onnx, streams, tolerances, (onnx_path, view, runtime, run_with))
     return [trt, onnx]
 
 
@@ -159,21 +161,23 @@ def _with_streams(
     return replace(model, manifest_entry=entry)
 
 
-def _check_streams(loaded: LoadedSpec, name: str, golden, tolerances, graph: Path, view) -> None:
+def _check_streams(
+    loaded: LoadedSpec, name: str, golden, tolerances, graph: Path, view, runtime: Runtime, runner: Runner
+) -> None:
+    """In a worker of `runtime`, run by `runner` (OpenVINO for a BF16 graph, as validate_staged does)."""
     from triton_repo.core.compare import compare
-    from triton_repo.runtimes.onnxruntime_cpu import cpu_session
+    from triton_repo.runtimes.isolated import IsolatedSession
 
-    session = cpu_session(graph)
-    names = [o.name for o in session.get_outputs()]
+    names = [o.name for o in loaded.spec.outputs]
     moved = moved_states(loaded)
+    with IsolatedSession(runtime, graph, loaded.spec.triton.intra_op_threads, runner) as session:
 
-    def step(feed: dict) -> dict:
-        case = GoldenCase("step", feed, {})
-        served = view(case).inputs if view else feed
-        outputs = dict(zip(names, session.run(names, served), strict=True))
-        return {n: np.moveaxis(a, 0, moved[n]) if n in moved else a for n, a in outputs.items()}
+        def step(feed: dict) -> dict:
+            served = view(GoldenCase("step", feed, {})).inputs if view else feed
+            outputs = session.run(served, names)
+            return {n: np.moveaxis(a, 0, moved[n]) if n in moved else a for n, a in outputs.items()}
 
-    actual = run_streams(loaded, golden.inputs, step)
+        actual = run_streams(loaded, golden.inputs, step)
     for output, expected in golden.outputs.items():
         diff = compare(actual.outputs[output], expected, tolerances[output])
         if not diff.passed:

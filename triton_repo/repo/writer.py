@@ -63,8 +63,10 @@ def stage_cpu_model(
     runtime: Runtime,
     runner: Runner = ORT,
     cache: Path | None = None,
+    streams: Path | None = None,
 ) -> StagedModel:
-    """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/.
+    """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/
+    (and a stateful model's streams, `streams`: what this artifact answers on the golden streams).
 
     `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
     are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
@@ -79,7 +81,7 @@ def stage_cpu_model(
     template = resources.files("triton_repo.repo") / "templates" / "onnx_model.py"
     (version_dir / "model.py").write_text(template.read_text())
     save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
-    sequence = stage_streams(loaded, onnx_path.parent, version_dir)
+    sequence = stage_streams(loaded, streams or onnx_path.parent / SEQUENCE_FILE, version_dir)
     rows = warmup_rows(loaded, sample.inputs)
     (model_dir / WARMUP_DIR).mkdir()
     for input_name, row in rows.items():
@@ -103,13 +105,13 @@ def stage_cpu_model(
     return StagedModel(name, spec.name, precision, model_dir, entry)
 
 
-def stage_streams(loaded: LoadedSpec, work: Path, version_dir: Path) -> dict | None:
-    """A stateful model's golden streams (what `triton-repo infer` streams and expects, chunk by chunk)
-    and the initial states that are not zeros, beside the model; None for other models."""
+def stage_streams(loaded: LoadedSpec, streams: Path, version_dir: Path) -> dict | None:
+    """A stateful model's streams (what `triton-repo infer` streams and expects, chunk by chunk) and the
+    initial states that are not zeros, beside the model; None for other models."""
     spec = loaded.spec
     if spec.sequence is None:
         return None
-    shutil.copyfile(work / SEQUENCE_FILE, version_dir / SEQUENCE_FILE)
+    shutil.copyfile(streams, version_dir / SEQUENCE_FILE)
     # A file where Python would put model.py's bytecode as the server loads it: a __pycache__ written
     # into the version then would make Triton take the version for modified, and reload it (dropping its
     # live sequences) when a publish loads the next one. The python backend's stub ignores

@@ -1,5 +1,5 @@
 """A two-layer LSTM forecaster that carries h and c between calls (h0/c0 in, hn/cn out, [layers, batch,
-hidden]): each call takes the next window of a series and forecasts the step after it."""
+hidden]): each call takes the next window of a series and forecasts the 4 steps after it."""
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ class LstmState(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.lstm = nn.LSTM(3, HIDDEN, num_layers=LAYERS, batch_first=True)
-        self.head = nn.Linear(HIDDEN, 1)
+        self.head = nn.Linear(HIDDEN, 4)
 
     def forward(self, series, h0, c0):
         out, (hn, cn) = self.lstm(series, (h0, c0))
@@ -43,3 +43,8 @@ def sample() -> dict:
 def sequence() -> dict:
     """6 streams of 30 windows: [steps, streams, window, 3]."""
     return {"series": np.stack([_series(6, 50 + step) for step in range(30)])}
+
+
+def evaluation() -> dict:
+    """The accuracy gate's streams, other series than the golden ones: 8 streams of 40 windows."""
+    return {"series": np.stack([_series(8, 500 + step) for step in range(40)])}

@@ -21,12 +21,14 @@ from triton_repo.build.precision.artifacts import Artifact
 from triton_repo.build.precision.kinds import REFERENCE
 from triton_repo.build.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from triton_repo.build.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
+from triton_repo.build.precision.streams import as_rows, own_streams, stream_through, streams_label
 from triton_repo.build.precision.timing import THROUGHPUT_BATCH, Timing, measure_speed
 from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed
 from triton_repo.core.fingerprint import arrays_digest, sha256_file
 from triton_repo.core.golden import GoldenCase, load_golden, sample_case
 from triton_repo.core.log import diagnostic, step, warn
+from triton_repo.core.sequence import SEQUENCE_FILE
 from triton_repo.core.spec import LoadedSpec
 from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, IsolatedSession, Runner, Runtime
 
@@ -54,6 +56,9 @@ def measure_pairs(
         return cached
     eval_inputs = evaluation.arrays if evaluation is not None else None
     labels = truth.arrays["labels"] if truth is not None else None
+    stateful = spec.sequence is not None
+    golden_streams = exported.golden_path.with_name(SEQUENCE_FILE) if stateful else None
+    streams: dict[str, Path] = {}
     threads = spec.triton.intra_op_threads or os.cpu_count() or 1
     sample = sample_case(load_golden(exported.golden_path))
     outputs = [o.name for o in spec.outputs]
@@ -74,16 +79,22 @@ def measure_pairs(
         _fail_on_reference(spec.name, failures)
         if eval_inputs is not None:
             batch = eval_batch_size(spec)
-            rows = row_count(eval_inputs)
-            with step(f"{spec.name}: FP32 on the eval set ({rows} rows, {runtime.label})"):
+
+            def evaluate(session):  # a stateful model: every step of every stream, on its own state
+                if stateful:
+                    return as_rows(stream_through(loaded, session, eval_inputs))
+                return session.run(eval_inputs, outputs, batch)
+
+            rows = streams_label(eval_inputs) if stateful else f"{row_count(eval_inputs)} rows"
+            with step(f"{spec.name}: FP32 on the eval set ({rows}, {runtime.label})"):
                 try:
-                    reference = sessions[REFERENCE].run(eval_inputs, outputs, batch)
+                    reference = evaluate(sessions[REFERENCE])
                 except ArtifactRunFailed as error:
                     raise CheckFailed(f"{spec.name}: the FP32 model cannot be served: {error}") from None
             for pair in [p for p in sessions if p != REFERENCE]:
                 with step(f"{spec.name}: {pair} vs FP32 on the eval set ({spec.accuracy.metric})"):
                     try:
-                        result = sessions[pair].run(eval_inputs, outputs, batch)
+                        result = evaluate(sessions[pair])
                     except ArtifactRunFailed as error:
                         failures[pair] = error
                         continue
@@ -92,6 +103,13 @@ def measure_pairs(
             try:
                 samples[pair] = GoldenCase(
                     sample.label, sample.inputs, sessions[pair].run(sample.inputs, outputs)
+                )
+            except ArtifactRunFailed as error:
+                failures[pair] = error
+        for pair in [p for p in sessions if p not in failures and stateful]:
+            try:  # what its served model must answer, chunk by chunk
+                streams[pair] = own_streams(
+                    loaded, pair, pairs[pair][1], sessions[pair], work_dir, golden_streams
                 )
             except ArtifactRunFailed as error:
                 failures[pair] = error
@@ -118,7 +136,9 @@ def measure_pairs(
             golden_ok = _matches_golden(loaded, own, sample)
             own = sample  # an FP32 pair serves as <name>_fp32: the served check expects PyTorch's outputs
         timing = None if pair in failures else timings.get(pair)
-        variants[pair] = VariantResult(artifact, accuracy.get(pair), timing, own, runner, golden_ok)
+        variants[pair] = VariantResult(
+            artifact, accuracy.get(pair), timing, own, runner, golden_ok, streams.get(pair)
+        )
     measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     result = PrecisionResult(
         variants, measured_at, False, op_types, runtime.label, runners, flops, int8_flops
@@ -163,6 +183,11 @@ def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, 
         "eval": evaluation.digest if evaluation is not None else arrays_digest(None),
         "labels": truth.digest if truth is not None else arrays_digest(None),
         "golden": sha256_file(exported.golden_path),
+        **(
+            {"streams": sha256_file(exported.golden_path.with_name(SEQUENCE_FILE))}
+            if spec.sequence is not None
+            else {}
+        ),
         "accuracy": spec.accuracy.model_dump(mode="json") if spec.accuracy else None,
         "tolerances": [o.tolerance.model_dump() for o in spec.outputs],
         "threads": spec.triton.intra_op_threads,
@@ -191,6 +216,7 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
                 "timing": asdict(v.timing) if v.timing else None,
                 "golden_ok": v.golden_ok,
                 "sample_outputs": _sample_file(pair) if v.sample else None,
+                "streams": str(v.streams) if v.streams else None,
             }
             for pair, v in result.variants.items()
         },
@@ -221,6 +247,9 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
                     own = GoldenCase(sample.label, sample.inputs, {n: archive[n] for n in archive.files})
             except OSError:
                 return None  # a sample file went missing: measure again
+        streams = Path(entry["streams"]) if entry.get("streams") else None
+        if streams is not None and not streams.is_file():
+            return None  # a streams file went missing: measure again
         variants[pair] = VariantResult(
             pairs[pair][0],
             AccuracyResult(**entry["accuracy"]) if entry["accuracy"] else None,
@@ -228,6 +257,7 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
             own,
             RUNNERS[entry["engine"]],
             entry["golden_ok"],
+            streams,
         )
     return PrecisionResult(
         variants,

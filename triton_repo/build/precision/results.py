@@ -30,6 +30,7 @@ class VariantResult:
     sample: GoldenCase | None  # the golden sample inputs and the outputs this pair computes (None: not run)
     runner: Runner = ORT
     golden_ok: bool = True  # an FP32 pair's outputs match PyTorch's within the spec's tolerances
+    streams: Path | None = None  # a stateful model: what this pair answers on the golden streams
 
     @property
     def pair(self) -> str:

@@ -129,17 +129,12 @@ class ModelSpec(_Strict):
     def precisions(self) -> list[str]:
         """The variants to build, in PRECISIONS order (see PrecisionSettings.variants for the default)."""
         chosen = self.precision.variants
-        if chosen is None:  # unbatched and stateful models: fp32 only (see check_precision, check_sequence)
-            gated = (
-                self.accuracy is not None
-                and self.data.eval is not None
-                and self.batched
-                and self.sequence is None
-            )
+        if chosen is None:  # unbatched models: fp32 only (see check_precision); stateful: no int8
+            gated = self.accuracy is not None and self.data.eval is not None and self.batched
             chosen = (
                 ["fp32"]
                 + (["fp16", "bf16"] if gated else [])
-                + (["int8"] if gated and self.data.calibration else [])
+                + (["int8"] if gated and self.data.calibration and self.sequence is None else [])
             )
         return [p for p in PRECISIONS if p in chosen]
 
