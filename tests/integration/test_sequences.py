@@ -251,3 +251,15 @@ def test_the_gpu_target_feeds_states_batch_first_from_implicit_state(tmp_path):
     graph = onnx.load(str(repository / "lstm_state_fp32_onnx" / "1" / "model.onnx")).graph
     shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
     assert shapes["h0"] == ["batch", 2, 16] and shapes["c0"] == ["batch", 2, 16]
+
+
+def test_tune_measures_a_stateful_model_in_live_sequences_under_its_own_batcher(stateful, tmp_path):
+    _, _, served = stateful
+    common = [*served.common_args, *served.port_args, "--output", str(tmp_path)]
+    tune = ["tune", "vad_stream", "--slo-p99", "100", "--cores", "1", "--max-concurrency", "4"]
+    result = run_cli(*tune, *common, timeout=300)
+    assert result.returncode == 0, result.stderr
+    candidates = json.loads(next(tmp_path.glob("*/results.json")).read_text())["candidates"]
+    assert {c["variant"] for c in candidates} == {VAD}
+    assert all(c["batching"] == "sequence batcher" and not c["failure"] for c in candidates), candidates
+    assert all(c["throughput_per_s"] > 0 for c in candidates)

@@ -106,6 +106,13 @@ BAD = [
         "reaches",
     ),
     (
+        "behind_an_ensemble",
+        lambda d: d.update(
+            ensemble={"preprocess": {"kind": "pixels", "output": "input", "dims": [512]}, "samples": "m:s"}
+        ),
+        "ensemble: a stateful model is not served behind an ensemble yet",
+    ),
+    (
         "unknown_strategy",
         lambda d: d["sequence"].update(strategy="newest"),
         "sequence.strategy",

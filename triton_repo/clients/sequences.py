@@ -100,7 +100,8 @@ def stream_check(
         thread.start()
     for thread in threads:
         thread.join()
-    label = f"{streams.streams} streams x {streams.steps} chunks, {len(threads)} clients"
+    plural = "s" if streams.streams != 1 else ""
+    label = f"{streams.streams} stream{plural} x {streams.steps} chunks, {len(threads)} clients"
     return [(name, label, w) for name, w in worst.items()]
 
 

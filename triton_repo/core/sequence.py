@@ -19,8 +19,12 @@ Step = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 @dataclass(frozen=True)
 class Streams:
-    inputs: dict[str, np.ndarray]  # served input -> [steps, streams, *dims] ([steps] for a scalar)
-    outputs: dict[str, np.ndarray]  # served output -> [steps, streams, *dims]
+    """Batched: per input [steps, streams, *dims] ([steps] for a scalar), each stream a row of the
+    batch. Unbatched (max_batch_size 0): one stream, [steps, *dims]."""
+
+    inputs: dict[str, np.ndarray]  # served input -> its chunks
+    outputs: dict[str, np.ndarray]  # served output -> what each step gives
+    batched: bool = True
 
     @property
     def steps(self) -> int:
@@ -28,16 +32,22 @@ class Streams:
 
     @property
     def streams(self) -> int:
+        if not self.batched:
+            return 1
         return next(a.shape[1] for a in self.inputs.values() if a.ndim > 1)
 
     def chunk(self, step: int, stream: int) -> dict[str, np.ndarray]:
         """What one client sends for one stream's step: its row as a batch of 1 (a scalar as 0-d)."""
         return {
-            name: np.array(a[step]) if a.ndim == 1 else np.ascontiguousarray(a[step, stream : stream + 1])
+            name: np.array(a[step])
+            if a.ndim == 1 or not self.batched
+            else np.ascontiguousarray(a[step, stream : stream + 1])
             for name, a in self.inputs.items()
         }
 
     def expected(self, step: int, stream: int) -> dict[str, np.ndarray]:
+        if not self.batched:
+            return {name: a[step] for name, a in self.outputs.items()}
         return {name: a[step, stream : stream + 1] for name, a in self.outputs.items()}
 
 
@@ -121,7 +131,7 @@ def run_streams(loaded: LoadedSpec, inputs: dict[str, np.ndarray], step: Step) -
     compared with. `step` runs the model on one batch (every input, states included; every output)."""
     spec = loaded.spec
     steps = len(next(iter(inputs.values())))
-    rows = next((a.shape[1] for a in inputs.values() if a.ndim > 1), 1)
+    rows = next((a.shape[1] for a in inputs.values() if a.ndim > 1), 1) if spec.batched else 1
     states = initial_states(loaded, rows)
     served = [t.name for t in spec.served_outputs]
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in served}
@@ -131,21 +141,25 @@ def run_streams(loaded: LoadedSpec, inputs: dict[str, np.ndarray], step: Step) -
         for name in served:
             outputs[name].append(np.asarray(result[name]))
         states = {pair.input: np.asarray(result[pair.output]) for pair in spec.state_pairs}
-    return Streams(inputs, {name: np.stack(values) for name, values in outputs.items()})
+    return Streams(inputs, {name: np.stack(values) for name, values in outputs.items()}, spec.batched)
 
 
 def save_streams(streams: Streams, path: Path) -> None:
     arrays = {f"input|{k}": v for k, v in streams.inputs.items()}
     arrays |= {f"output|{k}": v for k, v in streams.outputs.items()}
+    arrays["meta|batched"] = np.array(streams.batched)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 
 
 def load_streams(path: Path) -> Streams:
-    inputs, outputs = {}, {}
+    inputs, outputs, batched = {}, {}, True
     with np.load(path, allow_pickle=False) as archive:
         for key in archive.files:
             kind, name = key.split("|", 1)
-            (inputs if kind == "input" else outputs)[name] = archive[key]
-    return Streams(inputs, outputs)
+            if kind == "meta":
+                batched = bool(archive[key])
+            else:
+                (inputs if kind == "input" else outputs)[name] = archive[key]
+    return Streams(inputs, outputs, batched)

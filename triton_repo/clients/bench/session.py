@@ -106,8 +106,9 @@ def run_bench(options: BenchOptions) -> None:
             labels.add(shape_label(sizes))
             sequences = None
             if "sequence" in variant.entry:
+                live = [level.concurrency for level in levels]
                 sequences = sequence_load(
-                    variant, options.batch, levels, options.shared_memory, options.sequence_length
+                    variant, options.batch, live, options.shared_memory, options.sequence_length
                 )
                 inputs = sequences.chunks[0][0]
             else:

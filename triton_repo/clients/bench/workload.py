@@ -151,10 +151,10 @@ def response_shapes(loaded: LoadedSpec, sizes: dict[str, int]) -> dict[str, tupl
     return {t.name: (loaded.spec.concrete_shape(t, sizes), t.dtype) for t in loaded.spec.served_outputs}
 
 
-def sequence_load(variant: Variant, batch: int, levels: list, shared_memory: bool, length: int | None):
+def sequence_load(variant: Variant, batch: int, live: list, shared_memory: bool, length: int | None):
     """A stateful model's load: its golden streams' chunks, one live sequence per closed-loop worker, each
     `length` chunks long (default the streams' steps); refused, with the reason, where Triton's sequence
-    batcher cannot take it."""
+    batcher cannot take it (`live`: the live sequences asked for, None for an open-loop rate)."""
     from triton_repo.clients.bench.load import Sequences
     from triton_repo.clients.sequences import live_sequence_limit
     from triton_repo.clients.wire import wire_inputs
@@ -170,7 +170,6 @@ def sequence_load(variant: Variant, batch: int, levels: list, shared_memory: boo
         raise TritonRepoError(
             f"--shared-memory: not with {name}, a stateful model (its chunks change per request)"
         )
-    live = [level.concurrency for level in levels]
     if None in live:
         raise TritonRepoError(
             f"--request-rate: {name} is stateful; drive it closed loop (--concurrency = live sequences)"

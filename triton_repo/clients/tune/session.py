@@ -19,7 +19,9 @@ from triton_repo.clients.bench.workload import (
     request_inputs,
     response_shapes,
     select_variants,
+    sequence_load,
 )
+from triton_repo.clients.sequences import live_sequence_limit
 from triton_repo.clients.tune.candidate import candidate_name, load_candidate, unload_candidate
 from triton_repo.clients.tune.search import FULL, Measured, exhaustive, measure_candidate, quick, slo_score
 from triton_repo.clients.tune.space import Batching, Candidate, Committed, committed_candidates, search_space
@@ -106,7 +108,9 @@ def committed_of(config) -> Committed:
     """The settings a published config serves with."""
     threads = int(config.parameters["intra_op_threads"].string_value or 0)
     count = config.instance_group[0].count if config.instance_group else 1
-    if config.HasField("dynamic_batching"):
+    if config.HasField("sequence_batching"):
+        batching = Batching(None, sequence=True)
+    elif config.HasField("dynamic_batching"):
         batching = Batching(
             config.dynamic_batching.max_queue_delay_microseconds,
             tuple(config.dynamic_batching.preferred_batch_size),
@@ -135,11 +139,23 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
         )
     loaded = load_variant_spec(variants[0])
     spec = loaded.spec
-    committed = committed_of(parse_config(options.repository / variants[0].name / "config.pbtxt"))
+    published = parse_config(options.repository / variants[0].name / "config.pbtxt")
+    committed = committed_of(published)
     opt_batch = min(spec.axes["batch"].opt, spec.effective_max_batch_size) if spec.batched else 0
     names = {v.name: v.precision for v in variants}
+    # a stateful model keeps its sequence batcher: the candidates vary the variant, instances and threads,
+    # and every level is a number of live sequences (no more than the batcher holds)
+    stateful = spec.sequence is not None
+    max_concurrency = options.max_concurrency
+    if stateful:
+        max_concurrency = min(max_concurrency, live_sequence_limit(published)[0])
     candidates = search_space(
-        names, options.cores, spec.effective_max_batch_size, opt_batch, committed, options.oversubscribe
+        names,
+        options.cores,
+        0 if stateful else spec.effective_max_batch_size,
+        opt_batch,
+        committed,
+        options.oversubscribe,
     )
     baselines = committed_candidates(names, committed)
     by_name = {v.name: v for v in variants}
@@ -169,12 +185,16 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
             result = Measured(candidate, "full" if settings is FULL else "quick", failure=failure)
             measured.append(result)
             return result
+        if stateful:
+            sequences = sequence_load(variant, 1, [max_concurrency], False, None)
+            inputs = sequences.chunks[0][0]
+        else:
+            sequences = None
+            inputs = as_sent(
+                loaded, request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden")
+            )
         target = Request(
-            options.protocol,
-            url,
-            name,
-            as_sent(loaded, request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden")),
-            response_shapes(loaded, sizes),
+            options.protocol, url, name, inputs, response_shapes(loaded, sizes), sequences=sequences
         )
         try:
             result = measure_candidate(
@@ -182,7 +202,7 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
                 candidate,
                 options.slo_p99_ms,
                 settings,
-                options.max_concurrency,
+                max_concurrency,
                 lambda _: None,
                 options.server_pid,
             )

@@ -15,9 +15,12 @@ class Batching:
 
     delay_us: int | None
     preferred: tuple[int, ...] = ()
+    sequence: bool = False  # a stateful model's sequence batcher, as the spec sets it (not tuned)
 
     @property
     def label(self) -> str:
+        if self.sequence:
+            return "sequence batcher"
         if self.delay_us is None:
             return "off"
         sizes = f", preferred {list(self.preferred)}" if self.preferred else ""
@@ -70,8 +73,8 @@ def threading_options(cores: int, oversubscribe: bool = False) -> list[tuple[int
 
 def batching_options(max_batch: int, opt_batch: int, committed: Batching) -> list[Batching]:
     """Off, and on at a few queue delays with no preferred size or the batch axis' opt size (within max)."""
-    if max_batch == 0:
-        return [Batching(None)]
+    if max_batch == 0:  # unbatched (no batcher), or stateful (its sequence batcher, as committed)
+        return [committed]
     preferred = [()] + ([(opt_batch,)] if 1 < opt_batch <= max_batch else [])
     delays = sorted(
         set(QUEUE_DELAYS_US) | ({committed.delay_us} if committed.delay_us is not None else set())

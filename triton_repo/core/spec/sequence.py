@@ -102,6 +102,11 @@ def check_sequence(spec) -> None:
             )
     if len({p.input for p in pairs}) < len(pairs) or len({p.output for p in pairs}) < len(pairs):
         raise ValueError("sequence.state names an input or an output twice")
+    if spec.ensemble is not None:
+        raise ValueError(
+            "ensemble: a stateful model is not served behind an ensemble yet (each chunk of a sequence must "
+            "reach the same model with its sequence ID); clients call <name>_<precision>: remove ensemble"
+        )
     if spec.data.sequence is None:
         raise ValueError(
             "a stateful model is checked on streams: set data.sequence (module:function or .npz giving, per "
