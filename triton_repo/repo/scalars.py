@@ -39,7 +39,7 @@ def adapt_graph(loaded: LoadedSpec, source: Path, target: Path) -> Path:
     added = []
     for name in scalar_inputs:
         inner = name + _SUFFIX
-        _rename_uses(graph, name, inner)
+        rename_uses(graph, name, inner)
         graph_input = next(i for i in graph.input if i.name == name)
         dims = graph_input.type.tensor_type.shape
         dims.ClearField("dim")
@@ -60,7 +60,7 @@ def adapt_graph(loaded: LoadedSpec, source: Path, target: Path) -> Path:
         inner = name + _SUFFIX
         for node in graph.node:
             node.output[:] = [inner if out == name else out for out in node.output]
-        _rename_uses(graph, name, inner)
+        rename_uses(graph, name, inner)
         shape = numpy_helper.from_array(np.ones(1, np.int64), name + "/__shape")
         graph.initializer.append(shape)
         tail.append(helper.make_node("Reshape", [inner, shape.name], [name], name=name + "/__reshape"))
@@ -68,7 +68,15 @@ def adapt_graph(loaded: LoadedSpec, source: Path, target: Path) -> Path:
         dims = graph_output.type.tensor_type.shape
         dims.ClearField("dim")
         dims.dim.add().dim_value = 1
-    nodes = [*added, *graph.node, *tail]
+    return save_wrapped(model, added, tail, target)
+
+
+def save_wrapped(model, head: list, tail: list, target: Path) -> Path:
+    """`model` with `head` nodes before its own and `tail` nodes after them, checked and saved to `target`."""
+    import onnx
+
+    graph = model.graph
+    nodes = [*head, *graph.node, *tail]
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
@@ -77,7 +85,7 @@ def adapt_graph(loaded: LoadedSpec, source: Path, target: Path) -> Path:
     return target
 
 
-def _rename_uses(graph, name: str, inner: str) -> None:
+def rename_uses(graph, name: str, inner: str) -> None:
     """Every node that reads `name` reads `inner` instead."""
     for node in graph.node:
         node.input[:] = [inner if value == name else value for value in node.input]

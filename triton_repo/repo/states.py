@@ -15,6 +15,7 @@ import numpy as np
 
 from triton_repo.core.golden import GoldenCase
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.repo.scalars import rename_uses, save_wrapped
 
 _SUFFIX = "/__state"
 
@@ -54,8 +55,7 @@ def adapt_states(loaded: LoadedSpec, source: Path, target: Path) -> Path:
         to_graph = [*range(1, axis + 1), 0, *range(axis + 1, rank)]
         to_served = [axis, *range(axis), *range(axis + 1, rank)]
         inner = pair.input + _SUFFIX
-        for node in graph.node:
-            node.input[:] = [inner if value == pair.input else value for value in node.input]
+        rename_uses(graph, pair.input, inner)
         head.append(helper.make_node("Transpose", [pair.input], [inner], name=inner, perm=to_graph))
         _permute_shape(next(i for i in graph.input if i.name == pair.input), to_served)
         inner_out = pair.output + _SUFFIX
@@ -64,13 +64,7 @@ def adapt_states(loaded: LoadedSpec, source: Path, target: Path) -> Path:
             node.input[:] = [inner_out if value == pair.output else value for value in node.input]
         tail.append(helper.make_node("Transpose", [inner_out], [pair.output], name=inner_out, perm=to_served))
         _permute_shape(next(o for o in graph.output if o.name == pair.output), to_served)
-    nodes = [*head, *graph.node, *tail]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(target))
-    return target
+    return save_wrapped(model, head, tail, target)
 
 
 def _permute_shape(value, perm: list[int]) -> None:
