@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.build.precision.kinds import REFERENCE
+from triton_repo.core.compare import compare
 from triton_repo.core.sequence import SEQUENCE_FILE, Streams, load_streams, run_streams, save_streams
 from triton_repo.core.spec import LoadedSpec
 
@@ -33,11 +34,20 @@ def streams_file(pair: str) -> str:
     return f"{pair.replace('@', '.')}.{SEQUENCE_FILE}"
 
 
-def own_streams(loaded: LoadedSpec, pair: str, runner, session, work_dir: Path, golden: Path) -> Path:
-    """What the served model of `pair` must answer, chunk by chunk, on the golden streams: PyTorch's for
-    an FP32 pair in f32 (what <name>_fp32 promises), else the pair's own, run in-process."""
+def own_streams(
+    loaded: LoadedSpec, pair: str, runner, session, work_dir: Path, golden: Path
+) -> tuple[Path, bool]:
+    """What the served model of `pair` must answer, chunk by chunk, on the golden streams, and whether
+    that is PyTorch's within the outputs' tolerances: an FP32 pair in f32 must answer PyTorch's (what
+    <name>_fp32 promises; the verify stage compared the reference pair already), any other its own."""
+    if pair == REFERENCE:
+        return golden, True
+    expected = load_streams(golden)
+    own = stream_through(loaded, session, expected.inputs)
     if pair.split("@")[0] == REFERENCE and runner.precision in ("", "f32"):
-        return golden
+        tolerances = {o.name: o.tolerance for o in loaded.spec.served_outputs}
+        same = all(compare(own.outputs[n], expected.outputs[n], t).passed for n, t in tolerances.items())
+        return golden, same
     path = work_dir / streams_file(pair)
-    save_streams(stream_through(loaded, session, load_streams(golden).inputs), path)
-    return path
+    save_streams(own, path)
+    return path, True
