@@ -247,3 +247,25 @@ def parse_config_text(text: str):
     from tritonclient.grpc import model_config_pb2 as mc
 
     return text_format.Parse(text, mc.ModelConfig())
+
+
+def test_an_initial_state_from_a_file_is_checked_and_repeated_per_sequence(tmp_path):
+    from triton_repo.core.errors import SpecError
+    from triton_repo.core.sequence import initial_states
+
+    data = vad_spec()
+    data["sequence"] = {"state": [{"input": "state", "output": "stateN", "initial": "start.npy"}]}
+    path = write_spec(tmp_path, data)
+    start = np.arange(256, dtype=np.float32).reshape(2, 128)
+    np.save(path.parent / "start.npy", start)
+    loaded = load_spec(path)
+    states = initial_states(loaded, 3)["state"]
+    assert states.shape == (2, 3, 128) and all((states[:, row] == start).all() for row in range(3))
+    cpu = cpu_model_config(loaded, "vad_fp32", {"input": np.zeros(512, np.float32), "sr": np.array(16000)})
+    assert json.loads(cpu.parameters["sequence_state"].string_value)[0]["initial_file"] == "initial.state.npy"
+    gpu = onnx_gpu_model_config(loaded, "vad_fp32_onnx", "fp32", derive_profiles(loaded.spec), [])
+    (initial,) = gpu.sequence_batching.state[0].initial_state
+    assert initial.data_file == "state.raw" and not initial.zero_data
+    np.save(path.parent / "start.npy", start[:1])
+    with pytest.raises(SpecError, match=r"start\.npy is float32 \[1, 128\], expected float32 \[2, 128\]"):
+        initial_states(loaded, 1)

@@ -24,7 +24,6 @@ from triton_repo.repo.config import (
     add_tensors,
     add_warmup,
     data_type,
-    initial_state_file,
     new_config,
     warmup_file,
 )
@@ -92,6 +91,11 @@ def _common(
 INITIAL_STATE_DIR = "initial_state"  # where Triton reads an initial state's data_file
 
 
+def raw_initial_state_file(input_name: str) -> str:
+    """The data_file under initial_state/: one sequence's state as raw row-major bytes, as Triton reads it."""
+    return warmup_file(input_name, "raw")
+
+
 def add_implicit_state(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
     """Triton's implicit state: each state input fed from the output that carries its next value, zeros
     (or the spec's file, raw bytes under initial_state/) at START; dims without the batch axis."""
@@ -108,7 +112,7 @@ def add_implicit_state(config: mc.ModelConfig, loaded: LoadedSpec) -> None:
         if pair.initial == "zeros":
             initial.zero_data = True
         else:
-            initial.data_file = initial_state_file(pair.input)
+            initial.data_file = raw_initial_state_file(pair.input)
 
 
 def trt_model_config(

@@ -24,7 +24,6 @@ from triton_repo.core.sequence import SEQUENCE_FILE, initial_states, load_stream
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.config import (
     WARMUP_DIR,
-    initial_state_file,
     parse_config,
     to_text,
     write_labels,
@@ -35,6 +34,7 @@ from triton_repo.repo.gpu_config import (
     WarmupPoint,
     onnx_gpu_model_config,
     preflight,
+    raw_initial_state_file,
     trt_model_config,
     warmup_points,
 )
@@ -147,7 +147,7 @@ def _with_streams(
     for pair in loaded.spec.state_pairs:
         if pair.initial != "zeros":
             (model_dir / INITIAL_STATE_DIR).mkdir(exist_ok=True)
-            (model_dir / INITIAL_STATE_DIR / initial_state_file(pair.input)).write_bytes(
+            (model_dir / INITIAL_STATE_DIR / raw_initial_state_file(pair.input)).write_bytes(
                 np.ascontiguousarray(initial[pair.input]).tobytes()
             )
     golden = load_streams(streams)
