@@ -263,3 +263,68 @@ def test_tune_measures_a_stateful_model_in_live_sequences_under_its_own_batcher(
     assert {c["variant"] for c in candidates} == {VAD}
     assert all(c["batching"] == "sequence batcher" and not c["failure"] for c in candidates), candidates
     assert all(c["throughput_per_s"] > 0 for c in candidates)
+
+
+SILERO_WHEEL = "silero-vad==6.2.3"  # MIT; ships Silero VAD v5's ONNX graph (an If on sr, an LSTM state)
+SILERO_SPEC = """
+name: silero_vad
+source: {onnx: silero_vad.onnx}
+axes:
+  batch: {min: 1, opt: 8, max: 64}
+inputs:
+  - {name: input, dtype: float32, dims: [batch, 576]}
+  - {name: state, dtype: float32, dims: [2, batch, 128]}
+  - {name: sr, dtype: int64, dims: []}
+outputs:
+  - {name: output, dtype: float32, dims: [batch, 1]}
+  - {name: stateN, dtype: float32, dims: [2, batch, 128]}
+data: {sample: sample.npz, sequence: streams.npz}
+sequence: {}
+triton: {intra_op_threads: 1}
+"""
+
+
+def _voiced(samples: int, seed: int) -> np.ndarray:
+    """Harmonic bursts (a voiced-speech-like signal switching on and off) over faint noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 16000.0
+    on = (np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)) > 0).astype(np.float32)
+    pitch = rng.uniform(100, 250)
+    voiced = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 6))
+    return (0.3 * on * voiced + rng.normal(0, 0.01, samples)).astype(np.float32)
+
+
+def test_the_real_silero_vad_is_served_under_the_sequence_batcher(tmp_path):
+    """Silero VAD v5 as its maintainers publish it (the ONNX file in its PyPI wheel, not a model designed
+    here): 8 streams of 50 chunks of 576 samples (512 new + 64 of context, as its reference code feeds it)
+    stream through the server and match ONNX Runtime run in-process, over gRPC and HTTP."""
+    import subprocess
+    import sys
+    import zipfile
+
+    download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+    fetched = subprocess.run([*download, "-d", str(tmp_path), SILERO_WHEEL], capture_output=True, text=True)
+    assert fetched.returncode == 0, f"pip could not download {SILERO_WHEEL}: {fetched.stderr}"
+    folder = tmp_path / "models" / "silero_vad"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(next(tmp_path.glob("silero_vad-*.whl"))) as wheel:
+        (folder / "silero_vad.onnx").write_bytes(wheel.read("silero_vad/data/silero_vad.onnx"))
+    (folder / "model.yaml").write_text(SILERO_SPEC)
+    sample = np.stack([_voiced(576, i) for i in range(4)])
+    np.savez(folder / "sample.npz", input=sample, state=np.zeros((2, 4, 128), np.float32), sr=np.array(16000))
+    streams = np.stack([np.stack([_voiced(576, 1000 * s + t) for t in range(50)]) for s in range(8)], axis=1)
+    np.savez(folder / "streams.npz", input=streams, sr=np.full(50, 16000, np.int64))
+    repository, work_dir = tmp_path / "model_repository", tmp_path / "build"
+    build_all(tmp_path / "models", repository, work_dir)
+    served = serve(repository, work_dir)
+    try:
+        result = run_cli("infer", *served.common_args, *served.port_args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        run_cli("stop", "--work-dir", str(work_dir))
+    checks = json.loads((work_dir / "infer.json").read_text())["checks"]
+    assert {(c["protocol"], c["output"]) for c in checks} == {
+        (p, "output (8 streams x 50 chunks, 4 clients)") for p in ("grpc", "http")
+    }
+    speech = load_streams(repository / "silero_vad_fp32" / "1" / "sequence.npz").outputs["output"]
+    assert speech.min() < 0.1 and speech.max() > 0.9  # it hears the bursts and the pauses: the state works

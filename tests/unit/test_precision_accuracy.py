@@ -150,3 +150,14 @@ def test_top1_drop_counts_only_labelled_rows_and_bounds_a_perfect_score(tmp_path
     assert result.bound == pytest.approx(100 * 2.7057 / (150 + 2.7057), abs=0.01) and result.passed
     assert result.details["top1_agreement"] == pytest.approx(2 / 3)
     assert not measure(_spec(tmp_path, "top1_drop", budget=1.0), reference, variant, labels).passed
+
+
+def test_a_runtime_failing_on_a_model_without_an_accuracy_gate_is_refused_with_its_reason(tmp_path):
+    """An fp32-only spec still measures the FP32 graph in other runtimes (OpenVINO f32); one that fails
+    there (Silero VAD's If nodes) is refused with the runtime's line, not a crash."""
+    from triton_repo.build.precision.accuracy import AccuracyResult
+
+    spec = parse_spec(minimal_spec(), tmp_path / "toy" / "model.yaml").spec
+    assert spec.accuracy is None
+    result = AccuracyResult.not_run(spec, "toy fp32@ov-f32: OpenVINO failed: RuntimeError: ...")
+    assert not result.passed and result.verdict == "toy fp32@ov-f32: OpenVINO failed: RuntimeError: ..."

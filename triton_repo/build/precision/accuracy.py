@@ -38,8 +38,11 @@ class AccuracyResult:
 
     @classmethod
     def not_run(cls, spec: ModelSpec, failure: str) -> AccuracyResult:
-        """The result of a variant the runtime could not run: refused, with why."""
+        """The result of a variant the runtime could not run: refused, with why (a spec without an accuracy
+        gate has no metric to name: its pairs are runtimes for the FP32 graph)."""
         accuracy = spec.accuracy
+        if accuracy is None:
+            return cls("none", None, 0.0, False, {}, {}, {}, failure)
         return cls(accuracy.metric, None, accuracy.effective_budget, False, {}, {}, {}, failure)
 
     @property
