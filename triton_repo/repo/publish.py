@@ -1,11 +1,11 @@
 """Publish staged models into the repository: versioned, atomic, verified, loaded by a running server.
 
-A model whose files changed becomes a new numeric version directory. The whole new model directory is
-prepared in the staging area (the new version, plus hard links to the previous versions it keeps). With
-the config unchanged, only the new version directory is renamed into the published one (and versions
-past keep_versions moved out), so Triton loads it beside the versions it serves and reloads none of them
-(a stateful model's live sequences stay in them); with a new config the whole directory is swapped into
-place in one step (renameat2 RENAME_EXCHANGE). Either way a server never sees a half-written model.
+A model whose files changed becomes a new numeric version directory, prepared in the staging area. With
+the config unchanged, the new version directory is renamed into the published one (and versions past
+keep_versions moved out), so Triton loads it beside the versions it serves and reloads none of them (a
+stateful model's live sequences stay in them); with a new config the new model directory, which holds
+only the new version, is swapped into place in one step (renameat2 RENAME_EXCHANGE). Either way a server
+never sees a half-written model.
 When a server runs on the repository (explicit model control), each changed model is then loaded: Triton
 keeps serving the previous version until the new one is READY. If a load fails, every model of this
 publish is swapped back, so the previous versions keep serving and nothing is published.
@@ -192,10 +192,11 @@ def _unchanged(model: StagedModel, previous: dict | None, folder: Path) -> bool:
 
 
 def next_version(model: StagedModel, previous: dict | None, folder: Path) -> Change:
-    """Turn the staged model into the complete new model directory: version N+1 and the kept versions.
+    """The staged model as version N+1, and its manifest entry (the files of N+1 and the kept versions).
 
-    Earlier versions are kept (hard-linked) only while config.pbtxt and warmup/ are unchanged, because
-    Triton serves every version with the one config; a config change starts a new version history.
+    Earlier versions are kept (where they are published, see _add_in_place) only while config.pbtxt and
+    warmup/ are unchanged, because Triton serves every version with the one config; a config change
+    starts a new version history.
     """
     staged_dir = model.path
     on_disk = (

@@ -183,11 +183,13 @@ class ModelSpec(_Strict):
     @property
     def served_inputs(self) -> list[InputSpec]:
         """The inputs clients send (a state input is kept by the server)."""
-        return [t for t in self.inputs if t.name not in self.state_tensors]
+        states = self.state_tensors
+        return [t for t in self.inputs if t.name not in states]
 
     @property
     def served_outputs(self) -> list[OutputSpec]:
-        return [t for t in self.outputs if t.name not in self.state_tensors]
+        states = self.state_tensors
+        return [t for t in self.outputs if t.name not in states]
 
     def batch_axis(self, tensor: TensorSpec) -> int | None:
         """Where a tensor's batch axis is (0 but for a state such as [2, batch, 128]); None if none."""
