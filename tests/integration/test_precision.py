@@ -54,7 +54,8 @@ def gated_spec(budget: float) -> str:
     return TINY_SPEC.replace(
         'data: {sample: "model:sample"}',
         'data: {sample: "model:sample", calibration: "model:calibration", eval: "model:evaluation"}\n'
-        f"accuracy: {{metric: cosine_min, budget: {budget}, output: pooled}}",
+        f"accuracy: {{metric: cosine_min, budget: {budget}, output: pooled}}\n"
+        "precision: {variants: [fp32, fp16, bf16, int8]}",  # listed: published whatever their speed
     )
 
 

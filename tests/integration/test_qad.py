@@ -178,11 +178,18 @@ def test_qad_round_trips_through_the_build_gate(distilled, tmp_path):
     assert student["accuracy"]["value"] == pytest.approx(row["accuracy"]["value"], abs=0.02)
     candidates = [rows[kind] for kind in ("int8-cpu", "int8-ov", "int8-qad") if rows[kind]["within_budget"]]
     served = [r for r in candidates if r["status"] == "published"]
-    assert served == [max(candidates, key=lambda r: r["throughput_per_s"])]
+    assert len(served) == 1
     pair = served[0]["artifact"] + ("" if served[0]["runtime"] == "ort" else "@" + served[0]["runtime"])
+    why = report["models"]["outlier"]["choices"]["int8"]["why"]
+    fastest = max(candidates, key=lambda r: r["throughput_per_s"])
+    # the fastest serves, or one within the noise of it that is more accurate (ties go to accuracy)
+    assert served[0] is fastest or "within the noise" in why, why
     for other in candidates:
         if other is not served[0]:
-            assert other["status"] == f"measured: within budget, {pair} is faster"
+            assert other["status"] in (
+                f"measured: within budget, {pair} is faster",
+                f"measured: within budget, {pair} chosen (this one is faster within the noise)",
+            ), other["status"]
 
 
 def test_the_cpu_qad_artifact_is_the_students_q_dq_graph_in_fp32(distilled):

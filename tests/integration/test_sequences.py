@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ROOT, build_all, run_cli, serve
+from tests.integration.conftest import ROOT, build_all, run_cli, serve, wheel_member
 from triton_repo.clients.sequences import new_sequence_ids
 from triton_repo.clients.triton_client import Chunk, RequestRefused, TritonClient
 from triton_repo.clients.wire import wire_inputs
@@ -298,17 +298,9 @@ def test_the_real_silero_vad_is_served_under_the_sequence_batcher(tmp_path):
     """Silero VAD v5 as its maintainers publish it (the ONNX file in its PyPI wheel, not a model designed
     here): 8 streams of 50 chunks of 576 samples (512 new + 64 of context, as its reference code feeds it)
     stream through the server and match ONNX Runtime run in-process, over gRPC and HTTP."""
-    import subprocess
-    import sys
-    import zipfile
-
-    download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
-    fetched = subprocess.run([*download, "-d", str(tmp_path), SILERO_WHEEL], capture_output=True, text=True)
-    assert fetched.returncode == 0, f"pip could not download {SILERO_WHEEL}: {fetched.stderr}"
     folder = tmp_path / "models" / "silero_vad"
     folder.mkdir(parents=True)
-    with zipfile.ZipFile(next(tmp_path.glob("silero_vad-*.whl"))) as wheel:
-        (folder / "silero_vad.onnx").write_bytes(wheel.read("silero_vad/data/silero_vad.onnx"))
+    wheel_member(SILERO_WHEEL, "silero_vad/data/silero_vad.onnx", tmp_path, folder / "silero_vad.onnx")
     (folder / "model.yaml").write_text(SILERO_SPEC)
     sample = np.stack([_voiced(576, i) for i in range(4)])
     np.savez(folder / "sample.npz", input=sample, state=np.zeros((2, 4, 128), np.float32), sr=np.array(16000))

@@ -113,8 +113,14 @@ BAD_ENSEMBLES = [
     (
         "unknown_key_in_ensemble",
         tokenize_spec,
+        lambda d: d["ensemble"].update(postprocessing={"kind": "softmax"}),
+        ["ensemble.postprocessing: unknown key"],
+    ),
+    (
+        "unknown_postprocess_kind",
+        tokenize_spec,
         lambda d: d["ensemble"].update(postprocess={"kind": "softmax"}),
-        ["ensemble.postprocess: unknown key"],
+        ["ensemble.postprocess.kind: 'softmax' is not allowed: use one of 'detections'"],
     ),
     (
         "unknown_key_in_tokenize_step",

@@ -611,6 +611,77 @@ def test_choose_variant_keeps_the_variant_named_in_the_spec_even_when_slower(tmp
     )
 
 
+def timed(rows: dict[str, tuple[float, float | None]], floor: float = 0.05, noise: float = 0.01) -> dict:
+    """A report whose published variants have (throughput, accuracy bound); bound None: FP32 itself."""
+    variants = [
+        {
+            "triton_model": name,
+            "throughput_per_s": rate,
+            "throughput_noise": noise,
+            "accuracy": None if bound is None else {"value": bound, "bound": bound, "higher_is_better": None},
+        }
+        for name, (rate, bound) in rows.items()
+    ]
+    return {"variants": variants, "noise_floor": floor, "higher_is_better": True}
+
+
+def test_choose_variant_calls_the_more_accurate_of_variants_within_the_noise(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_fp32": (100.0, None), "toy_bf16": (103.0, 0.99), "toy_int8": (104.0, 0.97)})
+    name, why = choose_variant(loaded, measured, ["toy_fp32", "toy_bf16", "toy_int8"])
+    assert name == "toy_fp32"
+    assert why == (
+        "the most accurate published variant within the noise of the fastest, toy_int8 "
+        "(100 vs 104 inf/s in-process at batch 8, noise 5%)"
+    )
+    del measured["variants"][0]  # without FP32: the larger bound
+    assert choose_variant(loaded, measured, ["toy_bf16", "toy_int8"])[0] == "toy_bf16"
+
+
+def test_choose_variant_reads_the_metrics_direction_from_the_report(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_bf16": (103.0, 0.8), "toy_int8": (100.0, 0.2)})  # top-1 drops: lower is better
+    measured["higher_is_better"] = False
+    assert choose_variant(loaded, measured, ["toy_bf16", "toy_int8"])[0] == "toy_int8"
+
+
+def test_choose_variant_calls_a_variant_faster_beyond_the_noise_whatever_its_accuracy(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_fp32": (100.0, None), "toy_int8": (120.0, 0.97)})
+    assert choose_variant(loaded, measured, ["toy_fp32", "toy_int8"])[0] == "toy_int8"
+    wide = timed({"toy_fp32": (100.0, None), "toy_int8": (120.0, 0.97)}, noise=0.25)  # measured noise
+    assert choose_variant(loaded, wide, ["toy_fp32", "toy_int8"])[0] == "toy_fp32"
+
+
+def test_choose_variant_keeps_the_variant_called_before_while_the_fastest_is_within_the_noise(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_bf16": (300.0, 0.95), "toy_int8": (307.0, 0.99)})  # faster and more accurate
+    name, why = choose_variant(loaded, measured, ["toy_bf16", "toy_int8"], "toy_bf16")
+    assert name == "toy_bf16"
+    assert (
+        why
+        == "kept: within the noise of toy_int8 (300 vs 307 inf/s in-process at batch 8, noise 5%), called before"
+    )
+
+
+def test_choose_variant_replaces_the_variant_called_before_when_beaten_beyond_the_noise(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_bf16": (300.0, 0.99), "toy_int8": (340.0, 0.95)})
+    name, why = choose_variant(loaded, measured, ["toy_bf16", "toy_int8"], "toy_bf16")
+    assert name == "toy_int8"
+    assert why.endswith("; replaces toy_bf16, called before: toy_int8 is faster by 13% (noise 5%)")
+
+
+def test_choose_variant_ignores_a_variant_called_before_that_is_no_longer_published(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = timed({"toy_fp32": (300.0, None), "toy_fp16": (305.0, 0.99)})
+    assert choose_variant(loaded, measured, ["toy_fp32"], "toy_fp16") == (
+        "toy_fp32",
+        "fastest published variant within budget (300 inf/s in-process, batch 8); toy_fp16, called before, "
+        "is not published now",
+    )
+
+
 def test_choose_variant_rejects_a_spec_variant_that_was_not_staged(tmp_path):
     loaded = load(tmp_path, lower_precision_dict("int8"))
     with pytest.raises(SpecError) as info:

@@ -16,7 +16,7 @@ def _spec(tmp_path, metric, budget=None):
     data["accuracy"] = {"metric": metric, "budget": budget}
     path = tmp_path / "toy" / "model.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return parse_spec(data, path).spec
+    return parse_spec(data, path)
 
 
 def test_cosine_min_takes_the_worst_row_and_reports_the_mean(tmp_path):

@@ -24,10 +24,17 @@ from triton_repo.runtimes.isolated import ORT, OV_BF16, OV_F32, IsolatedSession
 
 
 def variant(
-    kind: str, runner, throughput: float, passed: bool = True, golden_ok: bool = True
+    kind: str,
+    runner,
+    throughput: float,
+    passed: bool = True,
+    golden_ok: bool = True,
+    bound: float | None = None,
+    noise: float = 0.0,
 ) -> VariantResult:
-    accuracy = AccuracyResult("cosine_min", 0.999 if passed else 0.9, 0.99, passed, {}, {}, {})
-    timing = Timing(1.0, throughput, 8, 2, 10)
+    """A measured pair: min cosine 0.999 (0.9 when not `passed`) with its lower `bound`, and a timing."""
+    accuracy = AccuracyResult("cosine_min", 0.999 if passed else 0.9, 0.99, passed, {}, {}, {}, bound=bound)
+    timing = Timing(1.0, throughput, 8, 2, 10, noise)
     return VariantResult(
         Artifact(kind, Path(f"model.{kind}.onnx"), 0, True, (), "k"),
         accuracy,
@@ -103,6 +110,102 @@ def test_an_fp32_pair_that_differs_from_pytorch_never_serves_as_fp32():
         "fp32@ov-f32": variant("fp32", OV_F32, 150.0, golden_ok=False),
     }
     assert choose_cpu("fp32", variants).pair == "fp32"
+
+
+def test_a_pair_within_the_noise_of_the_fastest_loses_to_the_more_accurate_one():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0, bound=0.998),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 310.0, bound=0.995),  # 3% faster: within the floor
+    }
+    choice = choose_cpu("int8", variants)
+    assert choice.pair == "int8-cpu"
+    assert choice.why.startswith("the most accurate within the noise of the fastest, int8-ov@ov-bf16")
+
+
+def test_a_pair_faster_beyond_the_noise_serves_even_when_less_accurate():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0, bound=0.998),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 360.0, bound=0.995),  # 20% faster
+    }
+    assert choose_cpu("int8", variants).pair == "int8-ov@ov-bf16"
+
+
+def test_a_pairs_own_measured_noise_widens_the_tie_beyond_the_floor():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0, bound=0.998),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 360.0, bound=0.995, noise=0.25),
+    }
+    choice = choose_cpu("int8", variants)
+    assert choice.pair == "int8-cpu" and "noise 25%" in choice.why
+
+
+def test_a_tie_on_a_lower_is_better_metric_goes_to_the_smaller_drop():
+    def drop(kind, runner, throughput, upper_bound):
+        accuracy = AccuracyResult("top1_drop", 0.0, 1.0, True, {}, {}, {}, bound=upper_bound)
+        return VariantResult(
+            Artifact(kind, Path(f"model.{kind}.onnx"), 0, True, (), "k"),
+            accuracy,
+            Timing(1.0, throughput, 8, 2, 10),
+            None,
+            runner,
+        )
+
+    variants = {
+        "int8-cpu": drop("int8-cpu", ORT, 310.0, upper_bound=0.9),
+        "int8-ov@ov-bf16": drop("int8-ov", OV_BF16, 300.0, upper_bound=0.4),
+    }
+    assert choose_cpu("int8", variants).pair == "int8-ov@ov-bf16"
+
+
+def test_the_fp32_reference_wins_a_tie_with_another_fp32_pair():
+    reference = VariantResult(
+        Artifact("fp32", Path("model.onnx"), 0, True, (), "k"), None, Timing(1.0, 100.0, 8, 2, 10), None
+    )
+    variants = {"fp32": reference, "fp32@ov-f32": variant("fp32", OV_F32, 104.0, bound=0.9999)}
+    assert choose_cpu("fp32", variants).pair == "fp32"
+    variants["fp32@ov-f32"] = variant("fp32", OV_F32, 130.0, bound=0.9999)
+    assert choose_cpu("fp32", variants).pair == "fp32@ov-f32"
+
+
+def test_the_pair_served_before_is_kept_while_the_new_fastest_is_within_the_noise():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0, bound=0.995),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 307.0, bound=0.998),  # faster and more accurate
+    }
+    choice = choose_cpu("int8", variants, previous="int8-cpu")
+    assert choice.pair == "int8-cpu"
+    assert choice.why == (
+        "kept: within the noise of int8-ov@ov-bf16 (300 vs 307 inf/s at batch 8, noise 5%), served before"
+    )
+
+
+def test_the_pair_served_before_is_kept_even_when_it_is_the_fastest_but_less_accurate():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 307.0, bound=0.995),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 300.0, bound=0.998),
+    }
+    assert choose_cpu("int8", variants).pair == "int8-ov@ov-bf16"  # a first build: the more accurate
+    assert choose_cpu("int8", variants, previous="int8-cpu").pair == "int8-cpu"
+
+
+def test_the_pair_served_before_is_replaced_when_beaten_beyond_the_noise():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 336.0),
+    }
+    choice = choose_cpu("int8", variants, previous="int8-cpu")
+    assert choice.pair == "int8-ov@ov-bf16"
+    assert choice.why.endswith(
+        "; replaces int8-cpu, served before: int8-ov@ov-bf16 is faster by 12% (noise 5%)"
+    )
+
+
+def test_a_pair_served_before_that_is_now_outside_its_budget_is_not_kept():
+    variants = {
+        "int8-cpu": variant("int8-cpu", ORT, 300.0, passed=False),
+        "int8-ov@ov-bf16": variant("int8-ov", OV_BF16, 290.0),
+    }
+    assert choose_cpu("int8", variants, previous="int8-cpu").pair == "int8-ov@ov-bf16"
 
 
 def test_the_gpu_target_serves_the_artifact_tensorrt_builds():

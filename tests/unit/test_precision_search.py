@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from triton_repo.build.precision.accuracy import AccuracyResult
@@ -81,3 +82,25 @@ def test_search_margin_makes_the_budget_stricter_in_the_metrics_direction(tmp_pa
     loaded = parse_spec(data, path)
     assert with_margin(loaded, 0.001).spec.accuracy.budget == pytest.approx(searched)
     assert with_margin(loaded, 0.0) is loaded
+
+
+def test_the_layers_are_ranked_on_the_rows_the_task_metric_finds_worst():
+    """As NNCF ranks quantizers on the items whose metric drops most: the search's Polygraphy comparison
+    runs on the eval rows farthest from FP32 by the task metric, not on the first rows."""
+    from types import SimpleNamespace
+
+    from triton_repo.build.precision.plan_search import worst_inputs
+
+    rows = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    bench = SimpleNamespace(
+        eval_inputs={"x": rows, "sr": np.array(16000)},
+        loaded=SimpleNamespace(spec=SimpleNamespace(sequence=None)),
+    )
+    default = AccuracyResult(
+        "embedding", 0.8, 0.9, False, {}, {}, {}, worst_rows=(31, 7, 22, 3), label="recall@10"
+    )
+    picked, which = worst_inputs(bench, default, 3)
+    assert picked["x"][:, 0].tolist() == [31, 7, 22] and picked["sr"].ndim == 0
+    assert which == "the 3 eval rows farthest from FP32 by recall@10"
+    unranked = AccuracyResult("embedding", 0.8, 0.9, False, {}, {}, {})
+    assert worst_inputs(bench, unranked, 3)[1] == "the first 3 eval rows"

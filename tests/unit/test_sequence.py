@@ -45,7 +45,7 @@ def test_states_pair_by_name_and_shape_and_keep_their_batch_axis_where_it_is(tmp
     assert [t.name for t in spec.served_outputs] == ["output"]
     assert spec.batch_axis(spec.inputs[1]) == 1 and spec.triton_dims(spec.inputs[1]) == [2, 128]
     assert spec.precisions == ["fp32"]  # no accuracy gate
-    gated = vad_spec() | {"accuracy": {"metric": "cosine_min", "output": "output"}}
+    gated = vad_spec() | {"accuracy": {"metric": "binary", "output": "output"}}
     gated["data"] = gated["data"] | {"eval": "eval.npz"}
     assert load_spec(write_spec(tmp_path / "gated", gated)).spec.precisions == ["fp32", "fp16", "bf16"]
     lstm = load_spec(CORPUS / "lstm_state" / "model.yaml").spec
@@ -269,3 +269,12 @@ def test_an_initial_state_from_a_file_is_checked_and_repeated_per_sequence(tmp_p
     np.save(path.parent / "start.npy", start[:1])
     with pytest.raises(SpecError, match=r"start\.npy is float32 \[1, 128\], expected float32 \[2, 128\]"):
         initial_states(loaded, 1)
+
+
+def test_a_gate_on_the_state_output_is_refused_when_the_spec_is_loaded(tmp_path):
+    """The state never reaches clients: gating it was accepted and then ended the build with exit 3."""
+    gated = vad_spec() | {"accuracy": {"metric": "cosine_min", "output": "stateN"}}
+    gated["data"] = gated["data"] | {"eval": "eval.npz"}
+    message = spec_error(write_spec(tmp_path, gated))
+    assert "accuracy reads 'stateN', the state a stateful model carries to its next step" in message
+    assert "gate an output clients receive (['output'])" in message

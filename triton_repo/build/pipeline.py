@@ -14,7 +14,7 @@ from triton_repo.build.export import export
 from triton_repo.build.precision.artifacts import ArtifactBuilder
 from triton_repo.build.precision.stage import run_precision
 from triton_repo.build.precision.timing import SPEED_SECONDS
-from triton_repo.build.report import model_report, publish_report, write_report
+from triton_repo.build.report import model_report, publish_report, read_report, served_before, write_report
 from triton_repo.build.targets import RUNS_DIR, Target
 from triton_repo.build.verify import verify
 from triton_repo.core.fingerprint import package_version
@@ -88,6 +88,7 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         rows, staged, reports, refused, pending = [], [], {}, [], []
+        before = read_report(local, store)  # what the last build chose: kept unless beaten beyond the noise
         try:
             for loaded in specs:
                 name = loaded.spec.name
@@ -109,7 +110,10 @@ def build(
                         loaded, exported, model_work, runtime, speed_seconds, builder, target.pairs, data
                     )
                     profile = target.profile
-                    choices = {p: profile.choose(p, result.variants) for p in loaded.spec.precisions}
+                    pairs_before, ensemble_before = served_before(before, name, target.name)
+                    choices = profile.choose(
+                        loaded.spec.precisions, result.variants, pairs_before, loaded.spec.precision.variants
+                    )
                     staged += profile.stage(
                         loaded, result, choices, staging, work_dir, target, refused, pending, runtime
                     )
@@ -127,6 +131,7 @@ def build(
                             runtime,
                             work_dir,
                             data,
+                            ensemble_before,
                         )
                     rows += _rows(name, exported, verified, reports[name], reference)
             staged_names = {model.name for model in staged}
@@ -163,18 +168,28 @@ def build(
 def _model_names(name: str) -> list[str]:
     """Every Triton model a spec can produce, on either target."""
     variants = [f"{name}_{p}{suffix}" for p in PRECISIONS for suffix in ("", "_trt", "_onnx")]
-    return [*variants, name, f"{name}_preprocess"]
+    return [*variants, name, f"{name}_preprocess", f"{name}_postprocess"]
 
 
 def _stage_ensemble(
-    loaded, result, choices, report: dict, staged: list, staging: Path, runtime: Runtime, work_dir, data
+    loaded,
+    result,
+    choices,
+    report: dict,
+    staged: list,
+    staging: Path,
+    runtime: Runtime,
+    work_dir,
+    data,
+    before: str | None,
 ) -> list:
-    """The ensemble `<name>` and its pre-processing step, calling the chosen published variant."""
+    """The ensemble `<name>` and its pre-processing step, calling the chosen published variant (`before`:
+    the one the last build's ensemble called)."""
     name = loaded.spec.name
     mine = {model.name: model for model in staged if model.source_model == name}
     if not mine:
         return []
-    variant, why = choose_variant(loaded, report, list(mine))
+    variant, why = choose_variant(loaded, report, list(mine), before)
     precision = mine[variant].precision
     served = result.variants[choices[precision].pair]
     report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}

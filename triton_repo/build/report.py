@@ -12,6 +12,7 @@ from triton_repo.build.precision.kinds import BY_NAME, REFERENCE, split_pair
 from triton_repo.build.precision.pairs import Choice
 from triton_repo.build.precision.qad import load_stats
 from triton_repo.build.precision.results import PrecisionResult, VariantResult
+from triton_repo.build.precision.timing import NOISE_FLOOR
 from triton_repo.core.log import diagnostic
 from triton_repo.core.spec import LoadedSpec
 from triton_repo.repo.s3_client import Store
@@ -31,12 +32,26 @@ def arithmetic(variant: VariantResult) -> str:
     return "f32"  # ONNX Runtime computes an FP16 graph's matrix work in FP32 on the CPU
 
 
+def not_published(choice: Choice, variant: VariantResult) -> str:
+    """Why a variant the spec does not list is measured but not published (no faster than the served
+    FP32), what its pair computes in, and how to publish it anyway."""
+    kind = BY_NAME[split_pair(choice.pair)[0]]
+    computes = {"int8": "INT8", "bf16": "BF16", "f32": "FP32"}[arithmetic(variant)]
+    data = (kind.low or kind.precision).upper()
+    what = f"computes in {computes}" + (f" with {data} data" if data != computes else "")
+    return (
+        f"{choice.versus_fp32:.2f}x the served FP32, noise {choice.noise:.0%} ({choice.pair} {what}); "
+        f"list {choice.precision} in precision.variants to publish it anyway"
+    )
+
+
 def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: dict[str, Choice]) -> dict:
     """One model's section: a row per (artifact, runtime) pair, whether (and as what) it is served on
     `target` (a targets.TargetProfile)."""
     spec = loaded.spec
     suffix = target.report_suffix
-    chosen = {choice.pair: precision for precision, choice in choices.items() if choice.pair}
+    chosen = {c.pair: precision for precision, c in choices.items() if c.pair and c.published}
+    unpublished = {c.pair: c for c in choices.values() if c.pair and not c.published}
     candidates = target.candidates
     candidate_of = {pair: precision for precision in choices for pair in candidates[precision]}
     reference = result.variants[REFERENCE].timing
@@ -49,6 +64,8 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
         built = kind == REFERENCE or bool(variant.artifact.key)  # a stand-in for a failed build has no key
         if pair in chosen:
             status = "published"
+        elif pair in unpublished:
+            status = "measured, not published: " + not_published(unpublished[pair], variant)
         elif precision is None:
             status = f"not served on the {target.name} target"
         elif accuracy is not None and accuracy.failure:
@@ -56,7 +73,11 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
         elif not variant.servable:
             status = "refused: outside budget"
         else:
-            status = f"measured: within budget, {choices[precision].pair} is faster"
+            served = choices[precision].pair
+            faster = result.variants[served].timing.throughput_b8 >= variant.timing.throughput_b8
+            status = f"measured: within budget, {served} " + (
+                "is faster" if faster else "chosen (this one is faster within the noise)"
+            )
         timing = variant.timing
         kept_by_rule = sorted(
             node for node, op in result.op_types.items() if op in variant.artifact.kept_op_types
@@ -93,6 +114,7 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
                 "latency_ms_batch1": round(timing.latency_ms_b1, 3) if timing else None,
                 "throughput_batch": timing.batch if timing else None,
                 "throughput_per_s": round(timing.throughput_b8, 1) if timing else None,
+                "throughput_noise": round(timing.noise, 4) if timing else None,
                 "speedup_vs_fp32": round(timing.throughput_b8 / reference.throughput_b8, 2)
                 if timing
                 else None,
@@ -113,8 +135,11 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
         "target": target.name,
         "metric": spec.accuracy.metric if spec.accuracy else None,
         "budget": spec.accuracy.effective_budget if spec.accuracy else None,
+        "budget_rule": spec.accuracy.describe_budget() if spec.accuracy else None,
+        "higher_is_better": spec.accuracy.higher_is_better if spec.accuracy else True,
         "threads": reference.threads,
         "speed_rounds": reference.rounds,
+        "noise_floor": NOISE_FLOOR,  # a throughput difference within max(each pair's noise, this) is a tie
         "runtime": result.runtime,
         "engines": result.runners,
         "cpu": {
@@ -123,10 +148,40 @@ def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: d
             "mhz": facts.mhz,
             "instruction_sets": list(facts.flags),
         },
-        "choices": {p: {"pair": c.pair, "why": c.why} for p, c in choices.items()},
+        "choices": {p: _choice_entry(c, result) for p, c in choices.items()},
         "measured_at": result.measured_at,
         "variants": rows,
     }
+
+
+def _choice_entry(choice: Choice, result: PrecisionResult) -> dict:
+    if choice.published:
+        return {"pair": choice.pair, "why": choice.why, "published": True}
+    why = f"not published: {not_published(choice, result.variants[choice.pair])}; {choice.why}"
+    return {"pair": choice.pair, "why": why, "published": False}
+
+
+def read_report(repository: Path, store: Store | None = None) -> dict:
+    """The repository's BUILD_REPORT.json as the last build left it ({} when none, or damaged): what
+    it chose, so this build keeps what is within the noise."""
+    if store is not None:
+        raw = store.read(store.url.key(REPORT_JSON))
+    else:
+        raw = (repository / REPORT_JSON).read_bytes() if (repository / REPORT_JSON).is_file() else None
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:  # not JSON, or not text: a damaged report is rewritten from scratch
+        return {}
+
+
+def served_before(report: dict, name: str, target: str) -> tuple[dict[str, str], str | None]:
+    """What the last build on `target` chose for model `name`: each precision's pair, and the variant
+    its ensemble called."""
+    model = report.get("models", {}).get(name)
+    if not model or model.get("target") != target:
+        return {}, None
+    pairs = {p: c["pair"] for p, c in model.get("choices", {}).items() if c.get("pair")}
+    return pairs, (model.get("ensemble") or {}).get("variant")
 
 
 def write_report(repository: Path, models: dict[str, dict]) -> Path:
@@ -176,7 +231,7 @@ def render_markdown(report: dict) -> str:
         lines += [
             f"## {name}",
             "",
-            f"Metric `{model['metric']}`, budget {model['budget']}; {model['threads']} threads; "
+            f"Metric `{model['metric']}`, budget {model.get('budget_rule') or model['budget']}; {model['threads']} threads; "
             f"{', '.join(model.get('engines', {}).values()) or model.get('runtime', '')}; "
             f"measured {model['measured_at']} on {cpu.get('model', 'this CPU')} "
             f"({', '.join(cpu.get('instruction_sets', [])) or 'no matrix extensions found'}).",
@@ -199,6 +254,7 @@ def render_markdown(report: dict) -> str:
             )
         lines += _choice_lines(model)
         lines += _labelled_lines(model)
+        lines += _details_lines(model)
         lines += _int8_lines(model)
         lines += _kept_lines(model)
         if model.get("ensemble"):
@@ -232,6 +288,35 @@ def _labelled_lines(model: dict) -> list[str]:
         f"Top-1 against the true class on the {int(details['labelled_rows'])} labelled eval rows: "
         f"FP32 {100 * details['top1_fp32']:.1f}%; {pairs}.",
     ]
+
+
+def _details_lines(model: dict) -> list[str]:
+    """What each pair's metric shows beside its value (precision and recall of detections, neighbours
+    found from FP32's index, the largest value error, ...), for every pair measured."""
+    shown = [
+        (row, {k: v for k, v in row["accuracy"]["details"].items() if k not in _LABELLED})
+        for row in model["variants"]
+        if row["accuracy"] and row["accuracy"].get("details") and not row["accuracy"].get("failure")
+    ]
+    shown = [(row, details) for row, details in shown if details]
+    if not shown:
+        return []
+    lines = ["", "Beside the gated value (the same eval rows):", ""]
+    for row, details in shown:
+        worst = row["accuracy"].get("worst_rows") or []
+        listed = ", ".join(f"{k.replace('_', ' ')} {_short(v)}" for k, v in details.items())
+        lines.append(
+            f"- {row['artifact']}@{row.get('runtime', 'ort')}: {listed}"
+            + (f"; farthest rows {', '.join(map(str, worst[:5]))}" if worst else "")
+        )
+    return lines
+
+
+_LABELLED = {"top1_fp32", "top1_variant", "labelled_rows"}
+
+
+def _short(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
 
 
 def _choice_lines(model: dict) -> list[str]:

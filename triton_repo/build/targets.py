@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from triton_repo.build.engines import GpuStatus, build_plan
 from triton_repo.build.precision.kinds import CPU_CANDIDATES, GPU_SERVED, REFERENCE
-from triton_repo.build.precision.pairs import choose_cpu, choose_gpu
+from triton_repo.build.precision.pairs import choose_cpu_variants, choose_gpu_variants
 from triton_repo.build.precision.results import refusal
-from triton_repo.core.log import step, warn
+from triton_repo.build.report import not_published
+from triton_repo.core.log import info, step, warn
 from triton_repo.core.releases import Release
 from triton_repo.repo.gpu_writer import stage_gpu_models
 from triton_repo.repo.writer import served_tolerances, stage_cpu_model
@@ -52,7 +53,8 @@ def _refusal(choice) -> str:
 
 def stage_cpu(loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> list:
     """`<name>_<prec>` for every variant with a pair within budget (python backend running the chosen
-    artifact in the chosen runtime)."""
+    artifact in the chosen runtime); one not published because it is no faster than FP32 is said in a
+    line, and is not a refusal."""
     name = loaded.spec.name
     staged = []
     for precision, choice in choices.items():
@@ -60,6 +62,9 @@ def stage_cpu(loaded, result, choices, staging, work_dir, target, refused, pendi
             refused.append((f"{name}_{precision}", _refusal(choice)))
             continue
         variant = result.variants[choice.pair]
+        if not choice.published:
+            info(f"{name}_{precision} not published: {not_published(choice, variant)}")
+            continue
         try:
             with step(f"{name}: stage {name}_{precision} (cpu: {choice.pair}, {choice.why})"):
                 staged.append(
@@ -151,7 +156,7 @@ class TargetProfile:
     serves: frozenset[
         str
     ]  # the pairs built and measured unless every pair is asked for: its candidates, the reference
-    choose: Callable  # (precision, variants) -> Choice
+    choose: Callable  # (precisions, variants, previous pairs, listed precisions) -> {precision: Choice}
     stage: (
         Callable  # (loaded, result, choices, staging, work_dir, target, refused, pending, runtime) -> staged
     )
@@ -165,12 +170,12 @@ def _served(candidates: dict[str, tuple[str, ...]]) -> frozenset[str]:
 
 _GPU_CANDIDATES = {precision: (pair,) for precision, pair in GPU_SERVED.items()}
 PROFILES = {
-    "cpu": TargetProfile("cpu", CPU_CANDIDATES, _served(CPU_CANDIDATES), choose_cpu, stage_cpu, ""),
+    "cpu": TargetProfile("cpu", CPU_CANDIDATES, _served(CPU_CANDIDATES), choose_cpu_variants, stage_cpu, ""),
     "gpu": TargetProfile(
         "gpu",
         _GPU_CANDIDATES,
         _served(_GPU_CANDIDATES),
-        choose_gpu,
+        choose_gpu_variants,
         stage_gpu,
         "_onnx",  # the _trt twin is listed by the build
         no_ensemble="the ensemble is not built on the gpu target (its pre-processing needs packages the "

@@ -82,10 +82,11 @@ def _print_table(rows: list[dict], target: str) -> None:
             status = (
                 "[red]refused[/red]" if row["candidate_for"] in served else "[bold red]REFUSED[/bold red]"
             )
+        elif row["status"].startswith("measured, not published"):  # the report and the build say why
+            status = "[dim]not published: not faster than FP32[/dim]"
         elif row["triton_model"] is None:
-            status = (
-                f"[dim]{'slower' if row['status'].startswith('measured') else f'not served ({target})'}[/dim]"
-            )
+            measured = row["status"].startswith("measured")  # within budget, a sibling pair chosen
+            status = f"[dim]{'not chosen' if measured else f'not served ({target})'}[/dim]"
         else:
             status = f"published v{row['published']}" if row["published"] else "unchanged"
         if row["verified_cases"] is not None:

@@ -24,7 +24,11 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
     "--max-minutes", default=20.0, show_default=True, type=click.FloatRange(0.5), help="Per artifact."
 )
 @click.option(
-    "--rows", default=16, show_default=True, type=click.IntRange(1), help="Eval rows for the ranking."
+    "--rows",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Eval rows for the ranking: those the fully lowered variant gets worst by the task metric.",
 )
 @click.option(
     "--qad-steps",

@@ -36,13 +36,13 @@ def check_model(client: TritonClient, model: str, entry: dict, repository: Path)
     """Golden sample in, outputs compared with the manifest's per-output tolerances.
 
     An ensemble gets its raw golden inputs (text, image bytes, pixels). Every output with a labels file
-    is also asked for its top classes through Triton's classification extension. A pre-processing step
-    model is checked through its ensemble.
+    is also asked for its top classes through Triton's classification extension. A pre-processing
+    or post-processing step model is checked through its ensemble.
     """
     from triton_repo.repo.config import parse_config
 
     kind = entry.get("kind", "model")
-    if kind == "preprocess":
+    if kind in ("preprocess", "postprocess"):
         return []
     tolerances = {name: Tolerance(**values) for name, values in entry["tolerances"].items()}
     if "sequence" in entry:  # a stateful model: its golden streams, chunk by chunk, as sequences

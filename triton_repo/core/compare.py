@@ -21,6 +21,9 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> D
     """Elementwise |actual - expected| <= atol + rtol * |expected| (numpy.allclose), with the worst diffs."""
     if actual.shape != expected.shape:
         return Difference(float("inf"), float("inf"), False)
+    if expected.dtype.kind in "OSU":  # strings (class names): equal or not
+        same = bool(np.all(actual.astype(object) == expected.astype(object)))
+        return Difference(0.0 if same else float("inf"), 0.0 if same else float("inf"), same)
     actual64, expected64 = actual.astype(np.float64), expected.astype(np.float64)
     diff = np.abs(actual64 - expected64)
     max_abs = float(diff.max()) if diff.size else 0.0

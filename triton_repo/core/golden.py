@@ -50,19 +50,19 @@ def sample_case(cases: list[GoldenCase]) -> GoldenCase:
 
 
 def save_raw_golden(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], path: Path) -> None:
-    """Golden data for a model fed raw client data: BYTES inputs (object arrays of bytes) stored as one
-    uint8 buffer with end offsets, so the file loads without pickle."""
+    """Golden data for a model fed raw client data: BYTES tensors (object arrays of bytes: raw inputs, or
+    a postprocess step's class names) stored as one uint8 buffer with end offsets, so the file loads
+    without pickle."""
     arrays = {}
-    for name, array in inputs.items():
-        if array.dtype == object:
-            items = [bytes(v) for v in array.reshape(-1)]
-            arrays[f"bytes{_SEPARATOR}{name}"] = np.frombuffer(b"".join(items), dtype=np.uint8)
-            arrays[f"ends{_SEPARATOR}{name}"] = np.cumsum([len(v) for v in items], dtype=np.int64)
-            arrays[f"shape{_SEPARATOR}{name}"] = np.array(array.shape, dtype=np.int64)
-        else:
-            arrays[f"array{_SEPARATOR}{name}"] = array
-    for name, array in outputs.items():
-        arrays[f"output{_SEPARATOR}{name}"] = array
+    for side, tensors in (("", inputs), ("output-", outputs)):
+        for name, array in tensors.items():
+            if array.dtype == object:
+                items = [bytes(v) for v in array.reshape(-1)]
+                arrays[f"{side}bytes{_SEPARATOR}{name}"] = np.frombuffer(b"".join(items), dtype=np.uint8)
+                arrays[f"{side}ends{_SEPARATOR}{name}"] = np.cumsum([len(v) for v in items], dtype=np.int64)
+                arrays[f"{side}shape{_SEPARATOR}{name}"] = np.array(array.shape, dtype=np.int64)
+            else:
+                arrays[f"{'output' if side else 'array'}{_SEPARATOR}{name}"] = array
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
@@ -78,12 +78,13 @@ def load_raw_golden(path: Path) -> GoldenCase:
             elif kind == "output":
                 outputs[name] = archive[key]
             else:
-                parts.setdefault(name, {})[kind] = archive[key]
-    for name, part in parts.items():
+                side, _, part = kind.rpartition("-")
+                parts.setdefault((side, name), {})[part] = archive[key]
+    for (side, name), part in parts.items():
         buffer, ends = part["bytes"].tobytes(), part["ends"]
-        starts = np.concatenate([[0], ends[:-1]])
+        starts = np.concatenate([[0], ends[:-1]]) if len(ends) else np.zeros(0, np.int64)
         items = [buffer[s:e] for s, e in zip(starts, ends, strict=True)]
         array = np.empty(len(items), dtype=object)
         array[:] = items
-        inputs[name] = array.reshape(tuple(part["shape"]))
+        (outputs if side == "output" else inputs)[name] = array.reshape(tuple(part["shape"]))
     return GoldenCase(label=SAMPLE_CASE, inputs=inputs, outputs=outputs)

@@ -74,8 +74,12 @@ def load_arrays(loaded: LoadedSpec, field: str, check: bool = True) -> dict[str,
 
 
 def load_labels(loaded: LoadedSpec, eval_inputs: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """data.eval_labels: one integer class per eval row (module:function, or an .npz holding one array);
-    `eval_inputs`, when the caller has them, spare loading the eval rows again to count them."""
+    """data.eval_labels (module:function, or an .npz holding one array), one entry per eval row, in the
+    form the spec's metric reads: a class per row (-1: unknown) for the classification metrics; boxes for
+    `detection` (a list of [n, 5] arrays, x1, y1, x2, y2, class in the input's pixels, returned as one
+    [boxes, 6] array whose first column is the row); a mask per row for `dense` (class indices, or 0/1);
+    a string per row for `ctc`; anything with one entry per row for `custom`. `eval_inputs`, when the
+    caller has them, spare loading the eval rows again to count them."""
     reference = loaded.spec.data.eval_labels
     where = "data.eval_labels"
     if reference is None:
@@ -84,17 +88,55 @@ def load_labels(loaded: LoadedSpec, eval_inputs: dict[str, np.ndarray] | None = 
         with np.load(loaded.resolve_file(reference, where), allow_pickle=False) as archive:
             if len(archive.files) != 1:
                 raise SpecError(f"{loaded.path}: {where}: '{reference}' must hold exactly one array")
-            labels = archive[archive.files[0]]
+            given = archive[archive.files[0]]
     else:
-        labels = np.asarray(load_callable(loaded, reference, where)())
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise SpecError(
-            f"{loaded.path}: {where}: expected a 1-D integer array of classes, got {labels.dtype} {labels.shape}"
-        )
+        given = load_callable(loaded, reference, where)()
     eval_inputs = load_arrays(loaded, "eval") if eval_inputs is None else eval_inputs
     rows = next((len(a) for a in eval_inputs.values() if a.ndim), 1)
+    metric = loaded.spec.accuracy.metric if loaded.spec.accuracy else None
+    labels = _labels_for(metric, given, rows, f"{loaded.path}: {where}")
+    return labels
+
+
+def _labels_for(metric: str | None, given, rows: int, where: str) -> np.ndarray:
+    if metric == "detection":
+        if isinstance(given, np.ndarray) and given.ndim == 2 and given.shape[1] == 6:
+            boxes = given.astype(np.float32)
+        else:
+            try:
+                per_row = [np.asarray(b, np.float32).reshape(-1, 5) for b in given]
+            except (TypeError, ValueError):
+                raise SpecError(
+                    f"{where}: expected one [n, 5] array per eval row (x1, y1, x2, y2, class), or one "
+                    "[boxes, 6] array (row, x1, y1, x2, y2, class)"
+                ) from None
+            if len(per_row) != rows:
+                raise SpecError(f"{where}: boxes for {len(per_row)} rows, but there are {rows} eval rows")
+            boxes = np.concatenate(
+                [
+                    np.concatenate([np.full((len(b), 1), i, np.float32), b], axis=1)
+                    for i, b in enumerate(per_row)
+                ]
+                or [np.zeros((0, 6), np.float32)]
+            )
+        if len(boxes) and (boxes[:, 0].min() < 0 or boxes[:, 0].max() >= rows):
+            raise SpecError(f"{where}: a box names a row outside the {rows} eval rows")
+        return boxes
+    if metric == "ctc":
+        texts = np.array([str(t) for t in given], dtype=str)
+        if texts.shape != (rows,):
+            raise SpecError(f"{where}: expected one string per eval row ({rows}), got {texts.shape[0]}")
+        return texts
+    labels = np.asarray(given)
+    if metric == "dense":
+        if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+            raise SpecError(f"{where}: expected an integer mask per eval row, got {labels.dtype}")
+    elif metric != "custom" and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
+        raise SpecError(
+            f"{where}: expected a 1-D integer array of classes, got {labels.dtype} {labels.shape}"
+        )
     if len(labels) != rows:
-        raise SpecError(f"{loaded.path}: {where}: {len(labels)} labels for {rows} eval rows")
+        raise SpecError(f"{where}: {len(labels)} labels for {rows} eval rows")
     return labels
 
 

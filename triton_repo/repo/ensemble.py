@@ -1,5 +1,6 @@
-"""Ensembles: `<name>` takes raw client data, `<name>_preprocess` turns it into the model's inputs, and a
-published variant (`<name>_<precision>`) computes the outputs.
+"""Ensembles: `<name>` takes raw client data, `<name>_preprocess` turns it into the model's inputs, a
+published variant (`<name>_<precision>`) computes the outputs, and, for a detector, `<name>_postprocess`
+decodes them into labelled boxes with the accuracy gate's own code (postprocess.py).
 
 The wiring is checked when it is written: every tensor the pre-processing step produces must match the
 variant input it feeds in dtype and shape, or the build stops naming both ends.
@@ -8,6 +9,7 @@ variant input it feeds in dtype and shape, or the build stops naming both ends.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,16 @@ from tritonclient.grpc import model_config_pb2 as mc
 from triton_repo.core.errors import SpecError, TritonRepoError
 from triton_repo.core.golden import load_raw_golden, save_raw_golden
 from triton_repo.core.references import load_callable
-from triton_repo.core.spec import ImageStep, LoadedSpec, PixelsStep, TokenizeStep, Tolerance
+from triton_repo.core.spec import (
+    LETTERBOX,
+    ImageStep,
+    LetterboxStep,
+    LoadedSpec,
+    PixelsStep,
+    TokenizeStep,
+    Tolerance,
+)
+from triton_repo.repo import postprocess
 from triton_repo.repo.config import labels_files, new_config, parse_config, to_text, write_labels
 from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, new_model_dir
 from triton_repo.runtimes.isolated import ORT, Runner, Runtime
@@ -51,6 +62,11 @@ def step_tensors(loaded: LoadedSpec) -> tuple[Tensor, list[Tensor]]:
         return Tensor(step.input, "TYPE_STRING", (1,)), [
             Tensor(step.output, "TYPE_FP32", (3, step.size, step.size))
         ]
+    if isinstance(step, LetterboxStep):
+        return Tensor(step.input, "TYPE_STRING", (1,)), [
+            Tensor(step.output, "TYPE_FP32", (3, step.size, step.size)),
+            Tensor(LETTERBOX, "TYPE_FP32", (5,)),  # for the postprocess step, not the model
+        ]
     model_input = next(t for t in loaded.spec.inputs if t.name == step.output)
     return Tensor(step.input, "TYPE_UINT8", tuple(step.dims)), [
         Tensor(step.output, "TYPE_FP32", tuple(loaded.spec.triton_dims(model_input)))
@@ -60,7 +76,7 @@ def step_tensors(loaded: LoadedSpec) -> tuple[Tensor, list[Tensor]]:
 def check_wiring(ensemble: str, step_name: str, produced: list[Tensor], variant: mc.ModelConfig) -> None:
     """Each produced tensor must fit the variant input of the same name (dtype, rank, fixed sizes)."""
     inputs = {t.name: Tensor(t.name, mc.DataType.Name(t.data_type), tuple(t.dims)) for t in variant.input}
-    for tensor in produced:
+    for tensor in (t for t in produced if t.name != LETTERBOX):
         consumer = inputs.get(tensor.name)
         fits = (
             consumer is not None
@@ -136,25 +152,40 @@ def preprocess_config(loaded: LoadedSpec, name: str, raw: Tensor, produced: list
 
 
 def ensemble_config(
-    loaded: LoadedSpec, raw: Tensor, produced: list[Tensor], step_model: str, variant: mc.ModelConfig
+    loaded: LoadedSpec,
+    raw: Tensor,
+    produced: list[Tensor],
+    step_model: str,
+    variant: mc.ModelConfig,
+    post: mc.ModelConfig | None = None,
 ) -> mc.ModelConfig:
+    """Raw input -> the preprocess step -> the variant (-> the postprocess step, whose outputs the
+    ensemble returns instead of the variant's)."""
     spec = loaded.spec
     config = new_config(loaded, spec.name, platform="ensemble")
     _add(config.input, raw)
     labels = labels_files(loaded)
-    for output in variant.output:
+    for output in (post or variant).output:
         added = config.output.add(name=output.name, data_type=output.data_type, dims=output.dims)
-        if output.name in labels:
+        if output.name in labels and post is None:
             added.label_filename = labels[output.name]  # Triton's classification extension (class_count)
     first = config.ensemble_scheduling.step.add(model_name=step_model, model_version=-1)
     first.input_map[raw.name] = raw.name
     for tensor in produced:
         first.output_map[tensor.name] = tensor.name
     second = config.ensemble_scheduling.step.add(model_name=variant.name, model_version=-1)
-    for tensor in produced:
+    for tensor in (t for t in produced if t.name != LETTERBOX):
         second.input_map[tensor.name] = tensor.name
+    consumed = {t.name for t in post.input} if post is not None else None
     for output in variant.output:
-        second.output_map[output.name] = output.name
+        if consumed is None or output.name in consumed:  # an ensemble tensor nothing reads is an error
+            second.output_map[output.name] = output.name
+    if post is not None:
+        third = config.ensemble_scheduling.step.add(model_name=post.name, model_version=-1)
+        for tensor in post.input:
+            third.input_map[tensor.name] = tensor.name
+        for output in post.output:
+            third.output_map[output.name] = output.name
     return config
 
 
@@ -212,12 +243,21 @@ def stage_ensemble(
     if tokenizer is not None:
         shutil.copyfile(tokenizer, step_dir / VERSION / TOKENIZER_FILE)
 
+    post_config, post_dir = None, None
+    if spec.ensemble.postprocess is not None:
+        post_name = f"{spec.name}_postprocess"
+        post_dir = new_model_dir(staging, post_name)
+        post_config = postprocess.postprocess_config(loaded, post_name, variant)
+        postprocess.write_step(loaded, post_dir, post_config)
+        (post_dir / "config.pbtxt").write_text(to_text(post_config))
+
     ensemble_dir = new_model_dir(staging, spec.name)
-    config = ensemble_config(loaded, raw, produced, step_name, variant)
-    labels = write_labels(loaded, ensemble_dir)
+    config = ensemble_config(loaded, raw, produced, step_name, variant, post_config)
+    labels = write_labels(loaded, ensemble_dir) if post_config is None else {}
     (ensemble_dir / "config.pbtxt").write_text(to_text(config))
 
-    # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX.
+    # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX
+    # (and decoded by the same postprocess code).
     samples = given.samples
     step = json.loads(step_config.parameters["step"].string_value)
     if tokenizer is not None:
@@ -225,11 +265,19 @@ def stage_ensemble(
     # One request with every sample, as `triton-repo infer` sends it: padding to the longest text and
     # dynamic INT8 ranges depend on what is batched together.
     feed = preprocessing.run(step, samples)
+    geometry = feed.pop(LETTERBOX, None)
     names = [o.name for o in variant.output]
     outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, runner, cache)
+    if post_config is not None:
+        postprocess.labels_fit(loaded, outputs)
+        outputs = postprocess.run_step(loaded, outputs, geometry)
+        tolerances = postprocess_tolerances(tolerances[spec.accuracy_output])
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 
-    for model_dir, model_config in ((step_dir, step_config), (ensemble_dir, config)):
+    written = [(step_dir, step_config), (ensemble_dir, config)]
+    if post_config is not None:
+        written.append((post_dir, post_config))
+    for model_dir, model_config in written:
         if parse_config(model_dir / "config.pbtxt") != model_config:
             raise TritonRepoError(
                 f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)"
@@ -237,25 +285,46 @@ def stage_ensemble(
     load_raw_golden(ensemble_dir / VERSION / GOLDEN_FILE)  # it must load back
     common = {"source_model": spec.name, "spec": str(loaded.path), "version": int(VERSION)}
     step_entry = {**common, "kind": "preprocess", "precision": "-", "files": file_hashes(step_dir)}
+    steps = [step_name, variant.name] + ([post_config.name] if post_config is not None else [])
     ensemble_entry = {
         **common,
         "kind": "ensemble",
         "precision": variant.name.removeprefix(f"{spec.name}_"),
         "variant": variant.name,
-        "steps": [step_name, variant.name],
+        "steps": steps,
         "golden": f"{VERSION}/{GOLDEN_FILE}",
         "labels": labels or None,
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
         "files": file_hashes(ensemble_dir),
     }
-    return [
-        StagedModel(step_name, spec.name, "-", step_dir, step_entry),
-        StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry),
+    staged = [StagedModel(step_name, spec.name, "-", step_dir, step_entry)]
+    if post_config is not None:
+        post_entry = {**common, "kind": "postprocess", "precision": "-", "files": file_hashes(post_dir)}
+        staged.append(StagedModel(post_config.name, spec.name, "-", post_dir, post_entry))
+    return staged + [
+        StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry)
     ]
 
 
-def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple[str, str]:
-    """The variant the ensemble calls, and why: the spec's choice, else the fastest published one."""
+def postprocess_tolerances(head: Tolerance) -> dict[str, Tolerance]:
+    """The served detections against the golden ones: the same count, classes and names; scores within
+    the head's tolerance; boxes within half a pixel on the client's image (plus the head's rtol)."""
+    exact = Tolerance(atol=0.0, rtol=0.0)
+    return {
+        "COUNT": exact,
+        "BOXES": Tolerance(atol=max(0.5, head.atol), rtol=head.rtol),
+        "SCORES": head,
+        "CLASSES": exact,
+        "LABELS": exact,
+    }
+
+
+def choose_variant(
+    loaded: LoadedSpec, report: dict, staged: list[str], before: str | None = None
+) -> tuple[str, str]:
+    """The variant the ensemble calls, and why: the spec's choice, else the fastest published one. Those
+    within the speed noise of the fastest are as fast: of them the one called before (`before`) is kept,
+    else the most accurate is called (FP32 itself counts as the most accurate)."""
     spec = loaded.spec
     if spec.ensemble.variant != "auto":
         name = f"{spec.name}_{spec.ensemble.variant}"
@@ -264,8 +333,53 @@ def choose_variant(loaded: LoadedSpec, report: dict, staged: list[str]) -> tuple
                 f"{loaded.path}: ensemble.variant {spec.ensemble.variant}: {name} was not published"
             )
         return name, "chosen in the spec"
-    candidates = [v for v in report["variants"] if v["triton_model"] in staged]
-    best = max(candidates, key=lambda v: v["throughput_per_s"] or 0.0)
-    return best[
-        "triton_model"
-    ], f"fastest published variant within budget ({best['throughput_per_s']:,.0f} inf/s in-process, batch 8)"
+    rows = {v["triton_model"]: v for v in report["variants"] if v["triton_model"] in staged}
+    floor = report.get("noise_floor", 0.0)
+
+    def rate(name: str) -> float:
+        return rows[name]["throughput_per_s"] or 0.0
+
+    def noise(a: str, b: str) -> float:
+        return max(rows[a].get("throughput_noise") or 0.0, rows[b].get("throughput_noise") or 0.0, floor)
+
+    def speeds(a: str, b: str) -> str:
+        return f"{rate(a):,.0f} vs {rate(b):,.0f} inf/s in-process at batch 8, noise {noise(a, b):.0%}"
+
+    fastest = max(rows, key=rate)
+    tied = [name for name in rows if rate(fastest) <= rate(name) * (1 + noise(fastest, name))]
+    if before in tied:  # a change must be faster beyond the noise
+        best = before
+    else:  # ties go to the more accurate
+        best = max(tied, key=lambda name: (_accuracy_rank(rows[name], report), rate(name)))
+    if best == fastest:
+        why = f"fastest published variant within budget ({rate(best):,.0f} inf/s in-process, batch 8)"
+    elif best == before:
+        why = f"kept: within the noise of {fastest} ({speeds(best, fastest)}), called before"
+    else:
+        why = (
+            "the most accurate published variant within the noise of the fastest, "
+            f"{fastest} ({speeds(best, fastest)})"
+        )
+    if before is not None and before not in rows:
+        why += f"; {before}, called before, is not published now"
+    elif before in rows and before not in tied:
+        gain = rate(fastest) / rate(before) - 1 if rate(before) else float("inf")
+        why += (
+            f"; replaces {before}, called before: {fastest} is faster by {gain:.0%} "
+            f"(noise {noise(fastest, before):.0%})"
+        )
+    return best, why
+
+
+def _accuracy_rank(row: dict, report: dict) -> float:
+    """Larger is more accurate: FP32 itself (a row without accuracy: the reference) first, then by the
+    gate's bound (its value when none) in the metric's direction."""
+    accuracy = row.get("accuracy")
+    if accuracy is None:
+        return math.inf
+    measured = accuracy["bound"] if accuracy.get("bound") is not None else accuracy.get("value")
+    if measured is None:
+        return -math.inf
+    higher = accuracy.get("higher_is_better")
+    higher = report.get("higher_is_better", True) if higher is None else higher
+    return measured if higher else -measured

@@ -35,7 +35,8 @@ from triton_repo.repo.writer import VERSION, StagedModel, file_hashes
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2  # 2: numbered versions (version, versions, last_version, published)
-LOAD_ORDER = {"model": 0, "preprocess": 1, "ensemble": 2}  # an ensemble loads after the models it calls
+# an ensemble loads after the models it calls
+LOAD_ORDER = {"model": 0, "preprocess": 1, "postprocess": 1, "ensemble": 2}
 
 
 class ModelControl(Protocol):

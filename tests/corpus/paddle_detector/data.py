@@ -25,4 +25,4 @@ def calibration():
 
 
 def evaluation():
-    return _pages(2, 24)
+    return _pages(2, 64)

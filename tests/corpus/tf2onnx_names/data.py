@@ -1,4 +1,5 @@
-"""NHWC images and a per-row temperature; calibration and eval from different seeds."""
+"""NHWC images (one colour each, with noise: rows the model tells apart, so its gate can fail) and a
+per-row temperature; calibration and eval from different seeds."""
 
 import numpy as np
 
@@ -6,7 +7,9 @@ import numpy as np
 def _rows(seed, n):
     rng = np.random.default_rng(seed)
     return {
-        "input:0": rng.uniform(0, 1, size=(n, 24, 24, 3)).astype(np.float32),
+        "input:0": np.clip(
+            rng.uniform(0, 1, size=(n, 1, 1, 3)) + rng.normal(0, 0.1, size=(n, 24, 24, 3)), 0, 1
+        ).astype(np.float32),
         "2nd/temperature-scale": rng.uniform(0.5, 2.0, size=(n, 1)).astype(np.float32),
     }
 
@@ -20,4 +23,4 @@ def calibration():
 
 
 def evaluation():
-    return _rows(2, 16)
+    return _rows(2, 48)

@@ -19,6 +19,7 @@ from triton_repo.build.export import ExportResult
 from triton_repo.build.precision.accuracy import AccuracyResult, eval_batch_size, measure, row_count
 from triton_repo.build.precision.artifacts import Artifact
 from triton_repo.build.precision.kinds import REFERENCE
+from triton_repo.build.precision.metrics.selfcheck import check_metric
 from triton_repo.build.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from triton_repo.build.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from triton_repo.build.precision.streams import as_rows, own_streams, stream_through, streams_label
@@ -33,6 +34,7 @@ from triton_repo.core.spec import LoadedSpec
 from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, IsolatedSession, Runner, Runtime
 
 RESULTS_FILE = "precision.json"
+GATE_VERSION = 2  # raised when what a cached result holds changes (2: task metrics, their labels and bounds)
 
 
 def measure_pairs(
@@ -92,6 +94,10 @@ def measure_pairs(
                     reference = evaluate(sessions[REFERENCE])
                 except ArtifactRunFailed as error:
                     raise CheckFailed(f"{spec.name}: the FP32 model cannot be served: {error}") from None
+            with step(
+                f"{spec.name}: the accuracy gate refuses FP32's own outputs damaged ({spec.accuracy.metric})"
+            ):
+                check_metric(loaded, reference, labels)
             for pair in [p for p in sessions if p != REFERENCE]:
                 with step(f"{spec.name}: {pair} vs FP32 on the eval set ({spec.accuracy.metric})"):
                     try:
@@ -99,7 +105,7 @@ def measure_pairs(
                     except ArtifactRunFailed as error:
                         failures[pair] = error
                         continue
-                    accuracy[pair] = measure(spec, reference, result, labels)
+                    accuracy[pair] = measure(loaded, reference, result, labels)
         for pair in [p for p in sessions if p not in failures]:
             try:
                 samples[pair] = GoldenCase(
@@ -179,6 +185,7 @@ def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, 
     settings, and the runtimes' versions."""
     spec = loaded.spec
     payload = {
+        "gate": GATE_VERSION,
         "pairs": {pair: [artifact.key, runner.name] for pair, (artifact, runner) in pairs.items()},
         "fp32": exported.onnx_sha256,
         "eval": evaluation.digest if evaluation is not None else arrays_digest(None),
@@ -253,7 +260,7 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
             return None  # a streams file went missing: measure again
         variants[pair] = VariantResult(
             pairs[pair][0],
-            AccuracyResult(**entry["accuracy"]) if entry["accuracy"] else None,
+            _accuracy_of(entry["accuracy"]),
             Timing(**entry["timing"]) if entry["timing"] else None,
             own,
             RUNNERS[entry["engine"]],
@@ -270,3 +277,9 @@ def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, 
         data["flops"],
         data.get("int8_flops", {}),
     )
+
+
+def _accuracy_of(entry: dict | None) -> AccuracyResult | None:
+    if not entry:
+        return None
+    return AccuracyResult(**(entry | {"worst_rows": tuple(entry.get("worst_rows", ()))}))

@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_repo.build.precision.accuracy import HIGHER_IS_BETTER
 from triton_repo.build.precision.artifacts import ArtifactBuilder
 from triton_repo.build.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
 from triton_repo.build.precision.results import speed_inputs
@@ -43,8 +42,7 @@ def with_margin(loaded: LoadedSpec, margin: float) -> LoadedSpec:
     accuracy = loaded.spec.accuracy
     if not margin or accuracy is None:
         return loaded
-    budget = accuracy.effective_budget + (margin if HIGHER_IS_BETTER[accuracy.metric] else -margin)
-    spec = loaded.spec.model_copy(update={"accuracy": accuracy.model_copy(update={"budget": budget})})
+    spec = loaded.spec.model_copy(update={"accuracy": accuracy.stricter(margin)})
     return loaded.model_copy(update={"spec": spec})
 
 
@@ -78,8 +76,9 @@ def search_artifact(
     info(f"{name} {kind}, nothing kept: {default.verdict}")
     ranked: list[str] = []
     if not default.passed:
-        feeds = eval_feeds(bench.eval_inputs, bench.batch, rows)
-        with step(f"{name}: rank nodes by the error they add (Polygraphy, {rows} eval rows)"):
+        ranked_on, which = worst_inputs(bench, default, rows)
+        feeds = eval_feeds(ranked_on, bench.batch, rows)
+        with step(f"{name}: rank nodes by the error they add (Polygraphy, {which})"):
             changed = None if kind.startswith("fp16") else changed_nodes(bench.fp32, default_path)
             if distilled:  # QAD keeps modules: only their MatMul/Gemm/Conv nodes can be kept
                 changed = {n for n in changed if bench.op_types.get(n) in ("MatMul", "Gemm", "Conv")}
@@ -124,6 +123,16 @@ def search_artifact(
     for path in bench.work.joinpath("precision-trials").glob("*"):
         path.unlink()
     return ArtifactSearch(kind, outcome, speed)
+
+
+def worst_inputs(bench, default, rows: int) -> tuple[dict, str]:
+    """The eval rows the fully lowered variant gets worst by the task metric (as NNCF ranks quantizers on
+    the items whose metric drops most), else the first rows; and how they were chosen."""
+    worst = list(default.worst_rows[:rows]) if default.worst_rows else []
+    if not worst or bench.loaded.spec.sequence is not None:
+        return bench.eval_inputs, f"the first {rows} eval rows"
+    picked = {name: a if a.ndim == 0 else a[worst] for name, a in bench.eval_inputs.items()}
+    return picked, f"the {len(worst)} eval rows farthest from FP32 by {default.label or default.metric}"
 
 
 def _speed_cost(

@@ -256,10 +256,23 @@ def _replace_with_copy(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# The distillation loss that follows each metric (precision.int8.qad.loss: auto): the direction of a vector
+# for cosine and neighbours, the class distribution for classes and CTC characters, the values for the rest
+# (decisions, maps, a detection head's boxes and scores; a metric of your own).
+AUTO_LOSS = {
+    "cosine_min": "cosine",
+    "embedding": "cosine",
+    "top1_drop": "kl",
+    "top1_agreement": "kl",
+    "topk_agreement": "kl",
+    "ctc": "kl",
+}
+
+
 def _loss_name(loss: str, spec) -> str:
     if loss != "auto":
         return loss
-    return "cosine" if spec.accuracy is None or spec.accuracy.metric == "cosine_min" else "kl"
+    return "cosine" if spec.accuracy is None else AUTO_LOSS.get(spec.accuracy.metric, "mse")
 
 
 def _quantize(student, calibration, kept, spec, stats: QadStats, batch_size: int) -> None:

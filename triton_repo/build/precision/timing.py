@@ -14,6 +14,11 @@ from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession
 THROUGHPUT_BATCH = 8
 BLOCK = 3
 SPEED_SECONDS = 12.0  # the default length of the interleaved timing run
+# The least relative difference in throughput a choice between pairs treats as real. A pair's own
+# noise (Timing.noise) misses what moves a whole run: re-timing digits' six pairs six times on a quiet
+# 2-core machine moved the ratio of two pairs' medians by up to 3.5% (each median by up to 10%), and
+# MiniLM's bf16/int8 ratio swung 3.3% between two builds with nothing changed.
+NOISE_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,19 @@ class Timing:
     batch: int  # the batch the throughput was measured at (8, or the model's max batch if smaller)
     threads: int
     rounds: int
+    # relative interquartile range of the batch-8 run times; 0.0 in results cached before it was measured
+    noise: float = 0.0
+
+
+def noise_between(a: Timing, b: Timing) -> float:
+    """The relative throughput difference within which `a` and `b` are not told apart: the larger of
+    their measured noise and NOISE_FLOOR."""
+    return max(a.noise, b.noise, NOISE_FLOOR)
+
+
+def faster_beyond_noise(a: Timing, b: Timing) -> bool:
+    """`a` is faster than `b` by more than the noise of the two."""
+    return a.throughput_b8 > b.throughput_b8 * (1 + noise_between(a, b))
 
 
 def measure_speed(
@@ -77,7 +95,14 @@ def measure_speed(
             batch=batch,
             threads=threads,
             rounds=rounds,
+            noise=_relative_iqr(batched[kind]),
         )
         for kind in live
     }
     return timings, failed
+
+
+def _relative_iqr(times: list[float]) -> float:
+    """The spread of one pair's run times: their interquartile range over their median."""
+    low, median, high = np.percentile(times, [25, 50, 75])
+    return float((high - low) / median)

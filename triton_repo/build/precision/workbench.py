@@ -10,6 +10,7 @@ import numpy as np
 from triton_repo.build.precision.accuracy import AccuracyResult, eval_batch_size, measure
 from triton_repo.build.precision.artifacts import ArtifactBuilder, OpTypeRule, fp16_op_rule
 from triton_repo.build.precision.kinds import BY_NAME
+from triton_repo.build.precision.metrics.selfcheck import check_metric
 from triton_repo.build.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
 from triton_repo.build.precision.qad import QadJob, qad_job
 from triton_repo.build.precision.results import refusal
@@ -83,7 +84,7 @@ class Workbench:
             return AccuracyResult.not_run(
                 self.loaded.spec, refusal(self.loaded.spec.name, kind, output, error)
             )
-        return measure(self.loaded.spec, self.reference, variant, self.labels)
+        return measure(self.loaded, self.reference, variant, self.labels)
 
     def scratch(self, kind: str, label: str) -> Path:
         folder = self.work / "precision-trials"
@@ -114,7 +115,7 @@ def open_workbench(
     plan = load_plan(loaded.folder)
     check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
     eval_inputs = load_arrays(loaded, "eval")
-    labels = load_labels(loaded, eval_inputs) if spec.accuracy.metric == "top1_drop" else None
+    labels = load_labels(loaded, eval_inputs) if spec.data.eval_labels is not None else None
     outputs = [o.name for o in spec.outputs]
     with step(f"{spec.name}: FP32 on the eval set ({runtime.label})"):
         try:
@@ -122,6 +123,7 @@ def open_workbench(
                 reference = session.run(eval_inputs, outputs, eval_batch_size(spec))
         except ArtifactRunFailed as error:
             raise CheckFailed(f"{spec.name}: the FP32 model cannot be run: {error}") from None
+    check_metric(loaded, reference, labels)
     calibration = load_arrays(loaded, "calibration") if kind.startswith("int8") else None
     fp16_kernels = runtime.fp16_kernel_ops() if BY_NAME[kind].cpu_kernels_only else frozenset()
     rule = fp16_op_rule(kind, set(op_types.values()), fp16_kernels, runtime.label)

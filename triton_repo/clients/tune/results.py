@@ -111,8 +111,7 @@ def pareto(rows: list[dict], higher_is_better: bool) -> list[dict]:
 def write_results(result: TuneResult, options: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = [row_of(m, result.accuracy) for m in result.measured]
-    metric = next(iter(result.accuracy.values()), {}).get("metric")
-    higher = metric != "top1_drop"
+    higher = next(iter(result.accuracy.values()), {}).get("higher_is_better", True)
     front = pareto([r for r in rows if r["windows"] == "full"], higher)
     data = {
         "model": result.model,

@@ -32,8 +32,6 @@ from triton_repo.repo.publish import read_manifest
 from triton_repo.serve.model_control import ModelControl
 from triton_repo.serve.server import Ports
 
-HIGHER_IS_BETTER = {"top1_drop": False, "top1_agreement": True, "cosine_min": True}
-
 
 @dataclass(frozen=True)
 class TuneOptions:
@@ -84,6 +82,7 @@ def variant_accuracy(repository: Path, model: str) -> dict[str, dict]:
             value = row["accuracy"]["value"] if row["accuracy"] else None
             found[row["triton_model"]] = {
                 "metric": section["metric"],
+                "higher_is_better": section.get("higher_is_better", section["metric"] != "top1_drop"),
                 "value": value,
                 "verdict": row["verdict"],
             }
@@ -96,10 +95,8 @@ def eligible(accuracy: dict[str, dict], min_accuracy: float | None) -> dict[str,
         return accuracy
     keep = {}
     for name, row in accuracy.items():
-        value, metric = row["value"], row["metric"]
-        if value is None or (
-            value >= min_accuracy if HIGHER_IS_BETTER.get(metric, True) else value <= min_accuracy
-        ):
+        value, higher = row["value"], row.get("higher_is_better", True)
+        if value is None or (value >= min_accuracy if higher else value <= min_accuracy):
             keep[name] = row
     return keep
 

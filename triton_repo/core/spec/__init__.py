@@ -9,9 +9,22 @@ cross-section checks in model.py, reading and error formatting in loader.py; eve
 importable from here.
 """
 
+from triton_repo.core.spec.accuracy import (
+    DEFAULT_BUDGETS,
+    METRICS,
+    Accuracy,
+    BinarySettings,
+    ClassificationSettings,
+    CtcSettings,
+    CustomSettings,
+    DenseSettings,
+    DetectionSettings,
+    Drop,
+    EmbeddingSettings,
+    detection_layout,
+)
 from triton_repo.core.spec.base import (
     BATCH_AXIS,
-    DEFAULT_BUDGETS,
     NAME_PATTERN,
     PRECISIONS,
     REFERENCE_PATTERN,
@@ -20,12 +33,21 @@ from triton_repo.core.spec.base import (
     Precision,
     TensorName,
 )
-from triton_repo.core.spec.ensemble import STEP_KINDS, EnsembleSpec, ImageStep, PixelsStep, TokenizeStep
+from triton_repo.core.spec.ensemble import (
+    DETECTION_OUTPUTS,
+    LETTERBOX,
+    STEP_KINDS,
+    DetectionsStep,
+    EnsembleSpec,
+    ImageStep,
+    LetterboxStep,
+    PixelsStep,
+    TokenizeStep,
+)
 from triton_repo.core.spec.gpu import GpuSettings
 from triton_repo.core.spec.loader import discover_specs, find_model, load_spec, parse_spec
 from triton_repo.core.spec.model import LoadedSpec, ModelSpec
 from triton_repo.core.spec.precision import (
-    Accuracy,
     CpuInt8Settings,
     Int8Settings,
     OpenVinoInt8Settings,
@@ -44,9 +66,23 @@ __all__ = [
     "PRECISIONS",
     "REFERENCE_PATTERN",
     "STEP_KINDS",
+    "DETECTION_OUTPUTS",
+    "LETTERBOX",
+    "DetectionsStep",
+    "LetterboxStep",
     "TensorName",
     "TRITON_DTYPES",
+    "METRICS",
     "Accuracy",
+    "BinarySettings",
+    "ClassificationSettings",
+    "CtcSettings",
+    "CustomSettings",
+    "DenseSettings",
+    "DetectionSettings",
+    "Drop",
+    "EmbeddingSettings",
+    "detection_layout",
     "CpuInt8Settings",
     "DType",
     "DataRef",

@@ -3,6 +3,7 @@ the sections refer to."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -26,10 +27,6 @@ TRITON_DTYPES = {
 }
 DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
 
-# Default budget per metric: top-1 drop <= 1 point, top-1 agreement >= 0.95, min cosine >= 0.99; each held
-# by its bound (triton_repo/build/precision/accuracy.py), not only the point value.
-DEFAULT_BUDGETS = {"top1_drop": 1.0, "top1_agreement": 0.95, "cosine_min": 0.99}
-
 # The precisions a spec can ask for; each becomes the Triton model <name>_<precision>.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -52,6 +49,15 @@ def check_tensor_name(name: str) -> str:
 
 
 TensorName = Annotated[str, AfterValidator(check_tensor_name)]
+
+
+def check_function_reference(value: str) -> str:
+    if not re.fullmatch(REFERENCE_PATTERN, value):
+        raise ValueError(f"'{value}' must be module:function")
+    return value
+
+
+FunctionRef = Annotated[str, AfterValidator(check_function_reference)]  # module:function, nothing else
 
 
 class _Strict(BaseModel):

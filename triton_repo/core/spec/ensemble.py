@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from triton_repo.core.spec.base import REFERENCE_PATTERN, TensorName, _Strict
-from triton_repo.core.spec.sources import DataRef
+from triton_repo.core.spec.base import FunctionRef, TensorName, _Strict
 
 
 class TokenizeStep(_Strict):
@@ -51,25 +49,46 @@ class PixelsStep(_Strict):
     scale: Annotated[float, Field(gt=0)] = 1.0
 
 
-STEP_KINDS = ("tokenize", "image", "pixels")
+class LetterboxStep(_Strict):
+    """Encoded image bytes in (PNG, JPEG; one per batch row), a detector's square input out: RGB, scaled
+    to fit `size` x `size` keeping its aspect ratio, centred on `pad` gray, pixels times `scale` (0..1
+    as Ultralytics feeds YOLO); and LETTERBOX [5] (scale, left and top padding, the image's width and
+    height), with which the postprocess step maps boxes back onto the client's image."""
+
+    kind: Literal["letterbox"]
+    input: TensorName = "IMAGE"
+    output: str  # the model input that takes the tensor
+    size: Annotated[int, Field(ge=1)]
+    pad: Annotated[int, Field(ge=0, le=255)] = 114
+    scale: Annotated[float, Field(gt=0)] = 1 / 255
+
+
+class DetectionsStep(_Strict):
+    """A raw detection head to labelled boxes, decoded by the accuracy gate's own code and settings
+    (accuracy.detection: layout, threshold, NMS), boxes on the client's image. Outputs per row, padded
+    to the most detections in the request: COUNT [1], BOXES [n, 4] (x1, y1, x2, y2 in the image's
+    pixels), SCORES [n], CLASSES [n] (-1 on padding), LABELS [n] (class names; empty on padding)."""
+
+    kind: Literal["detections"]
+    labels: str | None = None  # one class name per line, in class order (default: the class index)
+
+
+STEP_KINDS = ("tokenize", "image", "pixels", "letterbox")
+POSTPROCESS_KINDS = ("detections",)
+LETTERBOX = "LETTERBOX"  # the geometry tensor the letterbox step hands the postprocess step
+DETECTION_OUTPUTS = ("COUNT", "BOXES", "SCORES", "CLASSES", "LABELS")
 
 
 class EnsembleSpec(_Strict):
     """An ensemble `<name>` that clients call with raw data: pre-processing step, then a served variant."""
 
-    preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep, Field(discriminator="kind")]
+    preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep | LetterboxStep, Field(discriminator="kind")]
+    postprocess: DetectionsStep | None = None  # raw outputs to what the task needs (labelled boxes)
     variant: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"  # auto: the fastest published variant
     # Kept for existing specs: the labels of the first output (prefer outputs[0].labels, which every
     # variant gets too).
     labels: str | None = None
-    samples: DataRef  # module:function returning the raw golden inputs (strings, bytes, or uint8 array)
-
-    @field_validator("samples")
-    @classmethod
-    def _reference(cls, value: str) -> str:
-        if not re.fullmatch(REFERENCE_PATTERN, value):
-            raise ValueError(f"'{value}' must be module:function")
-        return value
+    samples: FunctionRef  # module:function returning the raw golden inputs (strings, bytes, or uint8 array)
 
 
 def check_ensemble(spec) -> None:
@@ -101,6 +120,25 @@ def check_ensemble(spec) -> None:
                     f"ensemble.preprocess (tokenize): input '{tensor.name}' must be [batch, <seq axis>] "
                     f"with a named sequence axis (texts are padded to the longest), got {tensor.dims}"
                 )
+    post = spec.ensemble.postprocess
+    if post is not None:
+        accuracy = spec.accuracy
+        if accuracy is None or accuracy.metric != "detection" or not accuracy.settings.raw_head:
+            raise ValueError(
+                "ensemble.postprocess (detections) decodes the raw head as the accuracy gate does: set "
+                "accuracy.metric: detection (with accuracy.detection's layout, threshold and NMS) on that head"
+            )
+        if not isinstance(step, LetterboxStep):
+            raise ValueError(
+                "ensemble.postprocess (detections) maps boxes back onto the client's image: use "
+                "ensemble.preprocess kind letterbox"
+            )
+        taken = set(names + [t.name for t in spec.outputs] + [step.input, LETTERBOX])
+        clash = sorted(taken & set(DETECTION_OUTPUTS))
+        if clash:
+            raise ValueError(
+                f"ensemble.postprocess returns {list(DETECTION_OUTPUTS)}; {clash} is taken by the model"
+            )
     if spec.ensemble.variant != "auto" and spec.ensemble.variant not in spec.precisions:
         raise ValueError(
             f"ensemble.variant {spec.ensemble.variant} is not built; precision variants: {spec.precisions}"

@@ -23,7 +23,7 @@ def _location(loc: tuple) -> str:
             continue  # the discriminated union's tag: the YAML has `kind: image`, not an `image:` key
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in {"function-after", "function-before", "int", "str"} or "[" in str(part):
+        elif part in {"function-after", "function-before", "int", "str", "float", "Drop"} or "[" in str(part):
             continue  # pydantic's internal union/validator tags
         else:
             text += f".{part}" if text else str(part)

@@ -11,10 +11,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triton_repo.core.errors import SpecError
+from triton_repo.core.spec.accuracy import Accuracy
 from triton_repo.core.spec.base import BATCH_AXIS, NAME_PATTERN, PRECISIONS, _Strict
 from triton_repo.core.spec.ensemble import EnsembleSpec, check_ensemble
 from triton_repo.core.spec.gpu import GpuSettings, check_profiles
-from triton_repo.core.spec.precision import Accuracy, PrecisionSettings, check_precision
+from triton_repo.core.spec.precision import PrecisionSettings, check_precision
 from triton_repo.core.spec.sequence import SequenceSettings, StatePair, auto_pairs, check_sequence
 from triton_repo.core.spec.shapes import (
     InputSpec,

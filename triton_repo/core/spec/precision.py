@@ -6,25 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from triton_repo.core.spec.base import DEFAULT_BUDGETS, Precision, _Strict
+from triton_repo.core.spec.accuracy import check_accuracy
+from triton_repo.core.spec.base import Precision, _Strict
 from triton_repo.core.spec.shapes import Tolerance
-
-
-class Accuracy(_Strict):
-    """How a lower-precision variant is judged against FP32 on the eval set.
-
-    top1_drop: FP32 top-1 minus variant top-1, in points (needs data.eval_labels), must be <= budget;
-    top1_agreement: fraction of eval rows where the variant's argmax equals FP32's, must be >= budget;
-    cosine_min: smallest per-row cosine similarity to FP32 (the mean is reported too), must be >= budget.
-    """
-
-    metric: Literal["top1_drop", "top1_agreement", "cosine_min"]
-    budget: float | None = None
-    output: str | None = None  # the output the metric reads; default: the first output
-
-    @property
-    def effective_budget(self) -> float:
-        return DEFAULT_BUDGETS[self.metric] if self.budget is None else self.budget
 
 
 class CpuInt8Settings(_Strict):
@@ -60,8 +44,8 @@ class QadSettings(_Strict):
     The FP32 PyTorch model is the teacher; a copy with ModelOpt INT8 fake quantization on every Linear
     and Conv (weights per channel, activations per tensor) is calibrated on data.calibration, then
     trained for `steps` mini-batches of data.calibration and data.train (never data.eval) to match the
-    teacher's accuracy output. loss auto: cosine for cosine_min, KL divergence of the softmax for the
-    top-1 metrics. steps 0 is PyTorch-side PTQ (calibration only). Training stops at max_minutes.
+    teacher's accuracy output. loss auto: cosine for cosine_min and embedding, KL divergence of the
+    softmax for the classification metrics and ctc, mean squared error for the others. steps 0 is PyTorch-side PTQ (calibration only). Training stops at max_minutes.
     """
 
     steps: Annotated[int, Field(ge=0)] = 200
@@ -135,10 +119,4 @@ def check_precision(spec) -> None:
             "data.train is read only by precision.int8.recover: qad; set it or remove data.train"
         )
     if spec.accuracy is not None:
-        if spec.accuracy.metric == "top1_drop" and spec.data.eval_labels is None:
-            raise ValueError("accuracy.metric top1_drop needs data.eval_labels (the true class per eval row)")
-        outputs = [o.name for o in spec.outputs]
-        if spec.accuracy.output is not None and spec.accuracy.output not in outputs:
-            raise ValueError(
-                f"accuracy.output '{spec.accuracy.output}' is not an output (outputs: {outputs})"
-            )
+        check_accuracy(spec)

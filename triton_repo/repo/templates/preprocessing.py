@@ -53,6 +53,26 @@ def image(data: bytes, resize: int, size: int, mean, std) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
 
 
+def letterbox(data: bytes, size: int, pad: int, scale: float):
+    """One encoded image to float32 [3, size, size]: RGB, scaled to fit keeping its aspect ratio, centred on
+    `pad` gray, pixels times `scale`; and its geometry [5]: scale, left and top padding, width, height."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        picture = opened.convert("RGB")
+    width, height = picture.size
+    ratio = min(size / width, size / height)
+    resized = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    if resized != (width, height):
+        picture = picture.resize(resized, Image.BILINEAR)
+    left, top = (size - resized[0]) // 2, (size - resized[1]) // 2
+    canvas = Image.new("RGB", (size, size), (pad, pad, pad))
+    canvas.paste(picture, (left, top))
+    array = np.asarray(canvas, dtype=np.float32) * np.float32(scale)
+    geometry = np.array([ratio, left, top, width, height], dtype=np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32), geometry
+
+
 def pixels(array: np.ndarray, dims, scale: float) -> np.ndarray:
     """uint8 pixels [n, ...] to float32 [n, *dims], multiplied by `scale`."""
     return (np.asarray(array, dtype=np.float32) * np.float32(scale)).reshape((array.shape[0], *dims))
@@ -69,6 +89,9 @@ def run(step: dict, raw: np.ndarray) -> dict:
             image(bytes(v), step["resize"], step["size"], step["mean"], step["std"]) for v in raw.reshape(-1)
         ]
         return {step["output"]: np.stack(rows)}
+    if kind == "letterbox":
+        rows = [letterbox(bytes(v), step["size"], step["pad"], step["scale"]) for v in raw.reshape(-1)]
+        return {step["output"]: np.stack([r[0] for r in rows]), "LETTERBOX": np.stack([r[1] for r in rows])}
     if kind == "pixels":
         return {step["output"]: pixels(raw, step["dims"], step["scale"])}
     raise ValueError(f"unknown pre-processing step '{kind}'")
