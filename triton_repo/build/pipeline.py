@@ -193,7 +193,11 @@ def _stage_ensemble(
     precision = mine[variant].precision
     served = result.variants[choices[precision].pair]
     report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
-    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why})"):
+    post = ""
+    if loaded.spec.ensemble.postprocess is not None:  # the raw head decoded into labelled boxes
+        report["ensemble"]["postprocess"] = f"{name}_postprocess"
+        post = f", then {name}_postprocess"
+    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why}{post})"):
         return stage_ensemble(
             loaded,
             mine[variant].path,

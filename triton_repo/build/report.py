@@ -259,10 +259,11 @@ def render_markdown(report: dict) -> str:
         lines += _kept_lines(model)
         if model.get("ensemble"):
             ensemble = model["ensemble"]
+            after = f", then `{ensemble['postprocess']}`" if ensemble.get("postprocess") else ""
             lines += [
                 "",
                 f"Ensemble `{ensemble['triton_model']}` (raw input, `{name}_preprocess`, then "
-                f"`{ensemble['variant']}`): {ensemble['why']}.",
+                f"`{ensemble['variant']}`{after}): {ensemble['why']}.",
             ]
         lines.append("")
     return "\n".join(lines)
