@@ -22,7 +22,7 @@ def pinned_release():
 @pytest.fixture(scope="session")
 def gpu(pinned_release):
     """The GPU this session builds for; skips unless TensorRT here is the pinned release's."""
-    from triton_repo.build.engines import gpu_available
+    from triton_repo.builders.engines import gpu_available
 
     status = gpu_available()
     if not status.available:

@@ -30,10 +30,10 @@ def work(tmp_path_factory) -> Path:
 def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
     """Export, precision artifacts, then one plan per served precision, checked with TrtRunner against the
     artifact's outputs at the sample and at every profile's min/opt/max (build_engine raises otherwise)."""
-    from triton_repo.build.engines import build_plan
-    from triton_repo.build.export import export
-    from triton_repo.build.precision.pairs import choose_gpu
-    from triton_repo.build.precision.stage import run_precision
+    from triton_repo.builders.engines import build_plan
+    from triton_repo.builders.export import export
+    from triton_repo.builders.precision.pairs import choose_gpu
+    from triton_repo.builders.precision.stage import run_precision
     from triton_repo.core.spec import load_spec
     from triton_repo.repo.gpu_writer import stage_gpu_models
     from triton_repo.repo.writer import served_tolerances
@@ -143,10 +143,10 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
     to qad-speed.json and printed (a report, not an assertion: speed is benchmarked, not tested)."""
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-    from triton_repo.build.engines import build_plan
-    from triton_repo.build.export import export
-    from triton_repo.build.precision.results import speed_inputs
-    from triton_repo.build.precision.stage import run_precision
+    from triton_repo.builders.engines import build_plan
+    from triton_repo.builders.export import export
+    from triton_repo.builders.precision.results import speed_inputs
+    from triton_repo.builders.precision.stage import run_precision
     from triton_repo.core.golden import load_golden, sample_case
     from triton_repo.core.spec import load_spec
     from triton_repo.repo.gpu_writer import stage_gpu_models

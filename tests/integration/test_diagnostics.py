@@ -58,8 +58,8 @@ PLANTED = textwrap.dedent(
     """
     import sys
 
-    import triton_repo.build.precision.measure as measure
-    import triton_repo.build.report as report
+    import triton_repo.builders.precision.measure as measure
+    import triton_repo.builders.report as report
     import triton_repo.cli.build_output as build_output
 
     def planted(*args, **kwargs):

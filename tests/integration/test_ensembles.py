@@ -163,9 +163,9 @@ def test_removing_the_ensemble_from_the_spec_retires_it_on_the_next_build(tmp_pa
     assert tree_hash(repository / "lin_fp32") == before
 
 
-# --- the client applications in triton_repo/clients/examples/, run as a user runs them -------------------------
+# --- the client applications in examples/, run as a user runs them -------------------------
 
-EXAMPLES = ROOT / "triton_repo" / "clients" / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 def example(name: str, *args: str) -> subprocess.CompletedProcess:

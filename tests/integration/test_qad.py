@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from tests.integration.conftest import run_cli
-from triton_repo.build.precision.qad import float32_compute_nodes, row_digests
+from triton_repo.builders.precision.qad import float32_compute_nodes, row_digests
 
 pytestmark = pytest.mark.integration
 

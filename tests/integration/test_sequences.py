@@ -15,7 +15,7 @@ from triton_repo.clients.sequences import new_sequence_ids
 from triton_repo.clients.triton_client import Chunk, RequestRefused, TritonClient
 from triton_repo.clients.wire import wire_inputs
 from triton_repo.core.compare import compare
-from triton_repo.core.sequence import load_streams
+from triton_repo.core.golden_streams import load_streams
 from triton_repo.repo.config import parse_config
 from triton_repo.repo.publish import read_manifest
 

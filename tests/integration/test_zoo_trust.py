@@ -54,7 +54,7 @@ def test_every_published_minilm_variant_holds_its_budget_on_heldout_sentences(zo
     fewer neighbours: a value of its own, not a second bound to hold)."""
     import tritonclient.grpc as grpcclient
 
-    from triton_repo.build.precision.accuracy import measure
+    from triton_repo.builders.precision.accuracy import measure
     from triton_repo.core.spec import load_spec
 
     loaded = load_spec(MINILM)
@@ -94,7 +94,7 @@ def test_an_avx2_only_cpu_builds_every_precision_of_the_zoo(zoo_model, monkeypat
     """Every candidate pair of every precision gated again with oneDNN capped at AVX2: the build on such a
     CPU chooses among the pairs that pass there (it may be another pair than here), and must publish
     every precision."""
-    from triton_repo.build.precision.accuracy import eval_batch_size, measure
+    from triton_repo.builders.precision.accuracy import eval_batch_size, measure
     from triton_repo.core.references import load_arrays, load_labels
     from triton_repo.core.spec import load_spec
     from triton_repo.runtimes.isolated import ORT, RUNNERS, IsolatedSession, Runtime

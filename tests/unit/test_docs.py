@@ -71,9 +71,7 @@ def test_the_check_finds_what_is_wrong():
     assert check("triton-repo bulid models/x") == ["no command 'triton-repo bulid'"]
     assert check("triton-repo build --tagret cpu") == ["'triton-repo build' has no option --tagret"]
     assert check("make build-repo MODELS=models/digits && make serve-gpuu") == ["no make target 'serve-gpuu'"]
-    assert check(".venv/bin/python triton_repo/clients/examples/nope.py --url x") == [
-        "no script triton_repo/clients/examples/nope.py"
-    ]
+    assert check(".venv/bin/python examples/nope.py --url x") == ["no script examples/nope.py"]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)

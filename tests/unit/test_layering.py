@@ -14,7 +14,10 @@ PACKAGE = "triton_repo"
 # Top floor first. Parts on the same floor do not import each other.
 FLOORS = [
     ("triton_repo.cli", "triton_repo.__main__"),  # parse arguments, call one library function, print
-    ("triton_repo.build", "triton_repo.clients"),  # the pipeline and its stages; infer, bench, tune, examples
+    (
+        "triton_repo.builders",
+        "triton_repo.clients",
+    ),  # the pipeline and its stages; infer, bench, tune, examples
     (
         "triton_repo.repo",
     ),  # config through Triton's schema, writer, templates, manifest, publish, object store
@@ -54,12 +57,12 @@ def part_of(module: str) -> tuple[int, str] | None:
 def test_the_layering_test_sees_the_whole_code_base():
     assert {
         "triton_repo.cli.build",
-        "triton_repo.build.pipeline",
+        "triton_repo.builders.pipeline",
         "triton_repo.clients.infer",
         "triton_repo.core.spec.model",
     } <= set(MODULES)
     assert any(
-        _in(i, "triton_repo.build") for i in MODULES["triton_repo.cli.build"]
+        _in(i, "triton_repo.builders") for i in MODULES["triton_repo.cli.build"]
     )  # imports in function bodies count
 
 
@@ -104,8 +107,8 @@ def test_no_import_runs_up_a_floor_or_sideways():
         ),
         (
             "only the CLI uses the pipeline",
-            lambda m: not _in(m, "triton_repo.cli", "triton_repo.build.pipeline"),
-            ("triton_repo.build.pipeline",),
+            lambda m: not _in(m, "triton_repo.cli", "triton_repo.builders.pipeline"),
+            ("triton_repo.builders.pipeline",),
         ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
@@ -186,7 +189,7 @@ def test_every_name_imported_from_the_package_exists_even_inside_functions():
 
 
 def test_no_file_of_the_package_is_hidden_by_gitignore():
-    """A pattern such as `build/` (meant for the work dir) also hides triton_repo/build/: a new module
+    """A pattern such as `build/` (meant for the work dir) also hides triton_repo/builders/: a new module
     there would work here and be missing from every clone."""
     import shutil
     import subprocess

@@ -94,9 +94,9 @@ def build(
     file, a port), 3 an unexpected failure: one line names the model and step, and the traceback goes
     to <work-dir>/build.log (which records every step of the last build).
     """
-    from triton_repo.build.engines import gpu_available
-    from triton_repo.build.pipeline import build as run_build
-    from triton_repo.build.targets import Target
+    from triton_repo.builders.engines import gpu_available
+    from triton_repo.builders.pipeline import build as run_build
+    from triton_repo.builders.targets import Target
     from triton_repo.cli.build_output import print_result, refusals
     from triton_repo.cli.store_options import store_target
     from triton_repo.core.log import diagnostic, open_log

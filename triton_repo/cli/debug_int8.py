@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.build.precision.kinds import BY_NAME, SEARCHABLE
+from triton_repo.builders.precision.kinds import BY_NAME, SEARCHABLE
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
@@ -40,7 +40,7 @@ def debug_int8(
     (Polygraphy), matches tensors by name and ranks nodes by the error they add on top of their inputs.
     Writes layerwise.json and layerwise.png under <work-dir>/<model>/debug-<artifact>/.
     """
-    from triton_repo.build.precision.artifacts import ArtifactBuilder
+    from triton_repo.builders.precision.artifacts import ArtifactBuilder
     from triton_repo.core.spec import find_model
 
     loaded = find_model(model)
@@ -49,9 +49,9 @@ def debug_int8(
 
 
 def _debug(loaded, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, runtime, builder):
-    from triton_repo.build.precision.debug import isolated_layerwise_errors, write_chart
-    from triton_repo.build.precision.search import eval_feeds
-    from triton_repo.build.precision.workbench import open_workbench
+    from triton_repo.builders.precision.debug import isolated_layerwise_errors, write_chart
+    from triton_repo.builders.precision.search import eval_feeds
+    from triton_repo.builders.precision.workbench import open_workbench
     from triton_repo.core.log import info, out, step
 
     name = loaded.spec.name

@@ -51,10 +51,10 @@ def publish(
     from triton_repo.core.locks import repository_lock
     from triton_repo.core.log import step
     from triton_repo.core.storage import ObjectStoreUrl
-    from triton_repo.repo.from_local import stage_from_repository
-    from triton_repo.repo.object_store import local_stand_in, open_store, publish_to_store
     from triton_repo.repo.publish import read_manifest
-    from triton_repo.repo.store_manifest import read_store_manifest, warn_prefix_overlap
+    from triton_repo.repo.store.from_local import stage_from_repository
+    from triton_repo.repo.store.manifest import read_store_manifest, warn_prefix_overlap
+    from triton_repo.repo.store.publishing import local_stand_in, open_store, publish_to_store
     from triton_repo.repo.writer import staging_root
 
     if not isinstance(destination, ObjectStoreUrl):

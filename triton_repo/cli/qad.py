@@ -43,7 +43,7 @@ def qad(
     uses, cached like the others; otherwise it is a trial under the work directory. Exits 1 when the
     distilled artifact is outside the accuracy budget.
     """
-    from triton_repo.build.precision.qad_compare import compare_qad
+    from triton_repo.builders.precision.qad_compare import compare_qad
     from triton_repo.core.errors import CheckFailed
     from triton_repo.core.log import info
     from triton_repo.core.spec import find_model

@@ -75,8 +75,8 @@ def _rollback_store(models: list[str], url, work_dir: Path, aws_profile, servers
     from triton_repo.cli.store_options import store_target
     from triton_repo.core.locks import repository_lock
     from triton_repo.core.log import info, step
-    from triton_repo.repo.object_store import local_stand_in
-    from triton_repo.repo.store_rollback import rollback_store
+    from triton_repo.repo.store.publishing import local_stand_in
+    from triton_repo.repo.store.rollback import rollback_store
 
     target = store_target(url, work_dir, aws_profile, servers, admin_header)
     with repository_lock(local_stand_in(target, work_dir)), step(f"roll back {', '.join(models)} in {url}"):

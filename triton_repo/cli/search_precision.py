@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from triton_repo.build.precision.kinds import SEARCHABLE
+from triton_repo.builders.precision.kinds import SEARCHABLE
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 
 
@@ -66,9 +66,9 @@ def search_precision(
     quantizes and measures on the eval set for real. The result goes to MODEL/precision.yaml, which every
     later build applies. Exits 1 when no passing set is found within the bounds.
     """
-    from triton_repo.build.precision.artifacts import ArtifactBuilder
-    from triton_repo.build.precision.kinds import kinds_for
-    from triton_repo.build.precision.plan_search import search_artifact, with_margin
+    from triton_repo.builders.precision.artifacts import ArtifactBuilder
+    from triton_repo.builders.precision.kinds import kinds_for
+    from triton_repo.builders.precision.plan_search import search_artifact, with_margin
     from triton_repo.core.errors import CheckFailed
     from triton_repo.core.log import info, out
     from triton_repo.core.spec import find_model

@@ -75,7 +75,7 @@ def store_target(
     url, work_dir: Path, aws_profile: str | None, servers: tuple[str, ...], admin_header: str | None
 ):
     """The StoreTarget for publishing into `url`: named servers, the local `triton-repo serve` on it."""
-    from triton_repo.repo.object_store import StoreTarget
+    from triton_repo.repo.store.publishing import StoreTarget
     from triton_repo.serve.model_control import model_control
 
     for server in servers:

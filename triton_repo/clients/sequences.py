@@ -13,7 +13,7 @@ from pathlib import Path
 from triton_repo.clients.triton_client import Chunk, TritonClient
 from triton_repo.clients.wire import wire_inputs
 from triton_repo.core.compare import compare
-from triton_repo.core.sequence import Streams, load_streams
+from triton_repo.core.golden_streams import Streams, load_streams
 from triton_repo.core.spec import Tolerance
 
 CLIENTS = 4

@@ -2,7 +2,7 @@
 
 Both get a config.pbtxt generated through the protobuf schema and parsed back, warmup rows at the
 min/opt/max of every optimization profile, and 1/golden.npz for `triton-repo infer`. The plan comes from
-the engines stage (triton_repo/build/engines.py), which builds one only when this machine has an NVIDIA GPU
+the engines stage (triton_repo/builders/engines.py), which builds one only when this machine has an NVIDIA GPU
 and TensorRT; without one the `_trt` model is staged with its config and no plan file, and its manifest
 entry says the engine is pending, so nothing pretends an engine exists. Every `_trt` model passes the preflight before it is returned.
 """
@@ -18,9 +18,9 @@ import numpy as np
 
 from triton_repo.core.errors import CheckFailed, TritonRepoError
 from triton_repo.core.golden import GoldenCase, save_golden
+from triton_repo.core.golden_streams import SEQUENCE_FILE, initial_states, load_streams, run_streams
 from triton_repo.core.references import inputs_at
 from triton_repo.core.releases import Release
-from triton_repo.core.sequence import SEQUENCE_FILE, initial_states, load_streams, run_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.config import (
     WARMUP_DIR,

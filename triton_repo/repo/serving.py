@@ -13,8 +13,8 @@ from triton_repo.core.errors import ServerError
 from triton_repo.core.log import info, step, warn
 from triton_repo.core.storage import ObjectStoreUrl
 from triton_repo.repo.publish import read_manifest, verify_published
-from triton_repo.repo.s3_client import Store
-from triton_repo.repo.store_manifest import read_store_manifest, verify_store
+from triton_repo.repo.store.client import Store
+from triton_repo.repo.store.manifest import read_store_manifest, verify_store
 from triton_repo.serve import server
 
 STATE_DIR = "server"  # <work-dir>/server: the running server's state, log and watchdog log

@@ -17,7 +17,7 @@ from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed, TritonRepoError
 from triton_repo.core.fingerprint import sha256_file
 from triton_repo.core.golden import GoldenCase, load_golden, sample_case, save_golden
-from triton_repo.core.sequence import SEQUENCE_FILE, initial_states, load_streams
+from triton_repo.core.golden_streams import SEQUENCE_FILE, initial_states, load_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.config import (
     ONNX_FILE,

@@ -1,5 +1,5 @@
 """TensorRT, through Polygraphy's loaders and runner: build a strongly typed plan, and run golden cases on
-it. Imported only in the engines stage's child process (build/engines.py), on a host with a GPU."""
+it. Imported only in the engines stage's child process (builders/engines.py), on a host with a GPU."""
 
 from __future__ import annotations
 

@@ -158,7 +158,7 @@ def sequence_load(variant: Variant, batch: int, live: list, shared_memory: bool,
     from triton_repo.clients.bench.load import Sequences
     from triton_repo.clients.sequences import live_sequence_limit
     from triton_repo.clients.wire import wire_inputs
-    from triton_repo.core.sequence import load_streams
+    from triton_repo.core.golden_streams import load_streams
     from triton_repo.repo.config import parse_config
 
     name = variant.name

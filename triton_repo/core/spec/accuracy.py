@@ -3,7 +3,7 @@ task needs (detections, maps, decisions, neighbours, text, classes) and compares
 variant's, row by row, and a budget the per-row scores' bound must meet.
 
 The metrics, their settings and their default budgets are declared here; what each computes is in
-triton_repo/build/precision/metrics/ (docs/precision.md, "Choosing the metric").
+triton_repo/builders/precision/metrics/ (docs/precision.md, "Choosing the metric").
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ SETTINGS = {
     "custom": "custom",
 }
 # What a variant must reach when the spec gives no budget; each is held by its bound, not the point value
-# (triton_repo/build/precision/accuracy.py). The custom metric has none: its units are the user's.
+# (triton_repo/builders/precision/accuracy.py). The custom metric has none: its units are the user's.
 DEFAULT_BUDGETS = {
     "top1_drop": 1.0,
     "top1_agreement": 0.95,
@@ -280,7 +280,7 @@ class Accuracy(_Strict):
 def check_accuracy(spec) -> None:
     """What the spec alone shows about its gate: the outputs it reads exist and reach clients, and have
     the shape the metric decodes. What only data shows (a metric FP32's damaged outputs pass) is checked
-    by the build before any variant is measured (triton_repo/build/precision/metrics/selfcheck.py)."""
+    by the build before any variant is measured (triton_repo/builders/precision/metrics/selfcheck.py)."""
     accuracy = spec.accuracy
     outputs = {o.name: o for o in spec.outputs}
     if accuracy.metric == "top1_drop" and spec.data.eval_labels is None:

@@ -1,0 +1,297 @@
+"""Versioned publishing into object storage (S3): the local repository's guarantees, on a bucket.
+
+For each changed model: its next version is uploaded under a new number (no object is ever
+overwritten: If-None-Match), read back and hashed against the manifest, and only then is config.pbtxt,
+the commit pointer (store/layout.py), rewritten to name it; the manifest is written last. Then every
+server is asked to load, one at a time; at the first refusal the pointers and the manifest are put back
+and the servers that had switched load the old versions again. Versions no longer served (and leftovers
+of an interrupted upload) are deleted after the switch. A publish killed at any point before the
+pointer leaves the served state as it was: what it uploaded is never named, and is deleted by the next
+publish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.log import info, warn
+from triton_repo.core.storage import ObjectStoreUrl
+from triton_repo.repo.fleet import load_everywhere, reload_everywhere
+from triton_repo.repo.publish import LOAD_ORDER, MANIFEST_FORMAT, Published, _now
+from triton_repo.repo.store.client import Store
+from triton_repo.repo.store.layout import (
+    CONFIG,
+    config_files,
+    keep_versions,
+    pointer_config,
+    store_files,
+    store_key,
+    version_of,
+)
+from triton_repo.repo.store.manifest import (
+    check_names,
+    read_store_manifest,
+    remove_leftovers,
+    verify_versions,
+    write_store_manifest,
+)
+from triton_repo.repo.writer import StagedModel
+from triton_repo.serve.model_control import ModelControl
+
+POINTER_TRIES = 5
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """An object-storage repository and the servers reading it."""
+
+    url: ObjectStoreUrl
+    profile: str | None = None
+    servers: tuple[str, ...] = ()  # HTTP URLs named on the command line: kept in the manifest
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every load (a restricted model-repository API)
+    local_server: str | None = None  # `triton-repo serve` on this URL, from this work dir (not kept)
+
+    def __str__(self) -> str:
+        return str(self.url)
+
+
+@dataclass
+class Switch:
+    """One model's move from its served state to the next: what to upload, name and later delete."""
+
+    name: str
+    entry: dict  # the new manifest entry
+    old_entry: dict | None
+    old_pointer: bytes | None
+    uploads: dict[str, object] = field(default_factory=dict)  # model-relative key -> local Path
+
+    @property
+    def pointer(self) -> bytes:
+        return pointer_config(self.entry["config"], self.entry["versions"]).encode()
+
+
+def open_store(target: StoreTarget) -> Store:
+    store = Store(target.url, target.profile)
+    store.check_access()
+    return store
+
+
+def servers_of(target: StoreTarget, manifest: dict) -> list[ModelControl]:
+    """The servers named now (else those the manifest remembers), and the local `triton-repo serve`."""
+    urls = list(target.servers or manifest.get("servers", []))
+    if target.local_server and target.local_server not in urls:
+        urls.append(target.local_server)
+    return [ModelControl(url, headers=dict(target.headers)) for url in urls]
+
+
+def publish_to_store(
+    staged: list[StagedModel],
+    target: StoreTarget,
+    tool_versions: dict[str, str],
+    retire: tuple[str, ...] = (),
+    store: Store | None = None,
+) -> Published:
+    """Publish each staged model whose files changed as its next version in the bucket; see the module."""
+    store = store or open_store(target)
+    url = target.url
+    check_names(url, staged)  # before anything is uploaded
+    manifest = read_store_manifest(store) or {"format": MANIFEST_FORMAT, "storage": "s3", "models": {}}
+    models = manifest["models"]
+    remove_leftovers(store, models)
+    switches = [s for s in (_plan(store, model, models.get(model.name)) for model in staged) if s is not None]
+    retired = [name for name in retire if name in models]
+    servers = servers_of(target, manifest)
+    if target.servers:
+        manifest["servers"] = list(target.servers)
+    if not switches and not retired:
+        return Published({}, {}, [], False)
+    for switch in switches:
+        _upload(store, switch)
+    switch_pointers(store, manifest, switches, servers, tool_versions)
+    for name in retired:
+        _retire(store, name, servers)
+        models.pop(name, None)
+    if retired:
+        write_store_manifest(store, manifest)
+    for switch in switches:
+        delete_unreferenced(store, switch.name, switch.entry)
+    return Published(
+        {s.name: s.entry["version"] for s in switches},
+        {s.name: s.entry["versions"] for s in switches},
+        retired,
+        bool(servers),
+    )
+
+
+def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | None:
+    """The model's next state, or None when it equals the newest published version."""
+    staged_files = model.manifest_entry["files"]
+    base = (model.path / CONFIG).read_text()
+    same_config = previous is not None and previous.get("config_files") == config_files(staged_files)
+    if same_config:
+        newest = previous["versions"][-1]
+        published = {k: v for k, v in previous["files"].items() if version_of(k) == newest}
+        if store_files(staged_files, newest) == published:
+            return None
+    existing = {
+        version_of(o.key.removeprefix(store.url.key(model.name) + "/")) for o in _objects(store, model.name)
+    }
+    last = max([previous.get("last_version", 0) if previous else 0, *(v for v in existing if v)])
+    number = last + 1
+    keep = keep_versions(base)
+    kept = previous["versions"][-(keep - 1) :] if same_config and keep > 1 else []
+    if kept:
+        verify_versions(store, model.name, previous, kept)  # a tampered object stops the publish here
+    now = _now()
+    history = previous.get("published", {}) if previous else {}
+    files = {k: v for k, v in previous["files"].items() if version_of(k) in kept} if kept else {}
+    files |= store_files(staged_files, number)
+    entry = {k: v for k, v in model.manifest_entry.items() if k != "files"}
+    entry |= {
+        "version": number,
+        "versions": [*kept, number],
+        "last_version": number,
+        "published_at": now,
+        "published": {**{str(v): history.get(str(v)) for v in kept}, str(number): now},
+        "config": base,
+        "config_files": config_files(staged_files),
+    }
+    if "golden" in entry:
+        entry["golden"] = f"{number}/{entry['golden'].split('/', 1)[1]}"
+    if previous is not None:
+        before = (
+            previous.get("previous")
+            if same_config
+            else {k: v for k, v in previous.items() if k != "previous"}
+        )
+        if before is not None:
+            entry["previous"] = before
+    switch = Switch(model.name, entry, previous, store.read(store.url.key(model.name, CONFIG)))
+    switch.uploads = {
+        store_key(rel, number): model.path / rel for rel in staged_files if store_key(rel, number)
+    }
+    entry["files"] = {CONFIG: hashlib.sha256(switch.pointer).hexdigest(), **dict(sorted(files.items()))}
+    return switch
+
+
+def _objects(store: Store, name: str):
+    return store.list(store.url.key(name) + "/")
+
+
+def _upload(store: Store, switch: Switch) -> None:
+    """Upload the new version (never over an existing key), then read every object back and hash it."""
+    url, name, number = store.url, switch.name, switch.entry["version"]
+    total = sum(path.stat().st_size for path in switch.uploads.values())
+    for relative, path in sorted(switch.uploads.items()):
+        key = url.key(name, relative)
+
+        def progress(done: int, size: int, where: str = f"{name}/{relative}") -> None:
+            info(f"  {where}: {done / 2**20:.1f} of {size / 2**20:.1f} MB")
+
+        store.upload_new(path, key, progress)
+    expected = {k: v for k, v in switch.entry["files"].items() if version_of(k) == number}
+    verify_versions(store, name, {"files": expected}, [number], uploaded=True)
+    info(
+        f"  uploaded {name} version {number}: {len(switch.uploads)} files, {total / 2**20:.1f} MB, read back"
+    )
+
+
+def switch_pointers(
+    store: Store, manifest: dict, switches: list[Switch], servers: list[ModelControl], tools: dict[str, str]
+) -> None:
+    """Pointers, then the manifest, then the servers; all put back at the first refusal."""
+    old_manifest = {**manifest, "models": dict(manifest["models"])}
+    order = sorted(switches, key=lambda s: LOAD_ORDER.get(s.entry.get("kind", "model"), 0))
+    for switch in order:
+        write_pointer(store, switch.name, switch.pointer)
+    for switch in switches:
+        manifest["models"][switch.name] = switch.entry
+    manifest["tools"] = tools
+    write_store_manifest(store, manifest)
+    expected = {s.name: s.entry["versions"] for s in switches}
+    try:
+        load_everywhere(servers, [s.name for s in order], expected)
+    except TritonRepoError as error:
+        switched = getattr(error, "switched", [])
+        _put_back(store, old_manifest, order, switched)
+        manifest.clear()
+        manifest.update(old_manifest)
+        raise type(error)(
+            f"{error}; the pointers and the manifest were put back, the previous versions serve on every "
+            "server, nothing was published"
+        ) from None
+
+
+def _put_back(store: Store, old_manifest: dict, order: list[Switch], switched: list[ModelControl]) -> None:
+    for switch in reversed(order):
+        if switch.old_pointer is not None:
+            write_pointer(store, switch.name, switch.old_pointer)
+        else:  # a new model: take it out whole, so no server ever finds it without its config
+            store.delete([o.key for o in _objects(store, switch.name)])
+    write_store_manifest(store, old_manifest)
+    names = [s.name for s in order if s.old_pointer is not None]
+    for problem in reload_everywhere(switched, names):
+        warn(problem)
+    for server in switched:
+        for switch in order:
+            if switch.old_pointer is None:
+                try:
+                    server.unload(switch.name)
+                except TritonRepoError as error:
+                    warn(str(error))
+
+
+def write_pointer(store: Store, name: str, data: bytes) -> None:
+    """Write config.pbtxt so that its LastModified is later than every other object of the model.
+
+    Triton reloads a model only when the newest LastModified below it grew, and S3 times have one-second
+    resolution: a pointer written in the same second as the version it names would go unnoticed.
+    """
+    key = store.url.key(name, CONFIG)
+    newest = max((o.modified for o in _objects(store, name)), default=None)
+    for _ in range(POINTER_TRIES):
+        store.write(key, data)
+        if newest is None or store.modified(key) > newest:
+            break
+        time.sleep(1.0)
+    else:
+        raise TritonRepoError(
+            f"{store.url.url_of(name, CONFIG)}: its LastModified did not move past the model's other objects "
+            f"after {POINTER_TRIES} writes; check the object store's clock"
+        )
+    if store.read(key) != data:
+        raise TritonRepoError(f"{store.url.url_of(name, CONFIG)}: read back differs from what was written")
+
+
+def _retire(store: Store, name: str, servers: list[ModelControl]) -> None:
+    """A model no longer built: unloaded from the servers, then removed from the bucket."""
+    for server in servers:
+        # not loaded there, or a polling server: it drops the model when its directory goes
+        with contextlib.suppress(TritonRepoError):
+            server.unload(name)
+    store.delete([o.key for o in _objects(store, name)])
+
+
+def delete_unreferenced(store: Store, name: str, entry: dict) -> None:
+    """After the switch: every version neither served nor kept for rollback (older versions, leftovers
+    of an interrupted upload) goes."""
+    keep = set(entry["versions"]) | set((entry.get("previous") or {}).get("versions", []))
+    prefix = store.url.key(name) + "/"
+    stale = [
+        o.key for o in store.list(prefix) if (v := version_of(o.key.removeprefix(prefix))) and v not in keep
+    ]
+    if stale:
+        store.delete(stale)
+
+
+def local_stand_in(repository, work_dir: Path) -> Path:
+    """The local path that holds a repository's lock and staging area: the folder itself, or for object
+    storage one per URL under the work dir."""
+    if isinstance(repository, StoreTarget):
+        return (work_dir / "object-store" / repository.url.label).resolve()
+    return repository
