@@ -36,6 +36,7 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
     from triton_repo.builders.precision.stage import run_precision
     from triton_repo.core.spec import load_spec
     from triton_repo.repo.gpu_writer import stage_gpu_models
+    from triton_repo.repo.staging import StagingRequest
     from triton_repo.repo.writer import served_tolerances
 
     loaded = load_spec(ROOT / "models" / model / "model.yaml")
@@ -47,30 +48,20 @@ def test_zoo_engines_match_golden(model, gpu, pinned_release, work):
         if choice.pair is None:
             continue
         variant = result.variants[choice.pair]
-        trt, _ = stage_gpu_models(
+        request = StagingRequest(
             loaded,
             precision,
             variant.artifact.path,
             variant.sample,
             served_tolerances(loaded, precision),
             work / "staging",
-            release=pinned_release,
-            engine=build_plan(
-                loaded,
-                variant.artifact.path,
-                variant.sample,
-                served_tolerances(loaded, precision),
-                release=pinned_release,
-                gpu=gpu,
-                engines_dir=work / model / "engines" / precision,
-                timing_cache_dir=work / "timing-cache",
-                runtime=artifact_runtime(),
-                run_with=variant.runner,
-            ),
-            graph_dir=work / model / "engines" / precision,
-            runtime=artifact_runtime(),
-            run_with=variant.runner,
+            artifact_runtime(),
+            variant.runner,
+            streams=variant.streams,
         )
+        engines_dir = work / model / "engines" / precision
+        engine = build_plan(request, pinned_release, gpu, engines_dir, work / "timing-cache")
+        trt, _ = stage_gpu_models(request, pinned_release, engine, engines_dir)
         (summary,) = trt.manifest_entry["engines"]
         assert summary["tensorrt_version"] == pinned_release.tensorrt
         assert summary["compute_capability"] == gpu.compute_capability
@@ -150,6 +141,7 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
     from triton_repo.core.golden import load_golden, sample_case
     from triton_repo.core.spec import load_spec
     from triton_repo.repo.gpu_writer import stage_gpu_models
+    from triton_repo.repo.staging import StagingRequest
     from triton_repo.repo.writer import served_tolerances
 
     loaded = load_spec(ROOT / "models" / "minilm" / "model.yaml")
@@ -160,30 +152,20 @@ def test_qad_int8_plan_is_built_checked_and_timed_against_fp16(gpu, pinned_relea
     for precision, pair in (("int8", "int8"), ("fp16", "fp16")):
         variant = result.variants[pair]
         assert variant.passed, variant.verdict
-        trt, _ = stage_gpu_models(
+        request = StagingRequest(
             loaded,
             precision,
             variant.artifact.path,
             variant.sample,
             served_tolerances(loaded, precision),
             work / "staging-qad",
-            release=pinned_release,
-            engine=build_plan(
-                loaded,
-                variant.artifact.path,
-                variant.sample,
-                served_tolerances(loaded, precision),
-                release=pinned_release,
-                gpu=gpu,
-                engines_dir=work / "minilm-qad" / "engines" / precision,
-                timing_cache_dir=work / "timing-cache",
-                runtime=artifact_runtime(),
-                run_with=variant.runner,
-            ),
-            graph_dir=work / "minilm-qad" / "engines" / precision,
-            runtime=artifact_runtime(),
-            run_with=variant.runner,
+            artifact_runtime(),
+            variant.runner,
+            streams=variant.streams,
         )
+        engines_dir = work / "minilm-qad" / "engines" / precision
+        engine = build_plan(request, pinned_release, gpu, engines_dir, work / "timing-cache")
+        trt, _ = stage_gpu_models(request, pinned_release, engine, engines_dir)
         (summary,) = trt.manifest_entry["engines"]
         plans[precision] = trt.path / "1" / summary["plan"]
         manifest = json.loads((work / "minilm-qad" / "engines" / precision / "engine.json").read_text())

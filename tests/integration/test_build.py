@@ -89,6 +89,8 @@ def test_dynamo_exporter_gives_one_self_contained_onnx_that_verifies(tmp_path):
         "golden.npz",
         "model.onnx",
         "model.py",
+        "onnxruntime_cpu.py",
+        "registry.py",
     ]
     assert json.loads((work_dir / "build.json").read_text())["models"][0]["verified_cases"] == 10
 

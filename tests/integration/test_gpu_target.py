@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import run_cli, write_tiny_model
+from tests.integration.conftest import run_cli, tree_hash, write_tiny_model
 from triton_repo.repo.config import parse_config
 from triton_repo.repo.publish import read_manifest, verify_published
 from triton_repo.serve.server import free_ports
@@ -67,3 +67,17 @@ def test_building_for_cpu_into_the_same_repository_retires_the_gpu_models(gpu_bu
     assert sorted(read_manifest(repository)["models"]) == ["tiny_fp32"]
     assert "retired tiny_fp32_onnx" in result.stderr and "retired tiny_fp32_trt" in result.stderr
     assert sorted(p.name for p in repository.iterdir() if p.is_dir()) == ["tiny_fp32"]
+
+
+def test_each_target_keeps_its_own_measurements_in_one_work_dir(gpu_built, tmp_path):
+    """A gpu build into another repository with the same work dir leaves the cpu build's measurements
+    as they were: the next cpu build reuses them and publishes nothing (its report included)."""
+    folder, repository, work_dir, _ = gpu_built
+    assert build_for("cpu", folder, repository, work_dir).returncode == 0  # the cpu repository, settled
+    before = tree_hash(repository)
+    other = build_for("gpu", folder, tmp_path / "gpu_repository", work_dir)
+    assert other.returncode == 0, other.stdout + other.stderr
+    again = build_for("cpu", folder, repository, work_dir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "unchanged" in again.stdout
+    assert tree_hash(repository) == before

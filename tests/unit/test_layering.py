@@ -201,3 +201,120 @@ def test_no_file_of_the_package_is_hidden_by_gitignore():
         ["git", "check-ignore", "--no-index", *files], cwd=ROOT, capture_output=True, text=True
     ).stdout.split()
     assert ignored == []
+
+
+# --- one home per concept ----------------------------------------------------------------------------------
+
+TARGET_HOMES = ("triton_repo.builders.targets", "triton_repo.core.targets")
+MAX_PARAMETERS = 8
+
+
+def _parsed() -> dict[str, ast.Module]:
+    found = {}
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found[name] = ast.parse(path.read_text(), str(path))
+    return found
+
+
+def target_name_branches(tree: ast.AST) -> list[str]:
+    """Comparisons with a target's name ("cpu", "gpu"): a decision that belongs to the Target type."""
+    from triton_repo.core.targets import NAMES
+
+    return [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and any(
+            isinstance(side, ast.Constant) and side.value in NAMES for side in [node.left, *node.comparators]
+        )
+    ]
+
+
+def test_the_target_check_finds_a_branch_on_a_target_name():
+    assert target_name_branches(ast.parse("if target == 'gpu':\n    pass")) == ["target == 'gpu'"]
+    assert target_name_branches(ast.parse("if 'cpu' != entry['target']:\n    pass")) != []
+    assert target_name_branches(ast.parse("if target.local_server_serves:\n    pass")) == []
+
+
+def test_no_module_branches_on_a_target_name_outside_the_targets():
+    broken = {
+        module: found
+        for module, tree in _parsed().items()
+        if not _in(module, *TARGET_HOMES)
+        for found in [target_name_branches(tree)]
+        if found
+    }
+    assert broken == {}, f"branch on the Target (builders/targets.py) instead of its name: {broken}"
+
+
+def parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """What a caller passes: every parameter but a method's self/cls."""
+    args = node.args
+    count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+    count += (args.vararg is not None) + (args.kwarg is not None)
+    first = (args.posonlyargs + args.args)[:1]
+    return count - (1 if first and first[0].arg in ("self", "cls") else 0)
+
+
+def test_the_parameter_count_sees_every_kind_of_parameter():
+    tree = ast.parse("def f(a, /, b, *c, d, **e): pass\nclass K:\n    def m(self, a): pass")
+    counts = [parameters(n) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    assert counts == [5, 1]
+
+
+def test_no_function_of_the_package_takes_more_than_eight_parameters():
+    """Over eight, the arguments are a record (a staging request, an option group), not a list."""
+    long = sorted(
+        f"{module}.{node.name} ({parameters(node)})"
+        for module, tree in _parsed().items()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and parameters(node) > MAX_PARAMETERS
+    )
+    assert long == [], f"functions over {MAX_PARAMETERS} parameters: {long}"
+
+
+# --- one repository protocol ---------------------------------------------------------------------------------
+
+REPOSITORY_KINDS = frozenset({"ObjectStoreUrl", "StoreTarget", "LocalRepository", "StoreRepository"})
+REPOSITORY_HOMES = ("triton_repo.repo", "triton_repo.core.storage")
+
+
+def repository_kind_checks(tree: ast.AST) -> list[str]:
+    """isinstance calls that name a kind of repository: a decision that belongs to the Repository protocol
+    (repo/repository.py), whose two implementations answer it."""
+
+    def named(node: ast.AST) -> set[str]:
+        return {
+            n.id if isinstance(n, ast.Name) else n.attr
+            for n in ast.walk(node)
+            if isinstance(n, ast.Name | ast.Attribute)
+        }
+
+    return [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "isinstance"
+        and len(node.args) == 2
+        and named(node.args[1]) & REPOSITORY_KINDS
+    ]
+
+
+def test_the_repository_check_finds_an_isinstance_on_a_repository_kind():
+    source = "if isinstance(where, ObjectStoreUrl):\n    pass"
+    assert repository_kind_checks(ast.parse(source)) == ["isinstance(where, ObjectStoreUrl)"]
+    assert repository_kind_checks(ast.parse("isinstance(r, Path | publishing.StoreTarget)")) != []
+    assert repository_kind_checks(ast.parse("isinstance(r, (Path, LocalRepository))")) != []
+    assert repository_kind_checks(ast.parse("isinstance(r, Path)")) == []
+
+
+def test_only_the_repository_asks_which_kind_of_repository_it_holds():
+    broken = {}
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found = repository_kind_checks(ast.parse(path.read_text(), str(path)))
+        if found and not _in(module, *REPOSITORY_HOMES):
+            broken[module] = found
+    assert broken == {}, f"ask the Repository (repo/repository.py), not its kind: {broken}"

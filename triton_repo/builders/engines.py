@@ -27,6 +27,7 @@ from triton_repo.core.releases import Release
 from triton_repo.core.spec import LoadedSpec, Tolerance
 from triton_repo.repo.gpu_writer import gpu_graph
 from triton_repo.repo.profiles import Profile, derive_profiles
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.runtimes.isolated import ORT, IsolatedSession, Runner, Runtime
 
 ENGINE_MANIFEST = "engine.json"
@@ -249,22 +250,14 @@ def request_as_dict(request: EngineRequest) -> dict:
 
 
 def build_plan(
-    loaded: LoadedSpec,
-    onnx_path: Path,
-    sample: GoldenCase,
-    tolerances: dict[str, Tolerance],
-    *,
-    release: Release,
-    gpu: GpuStatus,
-    engines_dir: Path,
-    timing_cache_dir: Path,
-    runtime: Runtime,
-    run_with: Runner = ORT,
+    staged: StagingRequest, release: Release, gpu: GpuStatus, engines_dir: Path, timing_cache_dir: Path
 ) -> tuple[Path, dict]:
-    """The TensorRT plan of one precision artifact, built into `engines_dir` (reused when nothing changed)
-    and checked against what the artifact computes at the golden sample and every profile's min/opt/max.
-    `timing_cache_dir` keeps one timing cache per GPU and TensorRT version. Returns the plan and its summary."""
-    onnx_path, view = gpu_graph(loaded, onnx_path, engines_dir)
+    """The TensorRT plan of one precision artifact (the staging request's), built into `engines_dir`
+    (reused when nothing changed) and checked against what the artifact computes, run by the request's
+    runtime and runner, at the golden sample and every profile's min/opt/max. `timing_cache_dir` keeps one
+    timing cache per GPU and TensorRT version. Returns the plan and its summary."""
+    loaded, sample, tolerances = staged.loaded, staged.sample, staged.tolerances
+    onnx_path, view = gpu_graph(loaded, staged.artifact, engines_dir)
     profiles = derive_profiles(loaded.spec)
     request = EngineRequest(
         onnx=onnx_path,
@@ -277,7 +270,7 @@ def build_plan(
         hardware_compatibility_level=loaded.spec.gpu.hardware_compatibility_level,
         gpu=gpu,
     )
-    cases = engine_check_cases(loaded, onnx_path, sample, profiles, runtime, run_with, view)
+    cases = engine_check_cases(loaded, onnx_path, sample, profiles, staged.runtime, staged.runner, view)
     return request.plan, engine_summary(build_engine(request, cases, tolerances))
 
 

@@ -14,14 +14,15 @@ from triton_repo.builders.export import export
 from triton_repo.builders.precision.artifacts import ArtifactBuilder
 from triton_repo.builders.precision.stage import run_precision
 from triton_repo.builders.precision.timing import SPEED_SECONDS
-from triton_repo.builders.report import model_report, publish_report, read_report, served_before, write_report
-from triton_repo.builders.targets import RUNS_DIR, Target
+from triton_repo.builders.report import model_report, read_report, served_before, write_report
+from triton_repo.builders.targets import StageJob, Target
 from triton_repo.builders.verify import verify
 from triton_repo.core.fingerprint import package_version
 from triton_repo.core.golden_streams import sequence_line
 from triton_repo.core.locks import repository_lock
 from triton_repo.core.log import failing_as, info, step, warn
 from triton_repo.core.spec import PRECISIONS, LoadedSpec
+from triton_repo.core.targets import every_variant_name
 from triton_repo.repo.ensemble import (
     EnsembleData,
     choose_variant,
@@ -30,15 +31,9 @@ from triton_repo.repo.ensemble import (
     step_tensors,
     tokenizer_path,
 )
-from triton_repo.repo.publish import ModelControl, Published, publish, read_manifest
-from triton_repo.repo.store.manifest import read_store_manifest
-from triton_repo.repo.store.publishing import (
-    StoreTarget,
-    local_stand_in,
-    open_store,
-    publish_to_store,
-)
-from triton_repo.repo.writer import served_tolerances, staging_root
+from triton_repo.repo.publish import Published
+from triton_repo.repo.repository import Repository
+from triton_repo.repo.writer import staging_root
 from triton_repo.runtimes.isolated import Runtime
 
 
@@ -64,23 +59,20 @@ class BuildResult:
 def build(
     specs: list[LoadedSpec],
     target: Target,
-    repository: Path | StoreTarget,
+    repository: Repository,
     work_dir: Path,
-    control: ModelControl | None,
     runtime: Runtime,
     speed_seconds: float = SPEED_SECONDS,
 ) -> BuildResult:
-    """Build every spec and publish the result into `repository` (loaded by `control`'s server, if any).
+    """Build every spec and publish the result into `repository` (loaded by the servers reading it).
 
-    `repository` is a local folder, or an object-storage repository (StoreTarget: its servers load the
-    new versions; its access is checked before anything is built). Nothing is published unless every
-    model exported and verified; refused variants are left out (and retired if an earlier build
-    published them), and listed in the result.
+    `repository` is a local folder or object storage (repo.repository.open_repository); its access is
+    checked before anything is built. Nothing is published unless every model exported and verified;
+    refused variants are left out (and retired if an earlier build published them), and listed in the
+    result.
     """
-    store = None
-    if isinstance(repository, StoreTarget):
-        store = open_store(repository)  # wrong credentials or a missing bucket fail before any work
-    local = local_stand_in(repository, work_dir)
+    repository.check_access()  # wrong credentials or a missing bucket fail before any work
+    local = repository.stand_in
     staging = staging_root(local)
     # held to the end: the staging area is this build's alone; the quantizers' child processes serve
     # every model (importing ModelOpt or NNCF costs seconds)
@@ -88,7 +80,7 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         rows, staged, reports, refused, pending = [], [], {}, [], []
-        before = read_report(local, store)  # what the last build chose: kept unless beaten beyond the noise
+        before = read_report(repository)  # what the last build chose: kept unless beaten beyond the noise
         try:
             for loaded in specs:
                 name = loaded.spec.name
@@ -109,30 +101,18 @@ def build(
                     result = run_precision(
                         loaded, exported, model_work, runtime, speed_seconds, builder, target.pairs, data
                     )
-                    profile = target.profile
                     pairs_before, ensemble_before = served_before(before, name, target.name)
-                    choices = profile.choose(
-                        loaded.spec.precisions, result.variants, pairs_before, loaded.spec.precision.variants
-                    )
-                    staged += profile.stage(
-                        loaded, result, choices, staging, work_dir, target, refused, pending, runtime
-                    )
-                    reports[name] = model_report(loaded, result, profile, choices)
-                    if loaded.spec.ensemble is not None and profile.no_ensemble:
-                        warn(f"{name}: {profile.no_ensemble}")
+                    choices = target.choose(loaded, result, pairs_before)
+                    job = StageJob(loaded, result, choices, staging, work_dir, runtime)
+                    done = target.stage(job)
+                    staged += done.models
+                    refused += done.refused
+                    pending += done.pending
+                    reports[name] = model_report(loaded, result, target, choices)
+                    if loaded.spec.ensemble is not None and target.no_ensemble:
+                        warn(f"{name}: {target.no_ensemble}")
                     elif loaded.spec.ensemble is not None:
-                        staged += _stage_ensemble(
-                            loaded,
-                            result,
-                            choices,
-                            reports[name],
-                            staged,
-                            staging,
-                            runtime,
-                            work_dir,
-                            data,
-                            ensemble_before,
-                        )
+                        staged += _stage_ensemble(job, reports[name], staged, data, ensemble_before)
                     rows += _rows(name, exported, verified, reports[name], reference)
             staged_names = {model.name for model in staged}
             # Variants refused now, or no longer asked for, must not stay served from an earlier build.
@@ -143,21 +123,10 @@ def build(
                 for model in _model_names(loaded.spec.name)
                 if model not in staged_names
             )
-            if store is not None:
-                with step(f"publish into {repository}"):
-                    published = publish_to_store(
-                        staged, repository, _tool_versions(runtime), retire=retire, store=store
-                    )
-                    publish_report(store, local, reports)
-                served = sorted((read_store_manifest(store) or {"models": {}})["models"])
-            else:
-                where = f" and load into the server at {control.http_url}" if control else ""
-                with step(f"publish into {repository}{where}"):
-                    published = publish(
-                        staged, repository, _tool_versions(runtime), retire=retire, control=control
-                    )
-                    write_report(repository, reports)
-                served = sorted(read_manifest(repository)["models"])
+            with step(repository.publish_step()):
+                published = repository.publish(staged, _tool_versions(runtime), retire)
+                write_report(repository, reports)
+            served = repository.served_models()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     for row in rows:
@@ -167,31 +136,19 @@ def build(
 
 def _model_names(name: str) -> list[str]:
     """Every Triton model a spec can produce, on either target."""
-    variants = [f"{name}_{p}{suffix}" for p in PRECISIONS for suffix in ("", "_trt", "_onnx")]
-    return [*variants, name, f"{name}_preprocess", f"{name}_postprocess"]
+    return [*every_variant_name(name, PRECISIONS), name, f"{name}_preprocess", f"{name}_postprocess"]
 
 
-def _stage_ensemble(
-    loaded,
-    result,
-    choices,
-    report: dict,
-    staged: list,
-    staging: Path,
-    runtime: Runtime,
-    work_dir,
-    data,
-    before: str | None,
-) -> list:
+def _stage_ensemble(job: StageJob, report: dict, staged: list, data: ModelData, before: str | None) -> list:
     """The ensemble `<name>` and its pre-processing step, calling the chosen published variant (`before`:
     the one the last build's ensemble called)."""
+    loaded = job.loaded
     name = loaded.spec.name
     mine = {model.name: model for model in staged if model.source_model == name}
     if not mine:
         return []
     variant, why = choose_variant(loaded, report, list(mine), before)
     precision = mine[variant].precision
-    served = result.variants[choices[precision].pair]
     report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
     post = ""
     if loaded.spec.ensemble.postprocess is not None:  # the raw head decoded into labelled boxes
@@ -199,14 +156,8 @@ def _stage_ensemble(
         post = f", then {name}_postprocess"
     with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why}{post})"):
         return stage_ensemble(
-            loaded,
+            job.request(precision),
             mine[variant].path,
-            served.artifact.path,
-            served_tolerances(loaded, precision),
-            staging,
-            runtime,
-            served.runner,
-            work_dir / RUNS_DIR,
             lambda: EnsembleData(  # what the spec's functions give, remembered: they may import torch
                 data.remember("ensemble.samples", lambda: raw_samples(loaded, step_tensors(loaded)[0])),
                 data.remember_file("ensemble.preprocess.tokenizer", lambda: tokenizer_path(loaded)),

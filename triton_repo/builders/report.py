@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -15,11 +14,10 @@ from triton_repo.builders.precision.results import PrecisionResult, VariantResul
 from triton_repo.builders.precision.timing import NOISE_FLOOR
 from triton_repo.core.log import diagnostic
 from triton_repo.core.spec import LoadedSpec
-from triton_repo.repo.store.client import Store
+from triton_repo.repo.repository import REPORT_MD, Repository, as_repository
 from triton_repo.runtimes.cpu import UNKNOWN_CPU, cpu_facts
 
 REPORT_JSON = "BUILD_REPORT.json"
-REPORT_MD = "BUILD_REPORT.md"
 
 
 def arithmetic(variant: VariantResult) -> str:
@@ -47,7 +45,7 @@ def not_published(choice: Choice, variant: VariantResult) -> str:
 
 def model_report(loaded: LoadedSpec, result: PrecisionResult, target, choices: dict[str, Choice]) -> dict:
     """One model's section: a row per (artifact, runtime) pair, whether (and as what) it is served on
-    `target` (a targets.TargetProfile)."""
+    `target` (a builders.targets.Target)."""
     spec = loaded.spec
     suffix = target.report_suffix
     chosen = {c.pair: precision for precision, c in choices.items() if c.pair and c.published}
@@ -161,13 +159,10 @@ def _choice_entry(choice: Choice, result: PrecisionResult) -> dict:
     return {"pair": choice.pair, "why": why, "published": False}
 
 
-def read_report(repository: Path, store: Store | None = None) -> dict:
+def read_report(repository: Repository | Path) -> dict:
     """The repository's BUILD_REPORT.json as the last build left it ({} when none, or damaged): what
-    it chose, so this build keeps what is within the noise."""
-    if store is not None:
-        raw = store.read(store.url.key(REPORT_JSON))
-    else:
-        raw = (repository / REPORT_JSON).read_bytes() if (repository / REPORT_JSON).is_file() else None
+    it chose, so this build keeps what is within the noise. (A Path: that local folder's.)"""
+    raw = as_repository(repository).read_file(REPORT_JSON)
     try:
         return json.loads(raw) if raw else {}
     except ValueError:  # not JSON, or not text: a damaged report is rewritten from scratch
@@ -184,33 +179,18 @@ def served_before(report: dict, name: str, target: str) -> tuple[dict[str, str],
     return pairs, (model.get("ensemble") or {}).get("variant")
 
 
-def write_report(repository: Path, models: dict[str, dict]) -> Path:
-    """Merge these models into the repository's report (other models' sections are kept) and write both files."""
-    path = repository / REPORT_JSON
-    report = {"format": 1, "models": {}}
-    if path.is_file():
-        with contextlib.suppress(json.JSONDecodeError):  # a damaged report is rewritten from scratch
-            report = json.loads(path.read_text())
+def write_report(repository: Repository, models: dict[str, dict]) -> None:
+    """Merge these models into the repository's report (other models' sections are kept) and write
+    BUILD_REPORT.json and BUILD_REPORT.md at its root."""
+    report = read_report(repository) or {"format": 1, "models": {}}
     report["models"].update(models)
     report["models"] = dict(sorted(report["models"].items()))
-    _write(path, json.dumps(report, indent=2) + "\n")
     markdown = diagnostic(f"{REPORT_MD} tables", lambda: render_markdown(report), default=None)
     if markdown is None:
         markdown = f"# Build report\n\nThis report could not be rendered; {REPORT_JSON} holds every number.\n"
-    _write(repository / REPORT_MD, markdown)
-    return repository / REPORT_MD
-
-
-def publish_report(store: Store, local: Path, reports: dict[str, dict]) -> None:
-    """BUILD_REPORT.md and .json at the repository's root, merged with the report already there."""
-    local.mkdir(parents=True, exist_ok=True)
-    current = store.read(store.url.key(REPORT_JSON))
-    (local / REPORT_JSON).unlink(missing_ok=True)
-    if current is not None:
-        (local / REPORT_JSON).write_bytes(current)
-    write_report(local, reports)
-    for name in (REPORT_JSON, REPORT_MD):
-        store.write(store.url.key(name), (local / name).read_bytes())
+    repository.write_files(
+        {REPORT_JSON: (json.dumps(report, indent=2) + "\n").encode(), REPORT_MD: markdown.encode()}
+    )
 
 
 def render_markdown(report: dict) -> str:
@@ -394,9 +374,3 @@ def _number(value: float | None, spec: str) -> str:
 
 def _by_op(op_types: list[str]) -> str:
     return ", ".join(f"{count} {op}" for op, count in Counter(op_types).most_common())
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from triton_repo.cli.option_groups import port_options
 from triton_repo.cli.options import (
     default_serve_env,
-    port_options,
-    ports_or,
+    host_option,
+    protocol_option,
     repository_option,
+    request_timeout_option,
+    results_option,
     serve_env_option,
     work_dir_option,
 )
@@ -35,7 +36,7 @@ def _numbers(kind: type, label: str):
 
 @click.command()
 @click.argument("models", nargs=-1)
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
+@protocol_option()
 @click.option(
     "--concurrency",
     callback=_numbers(int, "integers"),
@@ -97,25 +98,15 @@ def _numbers(kind: type, label: str):
 @click.option(
     "--warmup", type=click.FloatRange(0), default=1.0, show_default=True, help="Seconds of warm-up."
 )
-@click.option(
-    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
-)
+@request_timeout_option
 @click.option(
     "--floor/--no-floor",
     default=True,
     show_default=True,
     help="Measure the in-process floor (the served ONNX file in the server's ONNX Runtime).",
 )
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path),
-    default=Path("bench/results"),
-    show_default=True,
-    envvar="TRITON_REPO_BENCH_OUTPUT",
-    show_envvar=True,
-    help="Results go to OUTPUT/<date>-<model>/.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
+@results_option("bench/results", "TRITON_REPO_BENCH_OUTPUT")
+@host_option
 @port_options
 @repository_option
 @work_dir_option
@@ -130,9 +121,7 @@ def bench(models, **options) -> None:
     from triton_repo.serve.server import Ports, running_state
 
     state = running_state(options["work_dir"] / "server")
-    ports = ports_or(
-        state.ports if state else Ports(), *(options.pop(f"{k}_port") for k in ("http", "grpc", "metrics"))
-    )
+    ports = options.pop("ports").filled_from(state.ports if state else Ports())
     local = state is not None and state.ports == ports and options["host"] in ("127.0.0.1", "localhost")
     serve_env = options.pop("serve_env") or default_serve_env()
     run_bench(

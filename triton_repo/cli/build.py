@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from triton_repo.cli.option_groups import StoreOptions, TargetChoice, option_group, store_option_group
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
-from triton_repo.cli.store_options import store_options, store_repository_option
+from triton_repo.cli.store_options import store_repository_option
+from triton_repo.core.targets import NAMES as TARGET_NAMES
 
 BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected traceback of the last build
 
@@ -22,27 +24,31 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
     show_default=True,
     help="Where model folders are found when no MODELS are given.",
 )
-@click.option(
-    "--target",
-    type=click.Choice(["auto", "cpu", "gpu"]),
-    default="auto",
-    show_default=True,
-    envvar="TRITON_REPO_TARGET",
-    show_envvar=True,
-    help="cpu: python backend running ONNX Runtime. gpu: <name>_<prec>_trt (TensorRT plans, built only "
-    "where an NVIDIA GPU and TensorRT are) and <name>_<prec>_onnx for the NGC tritonserver. "
-    "auto: gpu when this machine has both, else cpu.",
-)
-@click.option(
-    "--artifacts",
-    type=click.Choice(["served", "all"]),
-    default="served",
-    show_default=True,
-    envvar="TRITON_REPO_ARTIFACTS",
-    show_envvar=True,
-    help="served: build and measure only the (artifact, runtime) pairs the target serves, and the FP32 "
-    "reference (on cpu, TensorRT's fp16, bf16 and int8 graphs are left out; on gpu, the cpu target's "
-    "graphs and runtimes). all: every pair (the report then compares both targets' pairs).",
+@option_group(
+    "targeting",
+    TargetChoice,
+    click.option(
+        "--target",
+        type=click.Choice(["auto", *TARGET_NAMES]),
+        default="auto",
+        show_default=True,
+        envvar="TRITON_REPO_TARGET",
+        show_envvar=True,
+        help="cpu: python backend running ONNX Runtime. gpu: <name>_<prec>_trt (TensorRT plans, built only "
+        "where an NVIDIA GPU and TensorRT are) and <name>_<prec>_onnx for the NGC tritonserver. "
+        "auto: gpu when this machine has both, else cpu.",
+    ),
+    click.option(
+        "--artifacts",
+        type=click.Choice(["served", "all"]),
+        default="served",
+        show_default=True,
+        envvar="TRITON_REPO_ARTIFACTS",
+        show_envvar=True,
+        help="served: build and measure only the (artifact, runtime) pairs the target serves, and the FP32 "
+        "reference (on cpu, TensorRT's fp16, bf16 and int8 graphs are left out; on gpu, the cpu target's "
+        "graphs and runtimes). all: every pair (the report then compares both targets' pairs).",
+    ),
 )
 @click.option(
     "--speed-seconds",
@@ -56,19 +62,16 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
 )
 @store_repository_option
 @work_dir_option
-@store_options
+@store_option_group
 @serve_env_option("The serving environment: its ONNX Runtime runs every built artifact in the checks.")
 def build(
     models: tuple[Path, ...],
     models_dir: Path,
-    target: str,
-    artifacts: str,
+    targeting: TargetChoice,
     speed_seconds: float,
     repository,
     work_dir: Path,
-    aws_profile: str | None,
-    servers: tuple[str, ...],
-    admin_header: str | None,
+    store: StoreOptions,
     serve_env: Path | None,
 ) -> None:
     """Build MODELS (folders holding model.yaml; default: every folder under models/) into the repository.
@@ -94,41 +97,26 @@ def build(
     file, a port), 3 an unexpected failure: one line names the model and step, and the traceback goes
     to <work-dir>/build.log (which records every step of the last build).
     """
-    from triton_repo.builders.engines import gpu_available
     from triton_repo.builders.pipeline import build as run_build
-    from triton_repo.builders.targets import Target
+    from triton_repo.builders.targets import resolve_target
     from triton_repo.cli.build_output import print_result, refusals
-    from triton_repo.cli.store_options import store_target
+    from triton_repo.cli.options import PROJECT_ROOT
+    from triton_repo.cli.store_options import open_from_options
     from triton_repo.core.log import diagnostic, open_log
     from triton_repo.core.spec import discover_specs, load_spec
-    from triton_repo.core.storage import ObjectStoreUrl
-    from triton_repo.serve.model_control import model_control
 
     open_log(work_dir / BUILD_LOG)
-    gpu = gpu_available() if target != "cpu" else None
-    if target == "auto":
-        target = "gpu" if gpu.available else "cpu"
-    release = None
-    if target == "gpu":
-        from triton_repo.cli.options import PROJECT_ROOT
-        from triton_repo.core.releases import read_pinned_release
-
-        release = read_pinned_release(PROJECT_ROOT / ".env")  # a bad pin fails before any work
+    # a bad pin fails before any work
+    chosen = resolve_target(targeting.target, targeting.artifacts, PROJECT_ROOT / ".env")
     runtime = artifact_runtime(serve_env)
     specs = [load_spec(path) for path in list(models) or discover_specs(models_dir)]  # all valid first
     names = [loaded.spec.name for loaded in specs]
     if len(set(names)) != len(names):
         raise click.UsageError(f"a model is named twice: {names}")
-    control = None
-    if isinstance(repository, ObjectStoreUrl):
-        repository = store_target(repository, work_dir, aws_profile, servers, admin_header)
-    else:
-        control = model_control(work_dir / "server", repository)
-    result = run_build(
-        specs, Target(target, release, gpu, artifacts), repository, work_dir, control, runtime, speed_seconds
-    )
+    opened = open_from_options(repository, work_dir, store.aws_profile, store.servers, store.admin_header)
+    result = run_build(specs, chosen, opened, work_dir, runtime, speed_seconds)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(json.dumps(result.to_json(str(repository)), indent=2))
-    diagnostic("the results table", lambda: print_result(result, repository, gpu.reason if gpu else ""), None)
+    diagnostic("the results table", lambda: print_result(result, opened, chosen.note()), None)
     if result.refused:
         raise refusals(result, names)

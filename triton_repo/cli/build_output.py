@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from triton_repo.core.errors import CheckFailed
 from triton_repo.core.log import info, out
 
 
 def print_result(result, repository, gpu_reason: str) -> None:
-    """The table, the publish summary, and for the gpu target what to run on a GPU host."""
+    """The table, the publish summary, and for the gpu target what to run on a GPU host (`repository`:
+    the repo.repository.Repository published into)."""
     _print_table(result.rows, result.target)
-    _print_publish(result.published, "the running server" if isinstance(repository, Path) else "the servers")
+    _print_publish(result.published, repository.loaded_by())
     if result.pending:
         from triton_repo.repo.gpu_writer import GPU_HOST_COMMANDS
 
@@ -20,10 +19,7 @@ def print_result(result, repository, gpu_reason: str) -> None:
             f"without a plan: {', '.join(result.pending)}"
         )
         info(f"On a GPU host, in this checkout: {' && '.join(GPU_HOST_COMMANDS)}")
-    report = (
-        repository / "BUILD_REPORT.md" if isinstance(repository, Path) else f"{repository}/BUILD_REPORT.md"
-    )
-    info(f"repository: {repository}   report: {report}")
+    info(f"repository: {repository}   report: {repository.report_location()}")
     info(f"served models: {', '.join(result.served)}")
 
 

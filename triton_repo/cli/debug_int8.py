@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from triton_repo.builders.precision.kinds import BY_NAME, SEARCHABLE
-from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
+from triton_repo.cli.options import artifact_runtime, model_argument, serve_env_option, work_dir_option
 
 
 @click.command("debug-int8")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument
 @click.option(
     "--artifact",
     type=click.Choice(SEARCHABLE),
@@ -24,6 +24,7 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 )
 @click.option(
     "--apply-plan",
+    "apply_choices",
     is_flag=True,
     help="Keep the nodes the model's precision.yaml names (what the build makes); default: quantize every node.",
 )
@@ -32,7 +33,13 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
 @work_dir_option
 @serve_env_option("The serving environment whose runtime measures the artifact on the eval set.")
 def debug_int8(
-    model: Path, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, serve_env: Path | None
+    model: Path,
+    artifact: str,
+    apply_choices: bool,
+    rows: int,
+    top: int,
+    work_dir: Path,
+    serve_env: Path | None,
 ) -> None:
     """Compare every tensor of the FP32 and quantized graphs of MODEL (a name under models/, or a folder holding model.yaml).
 
@@ -45,10 +52,10 @@ def debug_int8(
 
     loaded = find_model(model)
     with ArtifactBuilder() as builder:
-        _debug(loaded, artifact, apply_plan, rows, top, work_dir, artifact_runtime(serve_env), builder)
+        _debug(loaded, artifact, apply_choices, rows, top, work_dir, artifact_runtime(serve_env), builder)
 
 
-def _debug(loaded, artifact: str, apply_plan: bool, rows: int, top: int, work_dir: Path, runtime, builder):
+def _debug(loaded, artifact: str, apply_choices: bool, rows: int, top: int, work_dir: Path, runtime, builder):
     from triton_repo.builders.precision.debug import isolated_layerwise_errors, write_chart
     from triton_repo.builders.precision.search import eval_feeds
     from triton_repo.builders.precision.workbench import open_workbench
@@ -56,11 +63,11 @@ def _debug(loaded, artifact: str, apply_plan: bool, rows: int, top: int, work_di
 
     name = loaded.spec.name
     bench = open_workbench(loaded, work_dir, artifact, runtime, builder)
-    planned = bench.plan.for_artifact(artifact).node_names
-    kept = planned if apply_plan else ()
-    if planned and not apply_plan:
+    chosen = bench.choices.for_artifact(artifact).node_names
+    kept = chosen if apply_choices else ()
+    if chosen and not apply_choices:
         info(
-            f"{artifact} with every node quantized; --apply-plan keeps the {len(planned)} nodes of precision.yaml"
+            f"{artifact} with every node quantized; --apply-plan keeps the {len(chosen)} nodes of precision.yaml"
         )
     quantized = bench.scratch(artifact, "debug")
     with step(f"{name}: build {artifact} ({len(kept)} nodes kept) and measure it on the eval set"):

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import port_options, ports_or, repository_option, work_dir_option
+from triton_repo.cli.option_groups import GivenPorts, port_options
+from triton_repo.cli.options import (
+    host_option,
+    protocol_option,
+    repository_option,
+    request_timeout_option,
+    work_dir_option,
+)
 
 
 @click.command()
@@ -16,14 +23,10 @@ from triton_repo.cli.options import port_options, ports_or, repository_option, w
     multiple=True,
     help="Triton model to check (repeatable) [default: every model in the manifest]",
 )
-@click.option(
-    "--protocol", type=click.Choice(["grpc", "http"]), default=None, help="Only this protocol [default: both]"
-)
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
+@protocol_option(default=None, help_text="Only this protocol [default: both]")
+@host_option
 @port_options
-@click.option(
-    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
-)
+@request_timeout_option
 @click.option(
     "--last",
     is_flag=True,
@@ -36,9 +39,7 @@ def infer(
     models,
     protocol,
     host,
-    http_port,
-    grpc_port,
-    metrics_port,
+    ports: GivenPorts,
     timeout,
     last,
     repository: Path,
@@ -67,8 +68,8 @@ def infer(
         click.get_current_context().exit(0 if passed else 1)
     state = server.running_state(work_dir / "server")
     running = state.ports if state is not None else server.Ports()
-    ports = ports_or(running, http_port, grpc_port, metrics_port)
-    urls = {"grpc": f"{host}:{ports.grpc}", "http": f"{host}:{ports.http}"}
+    chosen = ports.filled_from(running)
+    urls = {"grpc": f"{host}:{chosen.grpc}", "http": f"{host}:{chosen.http}"}
     checks = []
     for proto in protocols:
         client = TritonClient(proto, urls[proto], timeout)

@@ -1,13 +1,11 @@
-"""Options shared by several commands; each one a deployment sets has an environment variable."""
+"""Options shared by several commands, each declared once; each one a deployment sets has an environment
+variable. Blocks of related options handed to a command as one record: option_groups.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
-
-from triton_repo.serve.server import Ports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,23 +33,34 @@ work_dir_option = _path_option(
 )
 
 
-def port_options(function):
-    """--http-port, --grpc-port, --metrics-port; None when not given (the caller picks the default)."""
-    for label, default in reversed(dataclasses.asdict(Ports()).items()):
-        function = click.option(
-            f"--{label}-port",
-            type=click.IntRange(1, 65535),
-            default=None,
-            envvar=f"TRITON_REPO_{label.upper()}_PORT",
-            show_envvar=True,
-            help=f"{label.upper()} port on 127.0.0.1 [default: the running server's, else {default}]",
-        )(function)
-    return function
+host_option = click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True
+)
 
 
-def ports_or(fallback: Ports, http: int | None, grpc: int | None, metrics: int | None) -> Ports:
-    """The ports given on the command line, the rest from `fallback`."""
-    return Ports(http=http or fallback.http, grpc=grpc or fallback.grpc, metrics=metrics or fallback.metrics)
+def protocol_option(default: str | None = "grpc", help_text: str | None = None):
+    """--protocol: gRPC or HTTP."""
+    return click.option(
+        "--protocol",
+        type=click.Choice(["grpc", "http"]),
+        default=default,
+        show_default=default is not None,
+        help=help_text,
+    )
+
+
+request_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds per request."
+)
+
+
+def results_option(default: str, envvar: str):
+    """--output: where a command's results folders go."""
+    return _path_option("--output", default, envvar, "Results go to OUTPUT/<date>-<model>/.")
+
+
+# MODEL of the precision commands: a name under models/, or a folder holding model.yaml
+model_argument = click.argument("model", type=click.Path(path_type=Path))
 
 
 def default_serve_env() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import click
@@ -18,7 +17,7 @@ from triton_repo.cli.store_options import RepositoryParam, store_options
     "--to",
     "destination",
     required=True,
-    type=RepositoryParam(),
+    type=RepositoryParam(object_store_only=True),
     metavar="s3://...",
     envvar="TRITON_REPO_PUBLISH_TO",
     show_envvar=True,
@@ -47,40 +46,12 @@ def publish(
     nothing is published. Versions beyond triton.keep_versions are deleted after the switch. With no
     MODELS, models the bucket has and the local repository no longer has are retired.
     """
-    from triton_repo.cli.store_options import store_target
-    from triton_repo.core.locks import repository_lock
-    from triton_repo.core.log import step
-    from triton_repo.core.storage import ObjectStoreUrl
-    from triton_repo.repo.publish import read_manifest
-    from triton_repo.repo.store.from_local import stage_from_repository
-    from triton_repo.repo.store.manifest import read_store_manifest, warn_prefix_overlap
-    from triton_repo.repo.store.publishing import local_stand_in, open_store, publish_to_store
-    from triton_repo.repo.writer import staging_root
+    from triton_repo.cli.store_options import store_access
+    from triton_repo.repo.repository import open_object_store
+    from triton_repo.repo.store.from_local import publish_repository
 
-    if not isinstance(destination, ObjectStoreUrl):
-        raise click.BadParameter(f"'{destination}': give an s3:// URL", param_hint="--to")
-    target = store_target(destination, work_dir, aws_profile, servers, admin_header)
-    stand_in = local_stand_in(target, work_dir)
-    staging = staging_root(stand_in)
-    with repository_lock(stand_in):
-        store = open_store(target)  # wrong credentials, a missing bucket: one line, nothing uploaded
-        warn_prefix_overlap(store)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
-            with step(
-                f"verify {repository} against its manifest and stage {', '.join(models) or 'every model'}"
-            ):
-                staged = stage_from_repository(repository, staging, list(models))
-            local = read_manifest(repository)
-            published_models = (read_store_manifest(store) or {"models": {}})["models"]
-            retire = () if models else tuple(sorted(set(published_models) - set(local["models"])))
-            with step(f"publish into {destination}"):
-                published = publish_to_store(
-                    staged, target, local.get("tools", {}), retire=retire, store=store
-                )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    store = open_object_store(destination, work_dir, store_access(aws_profile, servers, admin_header))
+    published = publish_repository(repository, store, list(models))
     _report(published, destination, work_dir)
 
 

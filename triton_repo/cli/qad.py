@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
+from triton_repo.cli.options import artifact_runtime, model_argument, serve_env_option, work_dir_option
 
 
 @click.command("qad")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument
 @click.option(
     "--steps", type=click.IntRange(0), default=None, help="Training steps [default: the spec's, 200]."
 )

@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from triton_repo.builders.precision.kinds import SEARCHABLE
-from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
+from triton_repo.cli.option_groups import SearchLimits, option_group
+from triton_repo.cli.options import artifact_runtime, model_argument, serve_env_option, work_dir_option
 
 
 @click.command("search-precision")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument
 @click.option(
     "--artifact",
     "artifacts",
@@ -19,24 +20,28 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
     multiple=True,
     help="Artifact(s) to search (repeatable). Default: every lower-precision artifact the spec builds.",
 )
-@click.option("--max-trials", default=24, show_default=True, type=click.IntRange(2), help="Per artifact.")
-@click.option(
-    "--max-minutes", default=20.0, show_default=True, type=click.FloatRange(0.5), help="Per artifact."
-)
-@click.option(
-    "--rows",
-    default=16,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Eval rows for the ranking: those the fully lowered variant gets worst by the task metric.",
-)
-@click.option(
-    "--qad-steps",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="When the int8 artifact is distilled (precision.int8.recover: qad): QAD steps per trial; the "
-    "set found is then confirmed with the spec's steps.",
+@option_group(
+    "limits",
+    SearchLimits,
+    click.option("--max-trials", default=24, show_default=True, type=click.IntRange(2), help="Per artifact."),
+    click.option(
+        "--max-minutes", default=20.0, show_default=True, type=click.FloatRange(0.5), help="Per artifact."
+    ),
+    click.option(
+        "--rows",
+        default=16,
+        show_default=True,
+        type=click.IntRange(1, 64),
+        help="Eval rows for the ranking: those the fully lowered variant gets worst by the task metric.",
+    ),
+    click.option(
+        "--qad-steps",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="When the int8 artifact is distilled (precision.int8.recover: qad): QAD steps per trial; the "
+        "set found is then confirmed with the spec's steps.",
+    ),
 )
 @click.option(
     "--margin",
@@ -44,17 +49,15 @@ from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir
     show_default=True,
     type=click.FloatRange(0),
     help="Search as if the budget were this much stricter (0.001: a min cosine budget of 0.99 is searched "
-    "at 0.991), so the plan holds on CPUs whose arithmetic differs a little from this one's.",
+    "at 0.991), so the nodes written to precision.yaml hold on CPUs whose arithmetic differs a little "
+    "from this one's.",
 )
 @work_dir_option
 @serve_env_option("The serving environment whose runtime measures every trial.")
 def search_precision(
     model: Path,
     artifacts: tuple[str, ...],
-    max_trials: int,
-    max_minutes: float,
-    rows: int,
-    qad_steps: int,
+    limits: SearchLimits,
     margin: float,
     work_dir: Path,
     serve_env: Path | None,
@@ -68,7 +71,7 @@ def search_precision(
     """
     from triton_repo.builders.precision.artifacts import ArtifactBuilder
     from triton_repo.builders.precision.kinds import kinds_for
-    from triton_repo.builders.precision.plan_search import search_artifact, with_margin
+    from triton_repo.builders.precision.node_search import NodeSearchRequest, search_artifact, with_margin
     from triton_repo.core.errors import CheckFailed
     from triton_repo.core.log import info, out
     from triton_repo.core.spec import find_model
@@ -81,9 +84,10 @@ def search_precision(
     runtime = artifact_runtime(serve_env)
     with ArtifactBuilder() as builder:
         for kind in kinds:
-            found = search_artifact(
-                loaded, kind, max_trials, max_minutes * 60, rows, work_dir, runtime, builder, qad_steps
+            request = NodeSearchRequest(
+                loaded, kind, limits.max_trials, limits.max_minutes * 60, limits.rows, limits.qad_steps
             )
+            found = search_artifact(request, work_dir, runtime, builder)
             outcome = found.outcome
             _print_trials(name, kind, outcome, out)
             if outcome.found is None:

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import (
-    default_serve_env,
-    port_options,
-    ports_or,
-    serve_env_option,
-    work_dir_option,
-)
+from triton_repo.cli.option_groups import GivenPorts, ServerWaits, option_group, port_options
+from triton_repo.cli.options import default_serve_env, serve_env_option, work_dir_option
 from triton_repo.cli.store_options import aws_profile_option, store_repository_option
+from triton_repo.serve.server import ModelControlMode
 
 
 @click.command()
@@ -23,55 +19,60 @@ from triton_repo.cli.store_options import aws_profile_option, store_repository_o
 @click.option(
     "--detach", is_flag=True, help="Return once the server is ready; stop it with `triton-repo stop`."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(1),
-    default=180.0,
-    show_default=True,
-    help="Seconds to wait for readiness.",
+@option_group(
+    "waits",
+    ServerWaits,
+    click.option(
+        "--timeout",
+        type=click.FloatRange(1),
+        default=180.0,
+        show_default=True,
+        help="Seconds to wait for readiness.",
+    ),
+    click.option(
+        "--exit-timeout",
+        type=click.IntRange(0, 3600),
+        default=30,
+        show_default=True,
+        envvar="TRITON_REPO_EXIT_TIMEOUT",
+        show_envvar=True,
+        help="Seconds tritonserver waits for in-flight requests (and backend instances) when stopped "
+        "(its --exit-timeout-secs; Triton's default 30).",
+    ),
 )
-@click.option(
-    "--exit-timeout",
-    type=click.IntRange(0, 3600),
-    default=30,
-    show_default=True,
-    envvar="TRITON_REPO_EXIT_TIMEOUT",
-    show_envvar=True,
-    help="Seconds tritonserver waits for in-flight requests (and backend instances) when stopped "
-    "(its --exit-timeout-secs; Triton's default 30).",
-)
-@click.option(
-    "--model-control",
-    type=click.Choice(["explicit", "poll"]),
-    default="explicit",
-    show_default=True,
-    envvar="TRITON_REPO_MODEL_CONTROL",
-    show_envvar=True,
-    help="explicit: models load at start and when a publish asks; poll: the server reloads by itself "
-    "when the repository changes (every --poll-seconds).",
-)
-@click.option(
-    "--poll-seconds",
-    type=click.IntRange(1, 3600),
-    default=2,
-    show_default=True,
-    envvar="TRITON_REPO_POLL_SECONDS",
-    show_envvar=True,
-    help="With --model-control poll: tritonserver's --repository-poll-secs.",
+@option_group(
+    "control",
+    ModelControlMode,
+    click.option(
+        "--model-control",
+        "mode",
+        type=click.Choice(["explicit", "poll"]),
+        default="explicit",
+        show_default=True,
+        envvar="TRITON_REPO_MODEL_CONTROL",
+        show_envvar=True,
+        help="explicit: models load at start and when a publish asks; poll: the server reloads by itself "
+        "when the repository changes (every --poll-seconds).",
+    ),
+    click.option(
+        "--poll-seconds",
+        type=click.IntRange(1, 3600),
+        default=2,
+        show_default=True,
+        envvar="TRITON_REPO_POLL_SECONDS",
+        show_envvar=True,
+        help="With --model-control poll: tritonserver's --repository-poll-secs.",
+    ),
 )
 @aws_profile_option
 @serve_env_option("Virtual environment with nvidia-pytriton and the backend's packages.")
 def serve(
     repository,
     work_dir: Path,
-    http_port,
-    grpc_port,
-    metrics_port,
+    ports: GivenPorts,
     detach: bool,
-    timeout: float,
-    exit_timeout: int,
-    model_control: str,
-    poll_seconds: int,
+    waits: ServerWaits,
+    control: ModelControlMode,
     aws_profile: str | None,
     serve_env,
 ) -> None:
@@ -82,28 +83,27 @@ def serve(
     against its manifest.json, and tritonserver reads the bucket with the same credentials, loading the
     models the manifest lists.
     """
+    from triton_repo.cli.store_options import open_from_options
     from triton_repo.core.errors import ServerError
     from triton_repo.core.log import info
-    from triton_repo.repo.serving import start_serving
+    from triton_repo.repo.local_server import start_serving
     from triton_repo.serve import server
 
-    control = server.ModelControlMode(model_control, poll_seconds=poll_seconds)
-    ports = ports_or(server.Ports(), http_port, grpc_port, metrics_port)
+    chosen = ports.filled_from(server.Ports())
     started = start_serving(
-        repository,
+        open_from_options(repository, work_dir, aws_profile),
         work_dir,
-        ports,
+        chosen,
         control,
         serve_env or default_serve_env(),
-        aws_profile,
-        timeout,
-        exit_timeout,
+        waits.timeout,
+        waits.exit_timeout,
     )
     state = started.state
     watchdog = f"; stub watchdog log {_shown(started.watchdog_log)}" if started.watchdog_log else ""
     info(
         f"[green]ready[/green]  HTTP {state.http_url}  gRPC {state.grpc_url}  "
-        f"metrics http://127.0.0.1:{ports.metrics}/metrics  log {_shown(state.log_path)}{watchdog}"
+        f"metrics http://127.0.0.1:{chosen.metrics}/metrics  log {_shown(state.log_path)}{watchdog}"
     )
     if detach:
         info(f"pid {state.pid}; stop it with `triton-repo stop`")
@@ -126,7 +126,7 @@ def serve(
 def stop(work_dir: Path) -> None:
     """Stop the server that `triton-repo serve --detach` started."""
     from triton_repo.core.log import info
-    from triton_repo.repo.serving import stop_serving
+    from triton_repo.repo.local_server import stop_serving
 
     pid = stop_serving(work_dir)
     info(f"stopped tritonserver (pid {pid})" if pid else "no server started by triton-repo is running")

@@ -7,14 +7,19 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import port_options, ports_or, repository_option, work_dir_option
+from triton_repo.cli.option_groups import GivenPorts, SoakLoad, option_group, port_options
+from triton_repo.cli.options import host_option, protocol_option, repository_option, work_dir_option
 
 
 @click.command()
 @click.argument("model", default="digits_fp32")
-@click.option("--minutes", type=click.FloatRange(0.05), default=10.0, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
+@option_group(
+    "load",
+    SoakLoad,
+    click.option("--minutes", type=click.FloatRange(0.05), default=10.0, show_default=True),
+    click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True),
+    protocol_option(),
+)
 @click.option(
     "--max-rss-growth",
     type=click.FloatRange(0),
@@ -22,23 +27,11 @@ from triton_repo.cli.options import port_options, ports_or, repository_option, w
     show_default=True,
     help="MB the local server's resident memory may grow from the end of warm-up to the end.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True)
+@host_option
 @port_options
 @repository_option
 @work_dir_option
-def soak(
-    model,
-    minutes,
-    concurrency,
-    protocol,
-    max_rss_growth,
-    host,
-    http_port,
-    grpc_port,
-    metrics_port,
-    repository,
-    work_dir,
-) -> None:
+def soak(model, load: SoakLoad, max_rss_growth, host, ports: GivenPorts, repository, work_dir) -> None:
     """Keep CONCURRENCY requests in flight to MODEL for MINUTES (after a warm-up of 10% of it, at most 10 s).
 
     Exit 1 if any request failed or the server's memory (tritonserver and its backend stubs, sampled
@@ -68,10 +61,11 @@ def soak(
     variant = variants[0]
     loaded = load_variant_spec(variant)
     sizes = axis_sizes(loaded, 1, {})
+    minutes, concurrency, protocol = load.minutes, load.concurrency, load.protocol
     state = server.running_state(work_dir / "server")
-    ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
-    url = f"{host}:{ports.grpc if protocol == 'grpc' else ports.http}"
-    local = state is not None and state.ports == ports
+    chosen = ports.filled_from(state.ports if state else server.Ports())
+    url = f"{host}:{chosen.grpc if protocol == 'grpc' else chosen.http}"
+    local = state is not None and state.ports == chosen
     if not local:
         warn("the server was not started by `triton-repo serve` here: its memory is not sampled")
     target = Request(

@@ -4,25 +4,35 @@ and the servers a publish loads new versions into."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from triton_repo.repo.repository import Repository, StoreAccess
+
 
 class RepositoryParam(click.ParamType):
-    """A local folder (Path) or object storage (ObjectStoreUrl, checked against Triton's S3 rules)."""
+    """A local folder (Path) or object storage (ObjectStoreUrl, checked against Triton's S3 rules);
+    with `object_store_only`, an s3:// URL only."""
 
     name = "DIR|s3://..."
 
+    def __init__(self, object_store_only: bool = False) -> None:
+        self.object_store_only = object_store_only
+
     def convert(self, value, param, ctx):
         from triton_repo.core.errors import TritonRepoError
-        from triton_repo.core.storage import ObjectStoreUrl, parse_repository
+        from triton_repo.core.storage import is_object_store, parse_repository
 
-        if isinstance(value, Path | ObjectStoreUrl):
-            return value
         try:
-            return parse_repository(value)
+            parsed = parse_repository(str(value))  # a default, or a value parsed already, parses the same
         except TritonRepoError as error:
             self.fail(str(error), param, ctx)
+        if self.object_store_only and not is_object_store(str(value)):
+            hint = param.opts[0] if param is not None and param.opts else None
+            raise click.BadParameter(f"'{parsed}': give an s3:// URL", param_hint=hint)
+        return parsed
 
 
 store_repository_option = click.option(
@@ -71,12 +81,9 @@ def store_options(function):
     return aws_profile_option(function)
 
 
-def store_target(
-    url, work_dir: Path, aws_profile: str | None, servers: tuple[str, ...], admin_header: str | None
-):
-    """The StoreTarget for publishing into `url`: named servers, the local `triton-repo serve` on it."""
-    from triton_repo.repo.store.publishing import StoreTarget
-    from triton_repo.serve.model_control import model_control
+def store_access(aws_profile: str | None, servers: tuple[str, ...], admin_header: str | None) -> StoreAccess:
+    """The object store's credentials, the servers a publish loads into and their header, checked."""
+    from triton_repo.repo.repository import StoreAccess
 
     for server in servers:
         if not server.startswith(("http://", "https://")):
@@ -91,7 +98,18 @@ def store_target(
                 "use NAME=VALUE, e.g. triton-admin-key=$KEY", param_hint="--admin-header"
             )
         headers = ((name.strip(), value),)
-    local = model_control(work_dir / "server", url)
-    return StoreTarget(
-        url, aws_profile, tuple(s.rstrip("/") for s in servers), headers, local.http_url if local else None
-    )
+    return StoreAccess(aws_profile, servers, headers)
+
+
+def open_from_options(
+    repository,
+    work_dir: Path,
+    aws_profile: str | None = None,
+    servers: tuple[str, ...] = (),
+    admin_header: str | None = None,
+) -> Repository:
+    """The repository --repository names, opened; --server and --admin-header are checked only for
+    object storage, the only kind that uses them."""
+    from triton_repo.repo.repository import open_repository
+
+    return open_repository(repository, work_dir, lambda: store_access(aws_profile, servers, admin_header))

@@ -8,93 +8,86 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.options import port_options, ports_or, repository_option, work_dir_option
+from triton_repo.cli.option_groups import GivenPorts, TuneSearch, option_group, port_options
+from triton_repo.cli.options import protocol_option, repository_option, results_option, work_dir_option
 
 
 @click.command()
 @click.argument("model")
-@click.option(
-    "--slo-p99",
-    "slo_p99_ms",
-    type=click.FloatRange(min=0, min_open=True),
-    default=100.0,
-    show_default=True,
-    help="Latency SLO: p99 in milliseconds.",
+@option_group(
+    "settings",
+    TuneSearch,
+    click.option(
+        "--slo-p99",
+        "slo_p99_ms",
+        type=click.FloatRange(min=0, min_open=True),
+        default=100.0,
+        show_default=True,
+        help="Latency SLO: p99 in milliseconds.",
+    ),
+    click.option(
+        "--objective",
+        type=click.Choice(["throughput", "latency"]),
+        default="throughput",
+        show_default=True,
+        help="throughput: the most inferences/s with p99 within the SLO; latency: the lowest p99 of one client.",
+    ),
+    protocol_option(),
+    click.option(
+        "--search",
+        type=click.Choice(["quick", "exhaustive"]),
+        default="quick",
+        show_default=True,
+        help="quick: coordinate ascent with short windows, full windows for the best few; exhaustive: every candidate with full windows.",
+    ),
+    click.option(
+        "--max-minutes",
+        type=click.FloatRange(min=0, min_open=True),
+        default=20.0,
+        show_default=True,
+        envvar="TRITON_REPO_TUNE_MINUTES",
+        show_envvar=True,
+        help="Stop searching after this long (the candidates measured so far are reported).",
+    ),
+    click.option(
+        "--min-accuracy",
+        type=float,
+        default=None,
+        help="A stricter budget in the spec's metric (cosine or agreement at least, or top-1 drop at most); default: every published variant.",
+    ),
+    click.option(
+        "--max-concurrency",
+        type=click.IntRange(1, 256),
+        default=32,
+        show_default=True,
+        help="The most clients tried per candidate.",
+    ),
+    click.option(
+        "--cores",
+        type=click.IntRange(1),
+        default=None,
+        help="Cores the threads of all instances may use [default: this machine's].",
+    ),
+    click.option("--oversubscribe", is_flag=True, help="Also try more threads in total than cores."),
 )
-@click.option(
-    "--objective",
-    type=click.Choice(["throughput", "latency"]),
-    default="throughput",
-    show_default=True,
-    help="throughput: the most inferences/s with p99 within the SLO; latency: the lowest p99 of one client.",
-)
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
-@click.option(
-    "--search",
-    type=click.Choice(["quick", "exhaustive"]),
-    default="quick",
-    show_default=True,
-    help="quick: coordinate ascent with short windows, full windows for the best few; exhaustive: every candidate with full windows.",
-)
-@click.option(
-    "--max-minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
-    show_default=True,
-    envvar="TRITON_REPO_TUNE_MINUTES",
-    show_envvar=True,
-    help="Stop searching after this long (the candidates measured so far are reported).",
-)
-@click.option(
-    "--min-accuracy",
-    type=float,
-    default=None,
-    help="A stricter budget in the spec's metric (cosine or agreement at least, or top-1 drop at most); default: every published variant.",
-)
-@click.option(
-    "--max-concurrency",
-    type=click.IntRange(1, 256),
-    default=32,
-    show_default=True,
-    help="The most clients tried per candidate.",
-)
-@click.option(
-    "--cores",
-    type=click.IntRange(1),
-    default=None,
-    help="Cores the threads of all instances may use [default: this machine's].",
-)
-@click.option("--oversubscribe", is_flag=True, help="Also try more threads in total than cores.")
 @click.option(
     "--apply",
     "apply_",
     is_flag=True,
     help="Write the winner to models/<name>/tuning.yaml; the next build publishes it.",
 )
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path),
-    default=Path("tune/results"),
-    show_default=True,
-    envvar="TRITON_REPO_TUNE_OUTPUT",
-    show_envvar=True,
-    help="Results go to OUTPUT/<date>-<model>/.",
-)
+@results_option("tune/results", "TRITON_REPO_TUNE_OUTPUT")
 @port_options
 @repository_option
 @work_dir_option
 def tune(
     model: str,
-    slo_p99_ms: float,
+    settings: TuneSearch,
     apply_: bool,
     output: Path,
+    ports: GivenPorts,
     repository: Path,
     work_dir: Path,
-    cores,
-    http_port,
-    grpc_port,
-    metrics_port,
-    **options,
 ) -> None:
     """Find the best served configuration of MODEL (a source model) on the running `triton-repo serve`.
 
@@ -112,20 +105,20 @@ def tune(
     from triton_repo.serve import server
 
     state = server.running_state(work_dir / "server")
-    ports = ports_or(state.ports if state else server.Ports(), http_port, grpc_port, metrics_port)
-    control = running_server(ports)
-    settings = TuneOptions(
+    chosen = ports.filled_from(state.ports if state else server.Ports())
+    control = running_server(chosen)
+    recorded = settings.recorded()
+    slo_p99_ms = settings.slo_p99_ms
+    options = TuneOptions(
         model=model,
         repository=repository,
-        urls={"grpc": f"127.0.0.1:{ports.grpc}", "http": f"127.0.0.1:{ports.http}"},
-        slo_p99_ms=slo_p99_ms,
-        cores=cores or os.cpu_count() or 1,
-        server_pid=state.pid if state and state.ports == ports else None,
-        **options,
+        urls={"grpc": f"127.0.0.1:{chosen.grpc}", "http": f"127.0.0.1:{chosen.http}"},
+        cores=settings.cores or os.cpu_count() or 1,
+        server_pid=state.pid if state and state.ports == chosen else None,
+        **recorded,
     )
-    result = run_tune(settings, control)
+    result = run_tune(options, control)
     print_result(result, out, slo_p99_ms)
-    recorded = {"slo_p99_ms": slo_p99_ms, **{k: v for k, v in options.items()}}
     folder = write_results(result, recorded, output / f"{time.strftime('%Y-%m-%d-%H%M%S')}-{model}")
     info(f"results: {folder}/ (results.json, candidates.csv, pareto.png)")
     if result.interrupted:

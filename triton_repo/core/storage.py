@@ -49,14 +49,15 @@ class ObjectStoreUrl:
         return re.sub(r"[^0-9a-zA-Z.\-_]+", "_", text).strip("_")
 
 
-Repository = Path | ObjectStoreUrl
+# Where a repository is, as the user named it (repo.repository.open_repository opens one from it).
+Location = Path | ObjectStoreUrl
 
 
 def is_object_store(value: str) -> bool:
     return value.startswith(("s3://", *OTHER_STORES))
 
 
-def parse_repository(value: str | Path) -> Repository:
+def parse_repository(value: str | Path) -> Location:
     """A local folder as a Path; `s3://...` as an ObjectStoreUrl (checked against Triton's rules)."""
     text = str(value)
     if not is_object_store(text):
@@ -119,6 +120,7 @@ def check_relative_path(url: ObjectStoreUrl, model: str, relative: str) -> None:
         check_part(part, f"{url.url_of(model, relative)}: the part '{part}'")
 
 
-def repository_id(repository: Repository) -> str:
-    """How a server's state names its repository: the resolved folder, or the URL."""
+def repository_id(repository: Location) -> str:
+    """How a server's state and Triton's --model-repository name a repository: the resolved folder, or
+    the URL."""
     return str(repository) if isinstance(repository, ObjectStoreUrl) else str(repository.resolve())

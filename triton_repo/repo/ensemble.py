@@ -33,8 +33,8 @@ from triton_repo.core.spec import (
 )
 from triton_repo.repo import postprocess
 from triton_repo.repo.config import labels_files, new_config, parse_config, to_text, write_labels
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, new_model_dir
-from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 from triton_repo.runtimes.run_cache import run_once
 
 GOLDEN_FILE = "golden.npz"
@@ -211,22 +211,16 @@ def raw_samples(loaded: LoadedSpec, raw: Tensor) -> np.ndarray:
 
 
 def stage_ensemble(
-    loaded: LoadedSpec,
-    variant_dir: Path,
-    variant_onnx: Path,
-    tolerances: dict[str, Tolerance],
-    staging: Path,
-    runtime: Runtime,
-    runner: Runner = ORT,
-    cache: Path | None = None,
-    given: Callable[[], EnsembleData] | None = None,
+    request: StagingRequest, variant_dir: Path, given: Callable[[], EnsembleData] | None = None
 ) -> list[StagedModel]:
-    """`<name>_preprocess` and the ensemble `<name>` in the staging area; the golden data is the variant's
-    ONNX file run by `runtime` with `runner` (a worker process, as the variant is served; remembered in
-    `cache`) on the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once
-    the ensemble is known to fit the variant)."""
+    """`<name>_preprocess` and the ensemble `<name>` in the staging area, calling the staged variant in
+    `variant_dir` (whose ONNX file is the request's artifact); the golden data is that file run by the
+    request's runtime and runner (a worker process, as the variant is served; remembered in its runs) on
+    the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once the ensemble
+    is known to fit the variant)."""
     from triton_repo.repo.templates import preprocessing
 
+    loaded, staging, tolerances = request.loaded, request.staging, request.tolerances
     spec = loaded.spec
     variant = parse_config(variant_dir / "config.pbtxt")
     raw, produced = step_tensors(loaded)
@@ -267,7 +261,8 @@ def stage_ensemble(
     feed = preprocessing.run(step, samples)
     geometry = feed.pop(LETTERBOX, None)
     names = [o.name for o in variant.output]
-    outputs = run_once(runtime, variant_onnx, feed, names, spec.triton.intra_op_threads, runner, cache)
+    threads = spec.triton.intra_op_threads
+    outputs = run_once(request.runtime, request.artifact, feed, names, threads, request.runner, request.runs)
     if post_config is not None:
         postprocess.labels_fit(loaded, outputs)
         outputs = postprocess.run_step(loaded, outputs, geometry)

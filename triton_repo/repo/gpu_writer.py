@@ -21,7 +21,8 @@ from triton_repo.core.golden import GoldenCase, save_golden
 from triton_repo.core.golden_streams import SEQUENCE_FILE, initial_states, load_streams, run_streams
 from triton_repo.core.references import inputs_at
 from triton_repo.core.releases import Release
-from triton_repo.core.spec import LoadedSpec, Tolerance
+from triton_repo.core.spec import LoadedSpec
+from triton_repo.core.targets import GPU, variant_names
 from triton_repo.repo.config import (
     WARMUP_DIR,
     parse_config,
@@ -40,6 +41,7 @@ from triton_repo.repo.gpu_config import (
 )
 from triton_repo.repo.profiles import derive_profiles
 from triton_repo.repo.scalars import adapt_graph, backend_view, has_scalars
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.states import adapt_states, moved_states, state_view
 from triton_repo.repo.writer import (
     GOLDEN_FILE,
@@ -50,7 +52,7 @@ from triton_repo.repo.writer import (
     new_model_dir,
     validate_staged,
 )
-from triton_repo.runtimes.isolated import ORT, Runner, Runtime
+from triton_repo.runtimes.isolated import Runner, Runtime
 
 # What to run on a GPU host to build the plans and serve them (printed by `build --target gpu` without a GPU).
 GPU_HOST_COMMANDS = ("make engines", "make serve-gpu")
@@ -81,55 +83,28 @@ def gpu_graph(loaded: LoadedSpec, onnx_path: Path, work_dir: Path) -> tuple[Path
 
 
 def stage_gpu_models(
-    loaded: LoadedSpec,
-    precision: str,
-    onnx_path: Path,
-    sample: GoldenCase,
-    tolerances: dict[str, Tolerance],
-    staging: Path,
-    *,
-    release: Release,
-    engine: tuple[Path, dict] | None,
-    graph_dir: Path,
-    runtime: Runtime,
-    run_with: Runner = ORT,
-    runs: Path | None = None,
-    streams: Path | None = None,
+    request: StagingRequest, release: Release, engine: tuple[Path, dict] | None, graph_dir: Path
 ) -> list[StagedModel]:
-    """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (`onnx_path`).
+    """`<name>_<prec>_trt` and `<name>_<prec>_onnx` for one precision artifact (the request's).
 
-    `sample` holds the golden inputs and the outputs this artifact must produce; `tolerances` the per-output
-    limits. `graph_dir` takes the adapted graph of a model with scalar inputs (gpu_graph). `engine` is the plan the engines stage built and checked (its path and summary), or None
-    without a GPU: the `_trt` model is then staged with its config and marked pending. `runtime` runs the
-    ONNX artifact (in a worker process, with `run_with`: OpenVINO for a BF16 graph, which ONNX Runtime's
-    CPU cannot run) for the staged check, whose outputs `runs` keeps (run_cache.run_once).
+    `graph_dir` takes the adapted graph of a model with scalar inputs (gpu_graph). `engine` is the plan the
+    engines stage built and checked (its path and summary), or None without a GPU: the `_trt` model is then
+    staged with its config and marked pending. The `_onnx` model's graph is run by the request's runtime
+    and runner (OpenVINO for a BF16 graph, which ONNX Runtime's CPU cannot run) for the staged check.
     """
+    loaded = request.loaded
     # a stateful model: what this artifact answers on the golden streams (default: the golden ones)
-    streams = streams or onnx_path.parent / SEQUENCE_FILE
-    onnx_path, view = gpu_graph(loaded, onnx_path, graph_dir)
+    streams = request.streams or request.artifact.parent / SEQUENCE_FILE
+    graph, view = gpu_graph(loaded, request.artifact, graph_dir)
     profiles = derive_profiles(loaded.spec)
     # no warmup for a stateful model: a warmup request carries no sequence, so no state to run with
     warmup = [] if loaded.spec.sequence is not None else warmup_points(loaded, profiles)
-    trt = _stage_trt(loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine)
+    trt = _stage_trt(request, profiles, warmup, release, engine)
+    onnx = _stage_onnx(request, (graph, view), profiles, warmup, release)
     if loaded.spec.sequence is not None:
-        trt = _with_streams(loaded, trt, streams, tolerances)
-    onnx = _stage_onnx(
-        loaded,
-        precision,
-        onnx_path,
-        sample,
-        tolerances,
-        staging,
-        profiles,
-        warmup,
-        release,
-        runtime,
-        run_with,
-        view,
-        runs,
-    )
-    if loaded.spec.sequence is not None:
-        onnx = _with_streams(loaded, onnx, streams, tolerances, (onnx_path, view, runtime, run_with))
+        trt = _with_streams(loaded, trt, streams, request.tolerances)
+        check = (graph, view, request.runtime, request.runner)
+        onnx = _with_streams(loaded, onnx, streams, request.tolerances, check)
     return [trt, onnx]
 
 
@@ -203,14 +178,15 @@ def _write_warmup(loaded: LoadedSpec, model_dir: Path, sample: GoldenCase, warmu
             (model_dir / WARMUP_DIR / point.files[tensor.name]).write_bytes(row.tobytes())
 
 
-def _entry(loaded, precision, model_dir, tolerances, release, **extra) -> dict:
+def _entry(request: StagingRequest, model_dir: Path, release: Release, **extra) -> dict:
+    loaded, tolerances = request.loaded, request.tolerances
     labels = write_labels(loaded, model_dir)
     if labels:
         extra["labels"] = labels
     return {
         "source_model": loaded.spec.name,
-        "precision": precision,
-        "target": "gpu",
+        "precision": request.precision,
+        "target": GPU,
         "release": release.name,
         "spec": str(loaded.path),
         "version": int(VERSION),
@@ -221,11 +197,10 @@ def _entry(loaded, precision, model_dir, tolerances, release, **extra) -> dict:
     }
 
 
-def _stage_trt(
-    loaded, precision, sample, tolerances, staging, profiles, warmup, release, engine
-) -> StagedModel:
-    name = f"{loaded.spec.name}_{precision}_trt"
-    model_dir = new_model_dir(staging, name)
+def _stage_trt(request: StagingRequest, profiles, warmup, release, engine) -> StagedModel:
+    loaded, sample = request.loaded, request.sample
+    name = variant_names(loaded.spec.name, request.precision, GPU)[0]  # <name>_<prec>_trt
+    model_dir = new_model_dir(request.staging, name)
     _write_warmup(loaded, model_dir, sample, warmup)
     save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
     plans, engines = {}, []
@@ -240,35 +215,24 @@ def _stage_trt(
         raise TritonRepoError(f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)")
     check_warmup_files(loaded, model_dir, config)
     preflight(config, [p.to_json() for p in profiles], engines, release, loaded.spec.batched)
-    entry = _entry(
-        loaded, precision, model_dir, tolerances, release, engines=engines, engine_pending=not engines
-    )
-    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
+    entry = _entry(request, model_dir, release, engines=engines, engine_pending=not engines)
+    return StagedModel(name, loaded.spec.name, request.precision, model_dir, entry)
 
 
-def _stage_onnx(
-    loaded,
-    precision,
-    onnx_path,
-    sample,
-    tolerances,
-    staging,
-    profiles,
-    warmup,
-    release,
-    runtime,
-    run_with,
-    view,
-    runs,
-) -> StagedModel:
-    name = f"{loaded.spec.name}_{precision}_onnx"
-    model_dir = new_model_dir(staging, name)
-    shutil.copyfile(onnx_path, model_dir / VERSION / ONNX_FILE)
+def _stage_onnx(request: StagingRequest, served: tuple[Path, Callable | None], profiles, warmup, release):
+    """`served`: the graph Triton's ONNX Runtime backend runs and the view of a golden case it takes."""
+    loaded, sample = request.loaded, request.sample
+    graph, view = served
+    name = variant_names(loaded.spec.name, request.precision, GPU)[1]  # <name>_<prec>_onnx
+    model_dir = new_model_dir(request.staging, name)
+    shutil.copyfile(graph, model_dir / VERSION / ONNX_FILE)
     save_golden([sample], model_dir / VERSION / GOLDEN_FILE)
     _write_warmup(loaded, model_dir, sample, warmup)
-    config = onnx_gpu_model_config(loaded, name, precision, profiles, warmup)
+    config = onnx_gpu_model_config(loaded, name, request.precision, profiles, warmup)
     (model_dir / "config.pbtxt").write_text(to_text(config))
     # round trip, warmup, golden (through the scalar adapter's view, if any)
-    validate_staged(loaded, model_dir, config, tolerances, runtime, run_with, view, cache=runs)
-    entry = _entry(loaded, precision, model_dir, tolerances, release)
-    return StagedModel(name, loaded.spec.name, precision, model_dir, entry)
+    validate_staged(
+        loaded, model_dir, config, request.tolerances, request.runtime, request.runner, view, request.runs
+    )
+    entry = _entry(request, model_dir, release)
+    return StagedModel(name, loaded.spec.name, request.precision, model_dir, entry)

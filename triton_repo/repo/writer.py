@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,10 @@ import numpy as np
 from triton_repo.core.compare import compare
 from triton_repo.core.errors import CheckFailed, TritonRepoError
 from triton_repo.core.fingerprint import sha256_file
-from triton_repo.core.golden import GoldenCase, load_golden, sample_case, save_golden
+from triton_repo.core.golden import load_golden, sample_case, save_golden
 from triton_repo.core.golden_streams import SEQUENCE_FILE, initial_states, load_streams
 from triton_repo.core.spec import LoadedSpec, Tolerance
+from triton_repo.core.targets import CPU, variant_names
 from triton_repo.repo.config import (
     ONNX_FILE,
     WARMUP_DIR,
@@ -30,6 +30,8 @@ from triton_repo.repo.config import (
     warmup_rows,
     write_labels,
 )
+from triton_repo.repo.python_model import write_python_model
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.runtimes.isolated import ORT, Runner, Runtime
 from triton_repo.runtimes.run_cache import run_once
 
@@ -53,33 +55,26 @@ def staging_root(repository: Path) -> Path:
     return repository.resolve().parent / f".{repository.resolve().name}.staging"
 
 
-def stage_cpu_model(
-    loaded: LoadedSpec,
-    precision: str,
-    onnx_path: Path,
-    sample: GoldenCase,
-    tolerances: dict[str, Tolerance],
-    staging: Path,
-    runtime: Runtime,
-    runner: Runner = ORT,
-    cache: Path | None = None,
-    streams: Path | None = None,
-) -> StagedModel:
+def stage_cpu_model(request: StagingRequest) -> StagedModel:
     """<name>_<precision>: config.pbtxt, 1/model.onnx, 1/model.py (shared template), 1/golden.npz, warmup/
-    (and a stateful model's streams, `streams`: what this artifact answers on the golden streams).
+    (and a stateful model's streams: what this artifact answers on the golden streams).
 
-    `sample` holds the golden inputs and the outputs this artifact must produce when served; `tolerances`
-    are the per-output limits `triton-repo infer` checks them with; `runtime` runs the staged ONNX file
-    on the golden sample (in a worker process: a crash refuses the variant, see ArtifactRunFailed) with
-    `runner`, the way the served model runs it; `cache` keeps that run's outputs (run_cache.run_once).
+    The staged ONNX file is run on the golden sample by the request's runtime and runner, the way the
+    served model runs it, and must give the sample's outputs within the request's tolerances.
     """
+    loaded, precision, tolerances, runner = (
+        request.loaded,
+        request.precision,
+        request.tolerances,
+        request.runner,
+    )
+    onnx_path, sample, streams = request.artifact, request.sample, request.streams
     spec = loaded.spec
-    name = f"{spec.name}_{precision}"
-    model_dir = new_model_dir(staging, name)
+    (name,) = variant_names(spec.name, precision, CPU)
+    model_dir = new_model_dir(request.staging, name)
     version_dir = model_dir / VERSION
     shutil.copyfile(onnx_path, version_dir / ONNX_FILE)
-    template = resources.files("triton_repo.repo") / "templates" / "onnx_model.py"
-    (version_dir / "model.py").write_text(template.read_text())
+    write_python_model(version_dir, runner.runtime)  # model.py and the runtime modules it imports
     save_golden([sample], version_dir / GOLDEN_FILE)  # what `triton-repo infer` sends and expects
     sequence = stage_streams(loaded, streams or onnx_path.parent / SEQUENCE_FILE, version_dir)
     rows = warmup_rows(loaded, sample.inputs)
@@ -89,7 +84,7 @@ def stage_cpu_model(
     config = cpu_model_config(loaded, name, rows, runner.parameters)
     labels = write_labels(loaded, model_dir)
     (model_dir / "config.pbtxt").write_text(to_text(config))
-    validate_staged(loaded, model_dir, config, tolerances, runtime, runner, cache=cache)
+    validate_staged(loaded, model_dir, config, tolerances, request.runtime, runner, cache=request.runs)
     entry = {
         "source_model": spec.name,
         "precision": precision,

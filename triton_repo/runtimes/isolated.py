@@ -21,6 +21,7 @@ import numpy as np
 
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.runtimes import protocol
+from triton_repo.runtimes.registry import RUNTIMES
 
 WORKER = Path(__file__).with_name("worker.py")
 
@@ -49,7 +50,7 @@ class Runner:
     @property
     def runtime_name(self) -> str:
         """ONNX Runtime or OpenVINO: how people call the runtime."""
-        return _RUNTIME_NAMES[self.runtime]
+        return RUNTIMES[self.runtime].label
 
     @property
     def parameters(self) -> dict[str, str]:
@@ -60,11 +61,13 @@ class Runner:
         }
 
 
-ORT = Runner("ort", "onnxruntime")
-OV_F32 = Runner("ov-f32", "openvino", "f32")
-OV_BF16 = Runner("ov-bf16", "openvino", "bf16")
-RUNNERS = {runner.name: runner for runner in (ORT, OV_F32, OV_BF16)}
-_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+# Every runtime's runners, as registry.RUNTIMES lists them; the ones the precision kinds name are below.
+RUNNERS = {
+    name: Runner(name, entry.name, precision)
+    for entry in RUNTIMES.values()
+    for name, precision in entry.runners
+}
+ORT, OV_F32, OV_BF16 = RUNNERS["ort"], RUNNERS["ov-f32"], RUNNERS["ov-bf16"]
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,29 @@
-"""ONNX Runtime on the CPU execution provider: the sessions every stage opens in-process (cpu_session),
-and the loader and runner the artifact worker uses (open_session), configured as the python backend
-template configures the served model."""
+"""ONNX Runtime on the CPU execution provider: the loader and runner (interface.CpuRuntime) for the served
+model (`load`) and for the build's artifact worker (`load_measured`), and the in-process sessions every
+build stage opens (`cpu_session`).
+
+One source for both sides: this file is copied into every version folder served with ONNX Runtime and
+imported there by the python backend template, so it needs only numpy and onnxruntime (imported when a
+session opens); what only the build needs comes from its package when the build asks for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def cpu_session(model: Path | bytes, threads: int = 0):
-    """A CPU InferenceSession for an ONNX file or serialized model; `threads` 0 lets ONNX Runtime choose.
+def cpu_session(model: Path | str | bytes, threads: int = 0, quiet: bool = True):
+    """A CPU InferenceSession for an ONNX file or serialized model; `threads` 0 lets ONNX Runtime choose,
+    one inter-op thread (Triton runs a model's instances side by side, not its operators).
 
-    Warnings are silenced (log severity ERROR): ONNX Runtime prints one per unused initializer.
+    `quiet` silences warnings (log severity ERROR): ONNX Runtime prints one per unused initializer. The
+    served model keeps ONNX Runtime's default, so the server log shows them.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
+    if quiet:
+        options.log_severity_level = 4  # errors come back as exceptions; their log lines only repeat them
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     source = model if isinstance(model, bytes) else str(model)
@@ -23,20 +31,29 @@ def cpu_session(model: Path | bytes, threads: int = 0):
 
 
 class OrtSession:
-    """An artifact in ONNX Runtime, with the worker's session interface (run, input_names, output_names)."""
+    """The runner: an InferenceSession with the interface's input_names, output_names and run."""
 
-    def __init__(self, path: str, threads: int) -> None:
-        self.session = cpu_session(measured_graph(path), threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+    def __init__(self, session) -> None:
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
 
     def run(self, names, feed):
         return self.session.run(names, feed)
 
 
-def open_session(path: str, threads: int, precision: str = "") -> OrtSession:
-    """The loader: ONNX Runtime has one inference precision, the graph's own (`precision` is unused)."""
-    return OrtSession(path, threads)
+def load(path: str, threads: int = 0, precision: str = "") -> OrtSession:
+    """The served model's loader. ONNX Runtime has one inference precision, the graph's own (`precision`
+    is unused)."""
+    return OrtSession(cpu_session(path, threads, quiet=False))
+
+
+def load_measured(path: str, threads: int = 0, precision: str = "") -> OrtSession:
+    """The build's loader: the served session, quiet, on the graph as the build measures it (FP16
+    QuantizeLinear computed in FP32 where this ONNX Runtime truncates, fp16_quantize.measured_graph)."""
+    from .fp16_quantize import measured_graph  # the build's package; never reached in a version folder
+
+    return OrtSession(cpu_session(measured_graph(path), threads))
 
 
 def version() -> str | None:
@@ -49,20 +66,6 @@ def version() -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
-
-
-def measured_graph(path: str):
-    """The artifact's path, or its bytes with FP16 QuantizeLinear computed in FP32 where this ONNX Runtime
-    truncates FP16 quantization (triton_repo.runtimes.fp16_quantize)."""
-    from triton_repo.runtimes.fp16_quantize import exact_fp16_quantize, runtime_truncates
-
-    if not runtime_truncates():
-        return path
-    import onnx
-
-    model = onnx.load(path)
-    rewritten = exact_fp16_quantize(model)
-    return path if rewritten is model else rewritten.SerializeToString()
 
 
 def fp16_kernel_ops() -> list[str]:

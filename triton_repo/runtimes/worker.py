@@ -4,8 +4,8 @@ Started by triton_repo.runtimes.isolated with the Python of the environment that
 (the serving environment's ONNX Runtime or OpenVINO), so what the build measures is what the server will
 run, and a crash in the runtime (SIGSEGV, abort, out of memory) ends this process, not the build. Needs
 only numpy and the runtime; commands and replies are triton_repo.runtimes.protocol messages. Each runtime
-is one module (onnxruntime_cpu, openvino_cpu) whose session options are the python backend template's
-(triton_repo/repo/templates/onnx_model.py).
+is one module (registry.RUNTIMES) whose `load_measured` opens the artifact: the served model's session
+(`load`, what the python backend template runs) plus what only the build needs.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 
-from triton_repo.runtimes import onnxruntime_cpu, openvino_cpu  # noqa: E402
+from triton_repo.runtimes import onnxruntime_cpu  # noqa: E402
+from triton_repo.runtimes.interface import runtime_module  # noqa: E402
 from triton_repo.runtimes.protocol import ChannelClosed, receive, send  # noqa: E402
-
-# Runtime name (Runner.runtime) -> its module: open_session(path, threads, precision) and version().
-RUNTIMES = {"onnxruntime": onnxruntime_cpu, "openvino": openvino_cpu}
+from triton_repo.runtimes.registry import RUNTIMES  # noqa: E402
 
 
 class Worker:
@@ -32,15 +31,15 @@ class Worker:
         self.feeds: dict[str, dict[str, np.ndarray]] = {}
 
     def hello(self, header, arrays):
-        versions = {name: module.version() for name, module in RUNTIMES.items()}
+        versions = {name: runtime_module(name).version() for name in RUNTIMES}
         return {"versions": versions, "python": sys.version.split()[0]}, {}
 
     def fp16_kernels(self, header, arrays):
         return {"op_types": onnxruntime_cpu.fp16_kernel_ops()}, {}
 
     def open(self, header, arrays):
-        module = RUNTIMES[header.get("runtime", "onnxruntime")]
-        self.session = module.open_session(
+        module = runtime_module(header.get("runtime", "onnxruntime"))
+        self.session = module.load_measured(
             header["path"], int(header.get("threads", 0)), header.get("precision") or ""
         )
         return {"inputs": self.session.input_names, "outputs": self.session.output_names}, {}

@@ -6,17 +6,17 @@ from pathlib import Path
 
 from triton_repo.builders.precision.kinds import (
     BY_NAME,
+    CHOICES_SECTIONS,
     CPU_CANDIDATES,
     EXPORT,
     GPU_SERVED,
     KINDS,
-    PLAN_SECTIONS,
     SEARCHABLE,
     TOOL_FAMILY,
     kinds_for,
     runners_for,
 )
-from triton_repo.builders.precision.plan import HEADER, PrecisionPlan
+from triton_repo.builders.precision.node_choices import HEADER, PrecisionChoices
 from triton_repo.core.spec import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,9 +33,9 @@ def test_the_served_pairs_are_the_ones_the_docs_promise():
 
 
 def test_each_target_builds_and_measures_only_its_candidates_and_the_reference():
-    from triton_repo.builders.targets import PROFILES, Target
+    from triton_repo.builders.targets import CpuTarget, GpuTarget
 
-    assert PROFILES["cpu"].serves == {
+    assert CpuTarget().serves == {
         "fp32",
         "fp32@ov-f32",
         "fp32@ov-bf16",
@@ -44,8 +44,9 @@ def test_each_target_builds_and_measures_only_its_candidates_and_the_reference()
         "int8-ov@ov-bf16",
         "int8-qad@ov-bf16",
     }
-    assert PROFILES["gpu"].serves == {"fp32", "fp16", "bf16@ov-f32", "int8"}
-    assert Target("gpu").pairs == PROFILES["gpu"].serves and Target("gpu", artifacts="all").pairs is None
+    assert GpuTarget().serves == {"fp32", "fp16", "bf16@ov-f32", "int8"}
+    assert GpuTarget().pairs == GpuTarget().serves and GpuTarget(artifacts="all").pairs is None
+    assert CpuTarget(artifacts="all").pairs is None
 
 
 def test_every_kind_has_its_own_file_a_known_precision_and_a_maker_that_runs_somewhere():
@@ -58,7 +59,7 @@ def test_every_kind_has_its_own_file_a_known_precision_and_a_maker_that_runs_som
         assert set(kind.cpu_serves) <= runner_names, kind.name
         assert set(kind.cpu_serves.values()) <= set(PRECISIONS), kind.name
         assert kind.gpu_runner is None or kind.gpu_runner in kind.runners, kind.name
-        assert kind.plan_section is None or kind.plan_section in {k.name for k in KINDS}, kind.name
+        assert kind.choices_section is None or kind.choices_section in {k.name for k in KINDS}, kind.name
 
 
 def test_a_spec_asks_for_the_kinds_of_its_precisions_and_the_qad_export_only_with_qad():
@@ -74,10 +75,10 @@ def test_the_fp32_graph_runs_in_openvino_at_bf16_only_when_bf16_is_asked_for():
 
 
 def test_precision_yaml_has_one_section_per_kind_that_owns_one_and_its_header_explains_each():
-    sections = list(PrecisionPlan.model_fields)
-    owners = [k.name for k in KINDS if k.plan_section == k.name]
+    sections = list(PrecisionChoices.model_fields)
+    owners = [k.name for k in KINDS if k.choices_section == k.name]
     assert sections == [name.replace("-", "_") for name in owners]
-    assert PLAN_SECTIONS["int8-qad"] == "int8"  # the QAD export applies the TensorRT artifact's section
+    assert CHOICES_SECTIONS["int8-qad"] == "int8"  # the QAD export applies the TensorRT artifact's section
     for name in owners:
         assert f"#   {name:<9} " in HEADER
     assert set(SEARCHABLE) <= set(owners)

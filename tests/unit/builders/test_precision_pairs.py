@@ -12,10 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.helpers import artifact_runtime
 from triton_repo.builders.data import DataSet
 from triton_repo.builders.precision.accuracy import AccuracyResult
-from triton_repo.builders.precision.artifacts import Artifact, ArtifactBuilder, make_artifact
+from triton_repo.builders.precision.artifacts import Artifact, ArtifactBuilder, ArtifactRequest, make_artifact
 from triton_repo.builders.precision.kinds import kinds_for, pair_id, split_pair
+from triton_repo.builders.precision.node_choices import ArtifactChoices, KeptNode, PrecisionChoices
 from triton_repo.builders.precision.pairs import choose_cpu, choose_gpu
-from triton_repo.builders.precision.plan import ArtifactPlan, KeptNode, PrecisionPlan
 from triton_repo.builders.precision.results import VariantResult
 from triton_repo.builders.precision.timing import Timing
 from triton_repo.core.errors import TritonRepoError
@@ -86,20 +86,16 @@ def test_the_qad_student_competes_for_the_cpu_int8_only_when_the_spec_distils():
     }
     choice = choose_cpu("int8", variants)
     assert choice.pair == "int8-qad@ov-bf16" and "int8-cpu 200" in choice.why
-    plan = PrecisionPlan(int8=ArtifactPlan(keep=[KeptNode(node="/l/MatMul", op_type="MatMul")]))
-    assert plan.for_artifact("int8-qad") == plan.for_artifact("int8")  # one student, one plan
+    choices = PrecisionChoices(int8=ArtifactChoices(keep=[KeptNode(node="/l/MatMul", op_type="MatMul")]))
+    assert choices.for_artifact("int8-qad") == choices.for_artifact("int8")  # one student, one node set
 
 
 def test_the_int8_qad_artifact_needs_the_spec_to_distil(tmp_path):
     with pytest.raises(TritonRepoError, match="needs precision.int8.recover: qad"):
         make_artifact(
-            "int8-qad",
-            tmp_path / "model.onnx",
-            "0" * 64,
-            tmp_path,
-            Int8Settings(),
-            PrecisionPlan(),
-            None,
+            ArtifactRequest(
+                "int8-qad", tmp_path / "model.onnx", "0" * 64, tmp_path, Int8Settings(), (), None
+            ),
             None,
         )
 
@@ -246,19 +242,26 @@ def builder():
         yield artifacts
 
 
-def test_nncf_ignored_scope_is_the_plans_kept_nodes_and_openvino_runs_the_result(tmp_path, builder):
+def test_nncf_ignored_scope_is_the_chosen_kept_nodes_and_openvino_runs_the_result(tmp_path, builder):
     fp32 = two_matmuls(tmp_path / "model.onnx")
-    calibration = {"x": np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)}
+    calibration = DataSet.of({"x": np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)})
     everything = make_artifact(
-        "int8-ov", fp32, "sha", tmp_path, Int8Settings(), PrecisionPlan(), DataSet.of(calibration), builder
+        ArtifactRequest("int8-ov", fp32, "sha", tmp_path, Int8Settings(), (), calibration), builder
     )
     assert _fed_by_dequantize(everything.path) == {"first", "second"}
-    keep = PrecisionPlan().with_artifact("int8-ov", ArtifactPlan(keep=[KeptNode(node="second")]))
+    keep = PrecisionChoices().with_artifact("int8-ov", ArtifactChoices(keep=[KeptNode(node="second")]))
     (tmp_path / "kept").mkdir()
-    kept = make_artifact(
-        "int8-ov", fp32, "sha", tmp_path / "kept", Int8Settings(), keep, DataSet.of(calibration), builder
+    request = ArtifactRequest(
+        "int8-ov",
+        fp32,
+        "sha",
+        tmp_path / "kept",
+        Int8Settings(),
+        keep.for_artifact("int8-ov").node_names,
+        calibration,
     )
+    kept = make_artifact(request, builder)
     assert kept.kept == ("second",) and _fed_by_dequantize(kept.path) == {"first"}
-    x = calibration["x"][:4]
+    x = calibration.arrays["x"][:4]
     with IsolatedSession(artifact_runtime(), kept.path, 1, OV_BF16) as session:
         assert session.run({"x": x})["y"].shape == (4, 16)

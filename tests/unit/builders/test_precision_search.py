@@ -71,7 +71,7 @@ def test_candidates_are_the_changed_nodes_by_rank_and_any_node_for_fp16():
 def test_search_margin_makes_the_budget_stricter_in_the_metrics_direction(tmp_path, metric, budget, searched):
     from conftest import minimal_spec
 
-    from triton_repo.builders.precision.plan_search import with_margin
+    from triton_repo.builders.precision.node_search import with_margin
     from triton_repo.core.spec import parse_spec
 
     data = minimal_spec()
@@ -89,7 +89,7 @@ def test_the_layers_are_ranked_on_the_rows_the_task_metric_finds_worst():
     runs on the eval rows farthest from FP32 by the task metric, not on the first rows."""
     from types import SimpleNamespace
 
-    from triton_repo.builders.precision.plan_search import worst_inputs
+    from triton_repo.builders.precision.node_search import worst_inputs
 
     rows = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     bench = SimpleNamespace(

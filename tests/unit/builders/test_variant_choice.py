@@ -16,7 +16,7 @@ from triton_repo.builders.precision.pairs import choose_cpu_variants, choose_gpu
 from triton_repo.builders.precision.results import PrecisionResult, VariantResult
 from triton_repo.builders.precision.timing import Timing
 from triton_repo.builders.report import REPORT_JSON, model_report, read_report, served_before
-from triton_repo.builders.targets import PROFILES, stage_cpu
+from triton_repo.builders.targets import CpuTarget, StageJob
 from triton_repo.core.spec import load_spec
 from triton_repo.runtimes.isolated import ORT, OV_BF16
 
@@ -57,15 +57,14 @@ def test_a_lower_precision_slower_than_fp32_is_reported_not_published_and_not_re
     assert fp16.pair == "fp16-cpu" and not fp16.published and fp16.versus_fp32 == pytest.approx(0.97)
 
     result = PrecisionResult(variants, "now", False, {}, "ONNX Runtime")
-    refused, pending = [], []
-    staged = stage_cpu(loaded, result, {"fp16": fp16}, tmp_path, tmp_path, None, refused, pending, None)
-    assert staged == [] and refused == []
+    staged = CpuTarget().stage(StageJob(loaded, result, {"fp16": fp16}, tmp_path, tmp_path, None))
+    assert staged.models == [] and staged.refused == [] and staged.pending == []
     assert capsys.readouterr().err.strip() == (
         "toy_fp16 not published: 0.97x the served FP32, noise 5% (fp16-cpu computes in FP32 with FP16 "
         "data); list fp16 in precision.variants to publish it anyway"
     )
 
-    report = model_report(loaded, result, PROFILES["cpu"], choices)
+    report = model_report(loaded, result, CpuTarget(), choices)
     row = next(r for r in report["variants"] if r["artifact"] == "fp16-cpu")
     assert row["triton_model"] is None
     assert row["status"].startswith("measured, not published: 0.97x the served FP32")
@@ -91,9 +90,7 @@ def test_a_spec_that_lists_fp16_gets_it_published_even_when_slower(tmp_path):
     variants = measured(tmp_path, {"fp32": 1000.0, "fp16-cpu": 200.0})
     choices = choose_cpu_variants(loaded.spec.precisions, variants, {}, loaded.spec.precision.variants)
     assert choices["fp16"].pair == "fp16-cpu" and choices["fp16"].published
-    report = model_report(
-        loaded, PrecisionResult(variants, "now", False, {}, "ORT"), PROFILES["cpu"], choices
-    )
+    report = model_report(loaded, PrecisionResult(variants, "now", False, {}, "ORT"), CpuTarget(), choices)
     row = next(r for r in report["variants"] if r["artifact"] == "fp16-cpu")
     assert row["status"] == "published" and row["triton_model"] == "toy_fp16"
 

@@ -20,6 +20,7 @@ from triton_repo.core.golden import load_raw_golden
 from triton_repo.core.spec import Tolerance, load_spec
 from triton_repo.repo.config import cpu_model_config, parse_config, to_text
 from triton_repo.repo.ensemble import stage_ensemble
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.templates import preprocessing
 
 # The tiny detector's head, whatever the image: [1, 4 + 2 classes, 4 anchors], cx, cy, w, h in the 32 x 32
@@ -111,7 +112,8 @@ def detector(tmp_path):
 def stage(detector):
     loaded, variant_dir, onnx_path, staging = detector
     tolerances = {"output0": Tolerance(atol=1e-4, rtol=1e-3)}
-    return stage_ensemble(loaded, variant_dir, onnx_path, tolerances, staging, artifact_runtime())
+    request = StagingRequest(loaded, "fp32", onnx_path, None, tolerances, staging, artifact_runtime())
+    return stage_ensemble(request, variant_dir)
 
 
 def test_letterbox_fits_the_image_keeping_its_aspect_ratio_and_reports_the_geometry():

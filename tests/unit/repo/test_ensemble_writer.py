@@ -30,6 +30,7 @@ from triton_repo.repo.ensemble import (
     stage_ensemble,
     step_tensors,
 )
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.templates import preprocessing
 
 IMAGE_STEP = {
@@ -455,11 +456,15 @@ def pixels_model(tmp_path):
     return loaded, variant_dir, onnx_path, staging
 
 
+def request(loaded, onnx_path, tolerances, staging) -> StagingRequest:
+    """Staging the ensemble of the variant whose ONNX file is `onnx_path` (no golden sample needed)."""
+    return StagingRequest(loaded, "fp32", onnx_path, None, tolerances, staging, artifact_runtime())
+
+
 def stage(pixels_model):
     loaded, variant_dir, onnx_path, staging = pixels_model
-    return stage_ensemble(
-        loaded, variant_dir, onnx_path, {"logits": Tolerance(atol=1e-5, rtol=0)}, staging, artifact_runtime()
-    )
+    tolerances = {"logits": Tolerance(atol=1e-5, rtol=0)}
+    return stage_ensemble(request(loaded, onnx_path, tolerances, staging), variant_dir)
 
 
 def files_of(folder: Path) -> list[str]:
@@ -557,7 +562,7 @@ def test_stage_ensemble_for_text_ships_the_tokenizer_and_tokenizes_the_golden_sa
     token_sum_onnx(tmp_path / "words.onnx")
 
     step, ensemble = stage_ensemble(
-        loaded, variant_dir, tmp_path / "words.onnx", {"total": Tolerance()}, staging, artifact_runtime()
+        request(loaded, tmp_path / "words.onnx", {"total": Tolerance()}, staging), variant_dir
     )
     shipped = step.path / "1" / "tokenizer.json"
     assert shipped.read_bytes() == (loaded.folder / "tokenizer.json").read_bytes()

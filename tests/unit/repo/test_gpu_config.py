@@ -26,6 +26,7 @@ from triton_repo.repo.gpu_config import (
 )
 from triton_repo.repo.gpu_writer import GPU_HOST_COMMANDS, stage_gpu_models
 from triton_repo.repo.profiles import derive_profiles
+from triton_repo.repo.staging import StagingRequest
 
 RELEASE = RELEASES["25.06"]
 TWO_PROFILES = [{"batch": {"min": 1, "opt": 1, "max": 2}}, {"batch": {"min": 3, "opt": 6, "max": 8}}]
@@ -256,16 +257,12 @@ def test_stage_without_gpu_writes_configs_and_no_plan(tmp_path):
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     sample = GoldenCase("sample", {"x": x}, {"y": x * 2})
     staged = stage_gpu_models(
-        loaded,
-        "fp32",
-        onnx_path,
-        sample,
-        {"y": Tolerance()},
-        tmp_path / "staging",
-        release=RELEASE,
-        engine=None,
-        graph_dir=tmp_path / "engines",
-        runtime=artifact_runtime(),
+        StagingRequest(
+            loaded, "fp32", onnx_path, sample, {"y": Tolerance()}, tmp_path / "staging", artifact_runtime()
+        ),
+        RELEASE,
+        None,
+        tmp_path / "engines",
     )
     trt, ort = staged
     assert (trt.name, ort.name) == ("tiny_fp32_trt", "tiny_fp32_onnx")
@@ -334,16 +331,18 @@ def test_scalars_reach_tritons_own_backends_through_an_adapted_graph(tmp_path, b
     models serve a graph with an adapter, checked against the golden sample without a GPU."""
     loaded, onnx_path, sample = _scalar_model(tmp_path, batched)
     staged = stage_gpu_models(
-        loaded,
-        "fp32",
-        onnx_path,
-        sample,
-        {"y": Tolerance(), "total": Tolerance()},
-        tmp_path / "staging",
-        release=RELEASE,
-        engine=None,
-        graph_dir=tmp_path / "engines",
-        runtime=artifact_runtime(),
+        StagingRequest(
+            loaded,
+            "fp32",
+            onnx_path,
+            sample,
+            {"y": Tolerance(), "total": Tolerance()},
+            tmp_path / "staging",
+            artifact_runtime(),
+        ),
+        RELEASE,
+        None,
+        tmp_path / "engines",
     )  # the _onnx model's staged graph reproduced the golden sample through the adapter
     for model in staged:
         config = round_trip(parse_config(model.path / "config.pbtxt"))

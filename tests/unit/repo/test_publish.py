@@ -88,7 +88,7 @@ def test_a_changed_model_becomes_the_next_version_and_keeps_the_previous_one(mod
     assert load_golden(repository / "tiny_fp32" / "1" / "golden.npz")[0].inputs["x"].shape == (2, 4)
     entry = read_manifest(repository)["models"]["tiny_fp32"]
     assert (entry["version"], entry["versions"], entry["golden"]) == (2, [1, 2], "2/golden.npz")
-    assert verify_published(repository) == len(entry["files"]) == 8  # 3 files per version + config + warmup
+    assert verify_published(repository) == len(entry["files"]) == 12  # 5 files per version + config + warmup
     assert list(staging_root(repository).iterdir()) == []
 
 
@@ -130,7 +130,7 @@ def test_a_config_change_swaps_the_model_directory_in_one_step(
     monkeypatch.setattr(publish_module, "_exchange", spy)
     publish([stage(make_model(tmp_path / "v2", instance_count=2), repository)], repository, {})
     assert calls == [exchange]  # the path under test was taken
-    assert versions_on_disk(repository) == [2] and verify_published(repository) == 5
+    assert versions_on_disk(repository) == [2] and verify_published(repository) == 7
     assert sorted(p.name for p in repository.iterdir()) == ["manifest.json", "tiny_fp32"]
 
 
@@ -145,7 +145,7 @@ def test_a_new_version_is_added_beside_the_served_ones_without_touching_them(mod
     before = {k: (v.st_ino, v.st_mtime_ns, v.st_ctime_ns) for k, v in before.items() if k.parts[0] != "1"}
     monkeypatch.setattr(publish_module, "_exchange", lambda a, b: pytest.fail("swapped the directory"))
     publish([stage(changed(model, 2), repository)], repository, {})
-    assert versions_on_disk(repository) == [2, 3] and verify_published(repository) == 8
+    assert versions_on_disk(repository) == [2, 3] and verify_published(repository) == 12
     after = {p.relative_to(folder): os.stat(p) for p in folder.rglob("*") if p.relative_to(folder) in before}
     assert {k: (v.st_ino, v.st_mtime_ns, v.st_ctime_ns) for k, v in after.items()} == before
 
@@ -167,7 +167,7 @@ def test_rollback_serves_the_previous_version_and_never_reuses_a_number(model, r
     entry = read_manifest(repository)["models"]["tiny_fp32"]
     assert (entry["version"], entry["versions"], entry["golden"]) == (1, [1], "1/golden.npz")
     assert set(entry["published"]) == {"1"} and entry["last_version"] == 2
-    assert verify_published(repository) == 5
+    assert verify_published(repository) == 7
     # The same change published again is a new version: 3, not 2.
     assert publish([stage(changed(model, 1), repository)], repository, {}).versions == {"tiny_fp32": 3}
     assert versions_on_disk(repository) == [1, 3]

@@ -20,6 +20,7 @@ from triton_repo.core.golden import GoldenCase, case_label, load_golden, sample_
 from triton_repo.core.spec import Tolerance, load_spec
 from triton_repo.repo.config import parse_config
 from triton_repo.repo.publish import publish, read_manifest, verify_published
+from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.writer import (
     served_tolerances,
     stage_cpu_model,
@@ -78,9 +79,10 @@ def stage_from_golden(loaded, onnx_path, golden_path, repository, precision="fp3
     """Stage the ONNX file as <name>_<precision>, expecting the golden file's sample outputs."""
     sample = sample_case(load_golden(golden_path))
     tolerances = served_tolerances(loaded, precision)
-    return stage_cpu_model(
+    request = StagingRequest(
         loaded, precision, onnx_path, sample, tolerances, staging_root(repository), artifact_runtime()
     )
+    return stage_cpu_model(request)
 
 
 def stage(model, repository):
@@ -95,7 +97,15 @@ def test_stage_writes_config_onnx_template_golden_and_warmup(model, repository):
     staged = stage(model, repository)
     assert staged.name == "tiny_fp32" and staged.source_model == "tiny" and staged.precision == "fp32"
     files = sorted(str(p.relative_to(staged.path)) for p in staged.path.rglob("*") if p.is_file())
-    assert files == ["1/golden.npz", "1/model.onnx", "1/model.py", "config.pbtxt", "warmup/x"]
+    assert files == [
+        "1/golden.npz",
+        "1/model.onnx",
+        "1/model.py",
+        "1/onnxruntime_cpu.py",  # the runtime the served model runs, the build's own module
+        "1/registry.py",
+        "config.pbtxt",
+        "warmup/x",
+    ]
     assert (staged.path / "1" / "model.onnx").read_bytes() == model[1].read_bytes()
     assert "class TritonPythonModel" in (staged.path / "1" / "model.py").read_text()
     warmup = staged.path / "warmup" / "x"
@@ -136,7 +146,7 @@ def test_publish_moves_model_into_repository_and_writes_manifest(model, reposito
     assert "published_at" in entry
     published = {str(p.relative_to(target)): sha256_file(p) for p in target.rglob("*") if p.is_file()}
     assert entry["files"] == published
-    assert len(published) == 5
+    assert len(published) == 7
 
 
 def test_stage_fails_when_golden_outputs_do_not_match_onnx(model, repository):

@@ -34,7 +34,6 @@ from triton_repo.builders.precision.kinds import (
     TOOL_FAMILY,
 )
 from triton_repo.builders.precision.lowered import RECURRENT_OPS
-from triton_repo.builders.precision.plan import PrecisionPlan
 from triton_repo.builders.precision.qad import QadJob
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.core.fingerprint import arrays_digest
@@ -70,6 +69,36 @@ class OpTypeRule:
 
     op_types: tuple[str, ...]
     because: str
+
+
+@dataclass(frozen=True)
+class ArtifactJob:
+    """One artifact to build as asked, uncached: what the builder's child process gets (picklable)."""
+
+    kind: str
+    fp32_onnx: Path
+    output: Path
+    settings: Int8Settings
+    kept: tuple[str, ...] = ()  # FP32-graph nodes kept in higher precision
+    calibration: dict[str, np.ndarray] | None = None  # the calibration rows
+    kept_op_types: tuple[str, ...] = ()
+    qad: QadJob | None = None  # the TensorRT int8 artifact is distilled from the PyTorch model (qad.py)
+    companion: Path | None = None  # where that build also writes the student's FP32 Q/DQ export (int8-qad)
+
+
+@dataclass(frozen=True)
+class ArtifactRequest:
+    """One artifact of a model, built beside its FP32 graph unless a cached one was built from the same."""
+
+    kind: str
+    fp32_onnx: Path
+    fp32_sha256: str
+    out_dir: Path
+    settings: Int8Settings  # the spec's precision.int8 (or a command line's)
+    kept: tuple[str, ...]  # FP32-graph nodes kept in higher precision (precision.yaml's for the kind)
+    calibration: DataSet | None
+    rule: OpTypeRule = OpTypeRule((), "")
+    qad: QadJob | None = None  # used when the kind is made by QAD and settings.recover is qad
 
 
 def fp16_op_rule(
@@ -114,62 +143,38 @@ class ArtifactBuilder:
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
 
-    def build(
-        self,
-        kind: str,
-        fp32_onnx: Path,
-        output: Path,
-        settings: Int8Settings,
-        kept: tuple[str, ...],
-        calibration: dict[str, np.ndarray] | None,
-        kept_op_types: tuple[str, ...] = (),
-        qad: QadJob | None = None,
-        companion: Path | None = None,
-    ) -> Path:
-        """Build without caching (the search calls this with candidate exclusions). `qad`: the TensorRT
-        int8 artifact is made by quantization-aware distillation of the PyTorch model (qad.py);
-        `companion`: where that build also writes the student's FP32 Q/DQ export (int8-qad)."""
+    def build(self, job: ArtifactJob) -> Path:
+        """Build without caching (the search calls this with candidate exclusions)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        family = TOOL_FAMILY[BY_NAME[kind].maker]
+        family = TOOL_FAMILY[BY_NAME[job.kind].maker]
         if family not in self._pools:
             context = multiprocessing.get_context("spawn")
             self._pools[family] = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        job = (kind, fp32_onnx, output, settings, kept, calibration, kept_op_types, qad, companion)
         try:
-            return self._pools[family].submit(_build_here, *job).result()
+            return self._pools[family].submit(_build_here, job).result()
         except BrokenProcessPool:
             self._pools.pop(family).shutdown(wait=False)
             raise TritonRepoError(
-                f"{output.name}: the {kind} build process died (out of memory or a crash in the quantizer)"
+                f"{job.output.name}: the {job.kind} build process died (out of memory or a crash in the quantizer)"
             ) from None
 
 
-def make_artifact(
-    kind: str,
-    fp32_onnx: Path,
-    fp32_sha256: str,
-    out_dir: Path,
-    settings: Int8Settings,
-    plan: PrecisionPlan,
-    calibration: DataSet | None,
-    builder: ArtifactBuilder,
-    rule: OpTypeRule = OpTypeRule((), ""),
-    qad: QadJob | None = None,
-) -> Artifact:
+def make_artifact(request: ArtifactRequest, builder: ArtifactBuilder) -> Artifact:
     """Build one artifact next to the FP32 model, or reuse it when nothing it depends on changed (then
     the calibration rows are not even loaded: their digest keys the artifact)."""
+    kind, settings, kept, rule = request.kind, request.settings, request.kept, request.rule
+    calibration = request.calibration
     made = BY_NAME[kind]
     if made.maker == EXPORT:
-        return Artifact(kind, fp32_onnx, 0.0, True, (), "")
-    kept = plan.for_artifact(kind).node_names
-    output = out_dir / made.file
-    qad = qad if made.qad_high and settings.recover == "qad" else None
+        return Artifact(kind, request.fp32_onnx, 0.0, True, (), "")
+    output = request.out_dir / made.file
+    qad = request.qad if made.qad_high and settings.recover == "qad" else None
     if made.maker == QAD_EXPORT and qad is None:
         raise TritonRepoError(f"the {kind} artifact is the QAD student: it needs precision.int8.recover: qad")
-    key = _cache_key(kind, fp32_sha256, settings, kept, calibration, rule.op_types, qad)
+    key = _cache_key(kind, request.fp32_sha256, settings, kept, calibration, rule.op_types, qad)
     key_file = output.with_name(output.name + ".key")
     facts = {"kept_op_types": rule.op_types, "kept_because": rule.because}
     if output.is_file() and key_file.is_file() and key_file.read_text() == key:
@@ -179,39 +184,35 @@ def make_artifact(
     # The TensorRT QAD artifact's build also writes the student's FP32 Q/DQ export (int8-qad): one
     # training serves both, and the export (built next) finds it under its own key.
     student = made.maker != QAD_EXPORT and qad is not None
-    companion = out_dir / BY_NAME[_QAD_STUDENT].file if student else None
+    companion = request.out_dir / BY_NAME[_QAD_STUDENT].file if student else None
     if companion is not None:
-        companion_key = _cache_key(_QAD_STUDENT, fp32_sha256, settings, kept, calibration, (), qad)
+        companion_key = _cache_key(_QAD_STUDENT, request.fp32_sha256, settings, kept, calibration, (), qad)
         companion.with_name(companion.name + ".key").unlink(missing_ok=True)
     rows = calibration.arrays if calibration is not None else None
     qad = qad.loaded() if qad is not None else None
-    builder.build(kind, fp32_onnx, output, settings, kept, rows, rule.op_types, qad, companion)
+    builder.build(
+        ArtifactJob(kind, request.fp32_onnx, output, settings, kept, rows, rule.op_types, qad, companion)
+    )
     key_file.write_text(key)
     if companion is not None and companion.is_file():
         companion.with_name(companion.name + ".key").write_text(companion_key)
     return Artifact(kind, output, time.perf_counter() - start, False, kept, key, **facts)
 
 
-def _build_here(
-    kind: str,
-    fp32_onnx: Path,
-    output: Path,
-    settings: Int8Settings,
-    kept: tuple[str, ...],
-    calibration: dict[str, np.ndarray] | None,
-    kept_op_types: tuple[str, ...],
-    qad: QadJob | None = None,
-    companion: Path | None = None,
-) -> Path:
+def _build_here(job: ArtifactJob) -> Path:
     """The child's side: one artifact, the quantizers' chatter silenced."""
     from triton_repo.builders.precision.cpu_int8 import CpuInt8Settings, quantize_for_cpu
 
+    kind, fp32_onnx, output, settings = job.kind, job.fp32_onnx, job.output, job.settings
+    kept, calibration, kept_op_types = job.kept, job.calibration, job.kept_op_types
     made = BY_NAME[kind]
     with _quiet():
-        if made.qad_high and qad is not None:
+        if made.qad_high and job.qad is not None:
             from triton_repo.builders.precision.qad import qad_int8
 
-            return qad_int8(qad, output, settings, kept, calibration, kept_op_types, made.qad_high, companion)
+            return qad_int8(
+                job.qad, output, settings, kept, calibration, kept_op_types, made.qad_high, job.companion
+            )
         if made.maker == AUTOCAST:
             return _autocast(fp32_onnx, output, made.low, kept, kept_op_types, calibration)
         if made.maker == NNCF_INT8:

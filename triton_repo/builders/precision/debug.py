@@ -154,6 +154,22 @@ class _Sums:
         self.sizes.append(sizes)
         return kept
 
+    def tap(self, stream: Iterable[Any]) -> Iterator[Any]:
+        """Pass Polygraphy's streamed RunResults through, accumulating the sums and keeping the comparable
+        outputs."""
+        from polygraphy.comparator import IterationResult, RunResults
+
+        for run in stream:
+            (_, [fp32]), (_, [quant]) = run.items()
+            kept = self.add(dict(fp32.items()), dict(quant.items()))
+            filtered = RunResults()
+            for side, result in enumerate((fp32, quant)):
+                outputs = {name: pair[side] for name, pair in kept.items()}
+                filtered.append(
+                    (result.runner_name, [IterationResult(outputs, result.runtime, result.runner_name)])
+                )
+            yield filtered
+
 
 def _unmasked(f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Zero the positions where both hold a same-signed mask value (-inf, -3.4e38); count the rest.
@@ -168,24 +184,9 @@ def _unmasked(f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, int
     return f, q, f.size - int(np.count_nonzero(masked))
 
 
-def _tap(stream: Iterable[Any], sums: _Sums) -> Iterator[Any]:
-    """Pass Polygraphy's streamed RunResults through, accumulating sums and keeping comparable outputs."""
-    from polygraphy.comparator import IterationResult, RunResults
-
-    for run in stream:
-        (_, [fp32]), (_, [quant]) = run.items()
-        kept = sums.add(dict(fp32.items()), dict(quant.items()))
-        filtered = RunResults()
-        for side, result in enumerate((fp32, quant)):
-            outputs = {name: pair[side] for name, pair in kept.items()}
-            filtered.append(
-                (result.runner_name, [IterationResult(outputs, result.runtime, result.runner_name)])
-            )
-        yield filtered
-
-
-def _compare(runners: list[Any], feeds: list[dict[str, np.ndarray]], sums: _Sums) -> list[dict[str, Any]]:
-    """Run both graphs feed by feed; Polygraphy's per-feed OutputCompareResult for each compared tensor."""
+def _compare(runners: list[Any], feeds: list[dict[str, np.ndarray]]) -> tuple[list[dict[str, Any]], _Sums]:
+    """Run both graphs feed by feed: Polygraphy's per-feed OutputCompareResult for each compared tensor,
+    and the running sums over every feed."""
     from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
 
@@ -193,11 +194,12 @@ def _compare(runners: list[Any], feeds: list[dict[str, np.ndarray]], sums: _Sums
         check_error_stat="mean",
         find_output_func=lambda name, _index, other: [name] if name in other else None,
     )
+    sums = _Sums()
     # every quantized tensor "fails" the default 1e-5 tolerance; silence that per-tensor log
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
         stream = Comparator.run(runners, data_loader=list(feeds), streaming=True)
-        results = Comparator.compare_accuracy(_tap(stream, sums), compare_func=compare)
-    return results[0][RUNNERS]
+        results = Comparator.compare_accuracy(sums.tap(stream), compare_func=compare)
+    return results[0][RUNNERS], sums
 
 
 def _tensor_stats(per_feed: list[dict[str, Any]], sums: _Sums) -> dict[str, tuple[float, float, float]]:
@@ -261,8 +263,7 @@ def layerwise_errors(
         )
     runners = [_runner(fp32_model, shared, RUNNERS[0]), _runner(quant_model, shared, RUNNERS[1])]
     del fp32_model, quant_model  # the runners hold the serialized graphs; free the weights
-    sums = _Sums()
-    stats = _tensor_stats(_compare(runners, feeds, sums), sums)
+    stats = _tensor_stats(*_compare(runners, feeds))
     if not stats:
         raise TritonRepoError(
             f"none of the {len(shared)} tensors named alike in {fp32_onnx} and {quantized_onnx} "

@@ -51,16 +51,16 @@ class ArtifactKind:
     )
     qad_high: str = ""  # with precision.int8.recover: qad, this kind is the QAD student, high precision this
     qad_role: str = ""  # BUILD_REPORT's line when QAD made it
-    plan_note: str = (
+    choices_note: str = (
         ""  # it owns a precision.yaml section: what keeping a node there means (the file's header)
     )
-    plan_of: str = ""  # it applies another kind's section instead
+    choices_of: str = ""  # it applies another kind's section instead
     searchable: bool = False  # `search-precision` and `debug-int8` work on it
 
     @property
-    def plan_section(self) -> str | None:
+    def choices_section(self) -> str | None:
         """The precision.yaml section this kind applies; None for none (the reference)."""
-        return self.plan_of or (self.name if self.plan_note else None)
+        return self.choices_of or (self.name if self.choices_note else None)
 
 
 KINDS: tuple[ArtifactKind, ...] = (
@@ -85,7 +85,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         (ORT,),
         gpu_runner=ORT,
         low="fp16",
-        plan_note="ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx, for TensorRT)",
+        choices_note="ModelOpt AutoCast keeps it in FP32 (model.fp16.onnx, for TensorRT)",
         searchable=True,
     ),
     ArtifactKind(
@@ -99,7 +99,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         cpu_serves={ORT.name: "fp16"},
         low="fp16",
         cpu_kernels_only=True,
-        plan_note="ModelOpt AutoCast keeps it in FP32 (model.fp16-cpu.onnx, served by the cpu target)",
+        choices_note="ModelOpt AutoCast keeps it in FP32 (model.fp16-cpu.onnx, served by the cpu target)",
         searchable=True,
     ),
     ArtifactKind(  # ONNX Runtime's CPU has no BF16 kernels: measured in OpenVINO, which runs BF16 ops as written
@@ -112,7 +112,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         (OV_F32,),
         gpu_runner=OV_F32,
         low="bf16",
-        plan_note="ModelOpt AutoCast (bf16) keeps it in FP32 (model.bf16.onnx, for TensorRT)",
+        choices_note="ModelOpt AutoCast (bf16) keeps it in FP32 (model.bf16.onnx, for TensorRT)",
     ),
     ArtifactKind(
         "int8",
@@ -125,7 +125,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         gpu_runner=ORT,
         qad_high="fp16",
         qad_role="ModelOpt QAD Q/DQ INT8, FP16 elsewhere (for TensorRT)",
-        plan_note="ModelOpt Q/DQ PTQ leaves it unquantized (model.int8.onnx, for TensorRT)",
+        choices_note="ModelOpt Q/DQ PTQ leaves it unquantized (model.int8.onnx, for TensorRT)",
         searchable=True,
     ),
     ArtifactKind(
@@ -137,7 +137,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         "ONNX Runtime INT8 (cpu serving)",
         (ORT,),
         cpu_serves={ORT.name: "int8"},
-        plan_note="ONNX Runtime quantization leaves it in float (model.int8-cpu.onnx, served by the cpu target)",
+        choices_note="ONNX Runtime quantization leaves it in float (model.int8-cpu.onnx, served by the cpu target)",
         searchable=True,
     ),
     ArtifactKind(
@@ -149,7 +149,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         "NNCF INT8 for OpenVINO (cpu serving)",
         (OV_BF16,),
         cpu_serves={OV_BF16.name: "int8"},
-        plan_note="NNCF leaves it in float (ignored scope; model.int8-ov.onnx, served by OpenVINO on the cpu target)",
+        choices_note="NNCF leaves it in float (ignored scope; model.int8-ov.onnx, served by OpenVINO on the cpu target)",
         searchable=True,
     ),
     ArtifactKind(  # ModelOpt's Q/DQ placement is TensorRT's: ONNX Runtime's CPU runs it slowly
@@ -162,7 +162,7 @@ KINDS: tuple[ArtifactKind, ...] = (
         (OV_BF16,),
         cpu_serves={OV_BF16.name: "int8"},
         qad_high="fp32",
-        plan_of="int8",  # the QAD student of the TensorRT artifact, exported without the FP16 cast
+        choices_of="int8",  # the QAD student of the TensorRT artifact, exported without the FP16 cast
     ),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
@@ -214,4 +214,4 @@ CPU_CANDIDATES = {
 # The gpu target's <name>_<precision>_trt and _onnx: the artifact TensorRT builds (the pair it is gated by).
 GPU_SERVED = {k.precision: pair_id(k.name, k.gpu_runner) for k in KINDS if k.gpu_runner is not None}
 SEARCHABLE = tuple(k.name for k in KINDS if k.searchable)  # ranked by ONNX Runtime or OpenVINO: no bf16
-PLAN_SECTIONS = {k.name: k.plan_section for k in KINDS if k.plan_section is not None}
+CHOICES_SECTIONS = {k.name: k.choices_section for k in KINDS if k.choices_section is not None}

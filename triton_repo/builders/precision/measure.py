@@ -34,6 +34,9 @@ from triton_repo.core.spec import LoadedSpec
 from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, IsolatedSession, Runner, Runtime
 
 RESULTS_FILE = "precision.json"
+# Measurements kept per key: each target measures its own pairs, so a gpu build with the same work dir
+# leaves the cpu build's measurements (and so its choices) as they were.
+KEPT_RESULTS = 4
 GATE_VERSION = 2  # raised when what a cached result holds changes (2: task metrics, their labels and bounds)
 
 
@@ -232,19 +235,30 @@ def _save_results(work_dir: Path, key: str, result: PrecisionResult) -> None:
     for pair, variant in result.variants.items():
         if variant.sample is not None:
             np.savez(work_dir / _sample_file(pair), **variant.sample.outputs)
+    kept = [entry for entry in _saved_entries(work_dir) if entry.get("key") != key]
     tmp = work_dir / (RESULTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(json.dumps({"results": [data, *kept][:KEPT_RESULTS]}, indent=2))
     tmp.replace(work_dir / RESULTS_FILE)
 
 
-def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, runtime: str, runners):
-    path = work_dir / RESULTS_FILE
+def _saved_entries(work_dir: Path) -> list[dict]:
+    """The remembered measurements, newest first (a file from before they were kept per key: its one)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads((work_dir / RESULTS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
+        return []
+    return data.get("results", []) if "results" in data else [data]
+
+
+def _load_results(work_dir: Path, key: str, pairs, golden_path: Path, op_types, runtime: str, runners):
+    found = [
+        e
+        for e in _saved_entries(work_dir)
+        if e.get("key") == key and set(e.get("variants", {})) == set(pairs)
+    ]
+    if not found:
         return None
-    if data.get("key") != key or set(data.get("variants", {})) != set(pairs):
-        return None
+    data = found[0]
     sample = sample_case(load_golden(golden_path))
     variants = {}
     for pair, entry in data["variants"].items():

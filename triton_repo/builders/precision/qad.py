@@ -198,19 +198,26 @@ def qad_int8(
     spec = loaded.spec
     qad = settings.qad  # the caller's (a command line may override the spec's)
     batches = training_batches(calibration, job.train, job.eval_rows, qad.batch_size)
-    stats = QadStats(steps_asked=qad.steps, loss=_loss_name(qad.loss, spec))
-    stats.training_rows = sum(len(next(iter(b.values()))) for b in batches)
+    loss = _loss_name(qad.loss, spec)
     torch.manual_seed(qad.seed)
     # The same arithmetic on every machine where it can be: a fixed thread count (sums split the same
     # way whatever the core count; this runs in the quantizers' child process) and torch's
-    # deterministic kernels. The instruction set still differs between CPUs: the plan's margin covers it.
+    # deterministic kernels. The instruction set still differs between CPUs: search-precision's --margin
+    # covers it.
     torch.set_num_threads(QAD_THREADS)
     torch.use_deterministic_algorithms(True, warn_only=True)
     teacher = _build_module(loaded)
     student = copy.deepcopy(teacher)
-    _quantize(student, calibration, kept, spec, stats, qad.batch_size)
-    if qad.steps:
-        _distil(teacher, student, batches, qad, spec, stats, job.label)
+    quantized_modules, kept_modules = _quantize(student, calibration, kept, spec, qad.batch_size)
+    trained = _distil(teacher, student, batches, qad, spec, loss, job.label) if qad.steps else _Training()
+    stats = QadStats(
+        steps_asked=qad.steps,
+        loss=loss,
+        quantized_modules=quantized_modules,
+        kept_modules=kept_modules,
+        training_rows=sum(len(next(iter(b.values()))) for b in batches),
+        **asdict(trained),
+    )
     student.eval()
     del teacher
     scratch = output.with_name(output.name + ".qdq-fp32.onnx")
@@ -235,7 +242,7 @@ def qad_int8(
             keep_io_types=True,
             op_types_to_exclude=sorted(set(kept_op_types) | (RECURRENT_OPS & graph_ops)) or None,
         )
-        stats.fp32_nodes = len(float32_compute_nodes(model))
+        stats = dataclasses.replace(stats, fp32_nodes=len(float32_compute_nodes(model)))
         onnx.save(model, str(tmp))
         os.replace(tmp, output)
     finally:
@@ -275,7 +282,8 @@ def _loss_name(loss: str, spec) -> str:
     return "cosine" if spec.accuracy is None else AUTO_LOSS.get(spec.accuracy.metric, "mse")
 
 
-def _quantize(student, calibration, kept, spec, stats: QadStats, batch_size: int) -> None:
+def _quantize(student, calibration, kept, spec, batch_size: int) -> tuple[int, list[str]]:
+    """ModelOpt INT8 fake quantization of the student, calibrated; (quantized modules, kept modules)."""
     import modelopt.torch.quantization as mtq
     import torch
 
@@ -303,17 +311,17 @@ def _quantize(student, calibration, kept, spec, stats: QadStats, batch_size: int
                 _forward(model, spec, {k: v[start : start + batch_size] for k, v in calibration.items()})
 
     mtq.quantize(student, config, calibrate)
-    stats.quantized_modules = sum(
+    quantized_modules = sum(
         1
         for name, module in student.named_modules()
         if name.endswith(".weight_quantizer") and module.is_enabled
     )
-    stats.kept_modules = sorted(kept_modules)
-    if not stats.quantized_modules:
+    if not quantized_modules:
         raise TritonRepoError(
             "QAD: the model has no Linear or Conv module left to quantize"
             + (f" ({len(kept_modules)} kept by precision.yaml)" if kept_modules else "")
         )
+    return quantized_modules, sorted(kept_modules)
 
 
 def _kept_modules(student, kept: tuple[str, ...]) -> list[str]:
@@ -348,7 +356,18 @@ def _forward(model, spec, batch: dict[str, np.ndarray]):
     return result
 
 
-def _distil(teacher, student, batches, qad, spec, stats: QadStats, label: str) -> None:
+@dataclass(frozen=True)
+class _Training:
+    """What the distillation did (QadStats' fields of the same names); nothing without steps."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    first_loss: float | None = None
+    last_loss: float | None = None  # mean of the last 10 steps
+    stopped: str = ""
+
+
+def _distil(teacher, student, batches, qad, spec, loss_name: str, label: str) -> _Training:
     import torch
 
     student.eval()  # no dropout: the student learns the teacher's inference-time outputs
@@ -359,31 +378,35 @@ def _distil(teacher, student, batches, qad, spec, stats: QadStats, label: str) -
     start = time.perf_counter()
     deadline = start + qad.max_minutes * 60
     report_every = max(1, qad.steps // 10)
+    steps, stopped = 0, ""
     for step in range(qad.steps):
         batch = batches[int(rng.integers(len(batches)))]
         with torch.no_grad():
             target = _forward(teacher, spec, batch).float()
         prediction = _forward(student, spec, batch).float()
-        loss = _loss(stats.loss, prediction, target)
+        loss = _loss(loss_name, prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss))
-        stats.steps = step + 1
-        if stats.first_loss is None:
-            stats.first_loss = losses[0]
+        steps = step + 1
         elapsed = time.perf_counter() - start
-        if stats.steps % report_every == 0 or stats.steps == qad.steps:
+        if steps % report_every == 0 or steps == qad.steps:
             _progress(
-                f"{label}: QAD step {stats.steps}/{qad.steps}, {stats.loss} loss "
+                f"{label}: QAD step {steps}/{qad.steps}, {loss_name} loss "
                 f"{np.mean(losses[-report_every:]):.5f} ({elapsed:.0f} s)"
             )
-        if time.perf_counter() > deadline and stats.steps < qad.steps:
-            stats.stopped = f"max_minutes {qad.max_minutes:g} reached after {stats.steps} steps"
-            _progress(f"{label}: QAD stopped: {stats.stopped}")
+        if time.perf_counter() > deadline and steps < qad.steps:
+            stopped = f"max_minutes {qad.max_minutes:g} reached after {steps} steps"
+            _progress(f"{label}: QAD stopped: {stopped}")
             break
-    stats.seconds = round(time.perf_counter() - start, 1)
-    stats.last_loss = float(np.mean(losses[-10:])) if losses else None
+    return _Training(
+        steps=steps,
+        seconds=round(time.perf_counter() - start, 1),
+        first_loss=losses[0] if losses else None,
+        last_loss=float(np.mean(losses[-10:])) if losses else None,
+        stopped=stopped,
+    )
 
 
 def _loss(kind: str, prediction, target):

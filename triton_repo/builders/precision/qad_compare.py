@@ -10,7 +10,7 @@ from pathlib import Path
 
 from triton_repo.builders.data import DataSet
 from triton_repo.builders.precision.accuracy import AccuracyResult
-from triton_repo.builders.precision.artifacts import ArtifactBuilder, make_artifact
+from triton_repo.builders.precision.artifacts import ArtifactBuilder, ArtifactRequest, make_artifact
 from triton_repo.builders.precision.qad import QadStats, load_stats
 from triton_repo.builders.precision.results import speed_inputs
 from triton_repo.builders.precision.roofline import int8_fraction, matrix_node_flops
@@ -55,7 +55,7 @@ def compare_qad(
     settings = own.model_copy(update={"recover": "qad", "qad": own.qad.model_copy(update=overrides)})
     with ArtifactBuilder() as builder:
         bench = open_workbench(loaded, work_dir, "int8", runtime, builder)
-        kept = bench.plan.for_artifact("int8").node_names
+        kept = bench.choices.for_artifact("int8").node_names
         rows = []
         if ptq:
             ptq_path = bench.scratch("int8", "ptq")
@@ -65,18 +65,18 @@ def compare_qad(
         the_builds = own.recover == "qad" and not overrides
         with step(f"{spec.name}: QAD, {settings.qad.steps} steps ({len(kept)} nodes kept)"):
             if the_builds:
-                artifact = make_artifact(
+                request = ArtifactRequest(
                     "int8",
                     bench.fp32,
                     sha256_file(bench.fp32),
                     bench.work,
                     settings,
-                    bench.plan,
+                    kept,
                     DataSet.of(bench.calibration) if bench.calibration is not None else None,
-                    builder,
                     bench.rule,
                     bench.qad,
                 )
+                artifact = make_artifact(request, builder)
                 qad_path = artifact.path
                 if artifact.cached:
                     info(f"{qad_path.name}: cached (nothing it depends on changed)")

@@ -17,7 +17,7 @@ import numpy as np
 
 from triton_repo.builders.precision.accuracy import AccuracyResult, row_batches
 from triton_repo.builders.precision.debug import SHAPE_OPS, LayerwiseReport
-from triton_repo.builders.precision.plan import KeptNode
+from triton_repo.builders.precision.node_choices import KeptNode
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
-from triton_repo.builders.data import ModelData
+from triton_repo.builders.data import DataSet, ModelData
 from triton_repo.builders.export import ExportResult
 from triton_repo.builders.precision.accuracy import AccuracyResult
 from triton_repo.builders.precision.artifacts import (
     Artifact,
     ArtifactBuilder,
+    ArtifactRequest,
     built_with,
     fp16_op_rule,
     make_artifact,
@@ -30,7 +32,12 @@ from triton_repo.builders.precision.kinds import (
     split_pair,
 )
 from triton_repo.builders.precision.measure import measure_pairs
-from triton_repo.builders.precision.plan import PLAN_FILE, check_nodes, load_plan
+from triton_repo.builders.precision.node_choices import (
+    CHOICES_FILE,
+    PrecisionChoices,
+    check_nodes,
+    load_choices,
+)
 from triton_repo.builders.precision.qad import qad_job
 from triton_repo.builders.precision.results import PrecisionResult, VariantResult
 from triton_repo.builders.precision.timing import SPEED_SECONDS
@@ -66,9 +73,9 @@ def run_precision(
     and measures every pair the spec asks for; `data`,
     the spec's data sets, loaded only where a cache misses (the build shares them between stages)."""
     spec = loaded.spec
-    plan = load_plan(loaded.folder)
+    choices = load_choices(loaded.folder)
     op_types = graph_node_names(exported.onnx_path)
-    check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
+    check_nodes(choices, set(op_types), loaded.folder / CHOICES_FILE)
     # int8 needs it; fp16 and bf16 use it when given (AutoCast's reference run on real rows)
     wants = "int8" in spec.precisions or (spec.data.calibration is not None and spec.lower_precisions)
     data = data or ModelData(loaded, work_dir, exported.fingerprint)
@@ -76,9 +83,8 @@ def run_precision(
     with contextlib.ExitStack() as stack:
         builder = builder or stack.enter_context(ArtifactBuilder())
         kinds = None if serves is None else frozenset(split_pair(pair)[0] for pair in serves)
-        artifacts, unbuilt = _build_artifacts(
-            loaded, exported, work_dir, runtime, plan, data, calibration, builder, kinds
-        )
+        request = _ArtifactsRequest(loaded, exported, work_dir, runtime, choices, data, calibration, kinds)
+        artifacts, unbuilt = _build_artifacts(request, builder)
     wanted = {
         kind: tuple(r for r in runners if serves is None or pair_id(kind, r) in serves)
         for kind, runners in runners_for(spec.precisions).items()
@@ -117,44 +123,56 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip().removesuffix(":")
 
 
-def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibration, builder, only=None):
+@dataclass(frozen=True)
+class _ArtifactsRequest:
+    """A model's artifacts to build: from its exported FP32 graph, with its precision.yaml choices."""
+
+    loaded: LoadedSpec
+    exported: ExportResult
+    work_dir: Path
+    runtime: Runtime  # the serving runtime (which op types have CPU FP16 kernels)
+    choices: PrecisionChoices
+    data: ModelData
+    calibration: DataSet | None
+    only: frozenset[str] | None = None  # these kinds; None: every kind the spec asks for
+
+
+def _build_artifacts(
+    request: _ArtifactsRequest, builder: ArtifactBuilder
+) -> tuple[dict[str, Artifact], dict[str, tuple[Artifact, str]]]:
     """Every artifact the spec asks for (cached when unchanged). A quantizer that fails refuses that
     variant: it comes back in `unbuilt` with a stand-in artifact and the one-line reason."""
+    loaded, exported, work_dir, runtime = request.loaded, request.exported, request.work_dir, request.runtime
     spec = loaded.spec
     op_types = set(graph_node_names(exported.onnx_path).values())
-    kinds = [k for k in kinds_for(spec.precisions, spec.precision.int8.recover) if only is None or k in only]
+    kinds = [
+        k
+        for k in kinds_for(spec.precisions, spec.precision.int8.recover)
+        if request.only is None or k in request.only
+    ]
     fp16_kernels = (
         runtime.fp16_kernel_ops() if any(BY_NAME[k].cpu_kernels_only for k in kinds) else frozenset()
     )
     artifacts: dict[str, Artifact] = {}
     unbuilt: dict[str, tuple[Artifact, str]] = {}
-    qad = qad_job(loaded, data=data)
+    qad = qad_job(loaded, data=request.data)
     for kind in kinds:
         rule = fp16_op_rule(kind, op_types, fp16_kernels, runtime.label)
-        kept = len(plan.for_artifact(kind).keep)
-        by_rule = f", op types kept FP32: {', '.join(rule.op_types)}" if rule.op_types else ""
-        label = f"{spec.name}: {kind} artifact" + (
-            f" ({kept} node{'' if kept == 1 else 's'} kept{by_rule})" if kind != REFERENCE else ""
+        kept = request.choices.for_artifact(kind).node_names
+        made_from = ArtifactRequest(
+            kind,
+            exported.onnx_path,
+            exported.onnx_sha256,
+            work_dir,
+            spec.precision.int8,
+            kept,
+            request.calibration,
+            rule,
+            qad,
         )
-        made = BY_NAME[kind]
-        if made.qad_high and made.maker != QAD_EXPORT and qad is not None:
-            label += f" by QAD, {spec.precision.int8.qad.steps} steps"
-        if made.maker == QAD_EXPORT:
-            label += f", the QAD student with {made.qad_high.upper()} high precision (for {made.runners[0].runtime_name})"
         try:
-            with step(label):
-                artifacts[kind] = make_artifact(
-                    kind,
-                    exported.onnx_path,
-                    exported.onnx_sha256,
-                    work_dir,
-                    spec.precision.int8,
-                    plan,
-                    calibration,
-                    builder,
-                    rule,
-                    qad,
-                )
+            with step(_label(spec, made_from)):
+                artifacts[kind] = make_artifact(made_from, builder)
         except SpecError:
             raise
         except Exception as error:  # noqa: BLE001 - a quantizer failing refuses its variant, not the build
@@ -164,3 +182,18 @@ def _build_artifacts(loaded, exported, work_dir, runtime, plan, data, calibratio
             warn(f"refused {line}")
             unbuilt[kind] = (Artifact(kind, work_dir / BY_NAME[kind].file, 0.0, False, (), ""), line)
     return artifacts, unbuilt
+
+
+def _label(spec, request: ArtifactRequest) -> str:
+    """The step's line: the artifact, the nodes and op types it keeps, and how QAD makes it."""
+    kind, kept, rule = request.kind, len(request.kept), request.rule
+    by_rule = f", op types kept FP32: {', '.join(rule.op_types)}" if rule.op_types else ""
+    label = f"{spec.name}: {kind} artifact" + (
+        f" ({kept} node{'' if kept == 1 else 's'} kept{by_rule})" if kind != REFERENCE else ""
+    )
+    made = BY_NAME[kind]
+    if made.qad_high and made.maker != QAD_EXPORT and request.qad is not None:
+        label += f" by QAD, {spec.precision.int8.qad.steps} steps"
+    if made.maker == QAD_EXPORT:
+        label += f", the QAD student with {made.qad_high.upper()} high precision (for {made.runners[0].runtime_name})"
+    return label

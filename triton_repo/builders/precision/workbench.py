@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from triton_repo.builders.precision.accuracy import AccuracyResult, eval_batch_size, measure
-from triton_repo.builders.precision.artifacts import ArtifactBuilder, OpTypeRule, fp16_op_rule
+from triton_repo.builders.precision.artifacts import ArtifactBuilder, ArtifactJob, OpTypeRule, fp16_op_rule
 from triton_repo.builders.precision.kinds import BY_NAME
 from triton_repo.builders.precision.metrics.selfcheck import check_metric
-from triton_repo.builders.precision.plan import PLAN_FILE, PrecisionPlan, check_nodes, load_plan
+from triton_repo.builders.precision.node_choices import (
+    CHOICES_FILE,
+    PrecisionChoices,
+    check_nodes,
+    load_choices,
+)
 from triton_repo.builders.precision.qad import QadJob, qad_job
 from triton_repo.builders.precision.results import refusal
 from triton_repo.builders.precision.stage import graph_node_names
@@ -27,14 +32,14 @@ class Workbench:
     loaded: LoadedSpec
     fp32: Path
     work: Path  # <work-dir>/<name>
-    plan: PrecisionPlan
+    choices: PrecisionChoices  # precision.yaml
     op_types: dict[str, str]  # FP32 node name -> op type
     calibration: dict[str, np.ndarray] | None
     eval_inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
     reference: dict[str, np.ndarray]  # FP32 outputs on the eval set
     runtime: Runtime  # what runs the artifacts (the serving environment's)
-    rule: OpTypeRule  # op types the artifact keeps in higher precision whatever the plan says
+    rule: OpTypeRule  # op types the artifact keeps in higher precision whatever precision.yaml says
     builder: ArtifactBuilder  # its child processes live as long as the command
     qad: QadJob | None = None  # the TensorRT int8 artifact is distilled (precision.int8.recover: qad)
 
@@ -55,15 +60,9 @@ class Workbench:
     ) -> Path:
         """`settings`: the spec's precision.int8 unless given (`triton-repo qad` overrides QAD's)."""
         settings = settings or self.loaded.spec.precision.int8
+        qad = self.qad if BY_NAME[kind].qad_high and settings.recover == "qad" else None
         return self.builder.build(
-            kind,
-            self.fp32,
-            output,
-            settings,
-            kept,
-            self.calibration,
-            self.rule.op_types,
-            self.qad if BY_NAME[kind].qad_high and settings.recover == "qad" else None,
+            ArtifactJob(kind, self.fp32, output, settings, kept, self.calibration, self.rule.op_types, qad)
         )
 
     def evaluate(
@@ -112,8 +111,8 @@ def open_workbench(
     with step(f"{spec.name}: verify ONNX Runtime vs PyTorch"):
         verify(loaded, exported.onnx_path, exported.golden_path)
     op_types = graph_node_names(exported.onnx_path)
-    plan = load_plan(loaded.folder)
-    check_nodes(plan, set(op_types), loaded.folder / PLAN_FILE)
+    choices = load_choices(loaded.folder)
+    check_nodes(choices, set(op_types), loaded.folder / CHOICES_FILE)
     eval_inputs = load_arrays(loaded, "eval")
     labels = load_labels(loaded, eval_inputs) if spec.data.eval_labels is not None else None
     outputs = [o.name for o in spec.outputs]
@@ -131,7 +130,7 @@ def open_workbench(
         loaded,
         exported.onnx_path,
         work,
-        plan,
+        choices,
         op_types,
         calibration,
         eval_inputs,

@@ -1,4 +1,4 @@
-"""A built local repository as staged models: what `triton-repo publish --to` sends to object storage.
+"""A built local repository published into object storage: what `triton-repo publish --to` does.
 
 Each model's newest version (and its config, warmup data and labels) is hard-linked into the staging
 area in the shape a build stages (`<model>/1/...`), after every file was hashed against manifest.json,
@@ -10,13 +10,42 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triton_repo.core.errors import TritonRepoError
-from triton_repo.repo.publish import read_manifest, verify_model, versions_of
-from triton_repo.repo.writer import VERSION, StagedModel, file_hashes
+from triton_repo.core.locks import repository_lock
+from triton_repo.core.log import step
+from triton_repo.repo.publish import Published, read_manifest, verify_model, versions_of
+from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, staging_root
+
+if TYPE_CHECKING:
+    from triton_repo.repo.repository import StoreRepository
 
 # Fields of a local manifest entry that describe its local publishing, not the model.
 LOCAL_ONLY = ("version", "versions", "last_version", "published_at", "published", "previous", "files")
+
+
+def publish_repository(source: Path, destination: StoreRepository, names: list[str]) -> Published:
+    """Publish `names` of the local repository `source` (all when empty) into `destination` as new
+    versions; with no names, the models `destination` serves and `source` no longer has are retired.
+
+    Nothing is uploaded unless the destination answers and every local file matches its manifest.
+    """
+    staging = staging_root(destination.stand_in)
+    with repository_lock(destination.stand_in):
+        destination.check_access()  # wrong credentials, a missing bucket: one line, nothing uploaded
+        destination.warn_prefix_overlap()
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            with step(f"verify {source} against its manifest and stage {', '.join(names) or 'every model'}"):
+                staged = stage_from_repository(source, staging, names)
+            local = read_manifest(source)
+            retire = () if names else tuple(sorted(set(destination.served_models()) - set(local["models"])))
+            with step(destination.publish_step()):
+                return destination.publish(staged, local.get("tools", {}), retire)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def stage_from_repository(repository: Path, staging: Path, names: list[str]) -> list[StagedModel]:

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.core.log import info, warn
@@ -287,11 +286,3 @@ def delete_unreferenced(store: Store, name: str, entry: dict) -> None:
     ]
     if stale:
         store.delete(stale)
-
-
-def local_stand_in(repository, work_dir: Path) -> Path:
-    """The local path that holds a repository's lock and staging area: the folder itself, or for object
-    storage one per URL under the work dir."""
-    if isinstance(repository, StoreTarget):
-        return (work_dir / "object-store" / repository.url.label).resolve()
-    return repository

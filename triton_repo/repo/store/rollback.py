@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from triton_repo.core.errors import TritonRepoError
+from triton_repo.repo.store.client import Store
 from triton_repo.repo.store.layout import CONFIG, version_of
 from triton_repo.repo.store.manifest import read_store_manifest, verify_versions
 from triton_repo.repo.store.publishing import (
@@ -23,12 +24,15 @@ from triton_repo.repo.store.publishing import (
 )
 
 
-def rollback_store(names: list[str], target: StoreTarget) -> tuple[dict[str, tuple[int, int]], int]:
-    """Return each model to its previous published state, all together or not at all.
+def rollback_store(
+    names: list[str], target: StoreTarget, store: Store | None = None
+) -> tuple[dict[str, tuple[int, int]], int]:
+    """Return each model to its previous published state, all together or not at all (`store`: the
+    bucket, its access already checked).
 
     Returns model -> (version no longer served, version now served), and how many servers loaded it.
     """
-    store = open_store(target)
+    store = store or open_store(target)
     manifest = read_store_manifest(store)
     if manifest is None:
         raise TritonRepoError(f"{target.url}: no manifest.json; publish into it first (triton-repo publish)")

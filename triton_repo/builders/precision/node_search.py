@@ -1,16 +1,22 @@
 """search-precision's workflow: for one artifact kind, rank the nodes by the error they add, search the
-fewest to keep in higher precision within the budget, measure its speed, and write the plan."""
+fewest to keep in higher precision within the budget, measure its speed, and write them to precision.yaml."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_repo.builders.precision.artifacts import ArtifactBuilder
-from triton_repo.builders.precision.plan import ArtifactPlan, SearchResult, load_plan, save_plan
+from triton_repo.builders.precision.node_choices import (
+    ArtifactChoices,
+    SearchResult,
+    load_choices,
+    save_choices,
+)
 from triton_repo.builders.precision.results import speed_inputs
 from triton_repo.builders.precision.search import (
     SearchOutcome,
@@ -30,7 +36,7 @@ from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession, Ru
 @dataclass
 class ArtifactSearch:
     """One artifact's search: its trials and the set found (outcome.found None: none passed), and the
-    batch-8 throughput of FP32, every node quantized and the plan (empty when nothing was found)."""
+    batch-8 throughput of FP32, every node quantized and the nodes found (empty when nothing was found)."""
 
     kind: str
     outcome: SearchOutcome
@@ -38,7 +44,7 @@ class ArtifactSearch:
 
 
 def with_margin(loaded: LoadedSpec, margin: float) -> LoadedSpec:
-    """The spec with its accuracy budget made `margin` stricter (the plan records the budget searched)."""
+    """The spec with its accuracy budget made `margin` stricter (precision.yaml records the budget searched)."""
     accuracy = loaded.spec.accuracy
     if not margin or accuracy is None:
         return loaded
@@ -46,22 +52,27 @@ def with_margin(loaded: LoadedSpec, margin: float) -> LoadedSpec:
     return loaded.model_copy(update={"spec": spec})
 
 
+@dataclass(frozen=True)
+class NodeSearchRequest:
+    """One artifact kind of one model to search, and the search's bounds."""
+
+    loaded: LoadedSpec
+    kind: str
+    max_trials: int = 24
+    max_seconds: float = 1200.0
+    rows: int = 16  # eval rows the layer-wise ranking runs
+    qad_steps: int = 0  # a distilled int8: QAD steps per trial (the set found is confirmed at the spec's)
+
+
 def search_artifact(
-    loaded: LoadedSpec,
-    kind: str,
-    max_trials: int,
-    max_seconds: float,
-    rows: int,
-    work_dir: Path,
-    runtime: Runtime,
-    builder: ArtifactBuilder,
-    qad_steps: int = 0,
+    request: NodeSearchRequest, work_dir: Path, runtime: Runtime, builder: ArtifactBuilder
 ) -> ArtifactSearch:
-    """Search the nodes `kind` keeps in higher precision to meet the spec's budget; a set found is written
-    to the model's precision.yaml (with its accuracy and speed) for every later build to apply."""
+    """Search the nodes `request.kind` keeps in higher precision to meet the spec's budget; a set found is
+    written to the model's precision.yaml (with its accuracy and speed) for every later build to apply."""
     from triton_repo.builders.precision.debug import isolated_layerwise_errors
     from triton_repo.builders.precision.workbench import open_workbench
 
+    loaded, kind, rows, qad_steps = request.loaded, request.kind, request.rows, request.qad_steps
     name = loaded.spec.name
     bench = open_workbench(loaded, work_dir, kind, runtime, builder)
     own = loaded.spec.precision.int8
@@ -92,15 +103,15 @@ def search_artifact(
         with step(f"{name}: {kind} keeping {len(kept)} node(s)"):
             return bench.evaluate(kind, kept, bench.scratch(kind, "trial"), trial_settings)
 
-    outcome = search(kind, evaluate, ranked, max_trials, max_seconds, progress=info)
+    outcome = search(kind, evaluate, ranked, request.max_trials, request.max_seconds, progress=info)
     if outcome.found is not None and trial_settings is not None:
         with step(f"{name}: int8 keeping {len(outcome.found)} node(s), {own.qad.steps} QAD steps"):
             confirmed = bench.evaluate(kind, outcome.found, bench.scratch(kind, "trial"))
         info(f"{name} int8 with {own.qad.steps} QAD steps: {confirmed.verdict}")
-        outcome.accuracy = confirmed
+        outcome = dataclasses.replace(outcome, accuracy=confirmed)
         if not confirmed.passed:
-            outcome.found = None
-            outcome.stopped_early = f"the set found at {qad_steps} QAD steps fails at {own.qad.steps}"
+            stopped = f"the set found at {qad_steps} QAD steps fails at {own.qad.steps}"
+            outcome = dataclasses.replace(outcome, found=None, stopped_early=stopped)
     if outcome.found is None:
         return ArtifactSearch(kind, outcome)
     confirmed_path = bench.scratch(kind, "trial") if trial_settings is not None else None
@@ -116,10 +127,10 @@ def search_artifact(
         searched_on=datetime.date.today().isoformat(),
         throughput_per_s=speed,
     )
-    plan = load_plan(loaded.folder).with_artifact(
-        kind, ArtifactPlan(keep=kept_nodes(outcome, bench.op_types), result=result)
+    choices = load_choices(loaded.folder).with_artifact(
+        kind, ArtifactChoices(keep=kept_nodes(outcome, bench.op_types), result=result)
     )
-    save_plan(plan, loaded.folder)
+    save_choices(choices, loaded.folder)
     for path in bench.work.joinpath("precision-trials").glob("*"):
         path.unlink()
     return ArtifactSearch(kind, outcome, speed)
@@ -138,7 +149,8 @@ def worst_inputs(bench, default, rows: int) -> tuple[dict, str]:
 def _speed_cost(
     bench, kind: str, kept: tuple[str, ...], default_path: Path, built: Path | None = None
 ) -> dict[str, float]:
-    """In-process batch-8 throughput of FP32, the fully quantized graph and the found plan, one interleaved run."""
+    """In-process batch-8 throughput of FP32, the fully quantized graph and the nodes found kept, one
+    interleaved run."""
     found_path = built or bench.scratch(kind, "found")
     if built is None:
         bench.build(kind, kept, found_path)
@@ -148,7 +160,7 @@ def _speed_cost(
     paths = {
         "fp32": (bench.fp32, bench.runner("fp32")),
         f"{kind} all nodes": (default_path, runner),
-        f"{kind} this plan": (found_path, runner),
+        f"{kind} this plan": (found_path, runner),  # the key precision.yaml files already hold
     }
     if not kept:
         paths.pop(f"{kind} all nodes")

@@ -4,46 +4,46 @@ from __future__ import annotations
 
 import pytest
 
-from triton_repo.builders.precision.plan import (
-    PLAN_FILE,
-    ArtifactPlan,
+from triton_repo.builders.precision.node_choices import (
+    CHOICES_FILE,
+    ArtifactChoices,
     KeptNode,
-    PrecisionPlan,
+    PrecisionChoices,
     SearchResult,
     check_nodes,
-    load_plan,
-    save_plan,
+    load_choices,
+    save_choices,
 )
 from triton_repo.core.errors import SpecError
 
 
-def _plan() -> PrecisionPlan:
-    kept = ArtifactPlan(
+def _choices() -> PrecisionChoices:
+    kept = ArtifactChoices(
         keep=[KeptNode(node="/encoder/layer.5/output/dense/MatMul", op_type="MatMul", why="rank 1")],
         result=SearchResult(metric="cosine_min", value=0.993, budget=0.99, default_value=0.47, trials=5),
     )
     return (
-        PrecisionPlan()
+        PrecisionChoices()
         .with_artifact("int8-cpu", kept)
-        .with_artifact("fp16", ArtifactPlan(keep=[KeptNode(node="/Softmax")]))
+        .with_artifact("fp16", ArtifactChoices(keep=[KeptNode(node="/Softmax")]))
     )
 
 
-def test_plan_round_trips_through_yaml(tmp_path):
-    path = save_plan(_plan(), tmp_path)
-    assert path == tmp_path / PLAN_FILE
+def test_choices_round_trip_through_yaml(tmp_path):
+    path = save_choices(_choices(), tmp_path)
+    assert path == tmp_path / CHOICES_FILE
     text = path.read_text()
     assert text.startswith("# Node-level precision choices")
     assert "int8-cpu:" in text and "int8:" not in text.replace("int8-cpu:", "")  # empty artifacts left out
-    loaded = load_plan(tmp_path)
-    assert loaded == _plan()
+    loaded = load_choices(tmp_path)
+    assert loaded == _choices()
     assert loaded.for_artifact("int8-cpu").node_names == ("/encoder/layer.5/output/dense/MatMul",)
     assert loaded.for_artifact("int8").node_names == ()
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_missing_plan_is_empty(tmp_path):
-    assert load_plan(tmp_path) == PrecisionPlan()
+def test_missing_precision_yaml_is_empty_choices(tmp_path):
+    assert load_choices(tmp_path) == PrecisionChoices()
 
 
 @pytest.mark.parametrize(
@@ -55,18 +55,18 @@ def test_missing_plan_is_empty(tmp_path):
         ("int8: {keep: [\n", "malformed YAML"),
     ],
 )
-def test_bad_plan_is_a_one_line_error_naming_the_file(tmp_path, text, message):
-    (tmp_path / PLAN_FILE).write_text(text)
+def test_bad_precision_yaml_is_a_one_line_error_naming_the_file(tmp_path, text, message):
+    (tmp_path / CHOICES_FILE).write_text(text)
     with pytest.raises(SpecError) as error:
-        load_plan(tmp_path)
-    assert message in str(error.value) and PLAN_FILE in str(error.value)
+        load_choices(tmp_path)
+    assert message in str(error.value) and CHOICES_FILE in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_a_node_missing_from_the_graph_is_refused(tmp_path):
     with pytest.raises(SpecError, match="not in the FP32 ONNX graph"):
-        check_nodes(_plan(), {"/Softmax"}, tmp_path / PLAN_FILE)
-    check_nodes(_plan(), {"/Softmax", "/encoder/layer.5/output/dense/MatMul"}, tmp_path / PLAN_FILE)
+        check_nodes(_choices(), {"/Softmax"}, tmp_path / CHOICES_FILE)
+    check_nodes(_choices(), {"/Softmax", "/encoder/layer.5/output/dense/MatMul"}, tmp_path / CHOICES_FILE)
 
 
 def test_kept_node_names_are_matched_exactly_by_modelopt():
