@@ -45,6 +45,10 @@ def publish(
     loads it, one at a time; at the first refusal the previous versions are restored everywhere and
     nothing is published. Versions beyond triton.keep_versions are deleted after the switch. With no
     MODELS, models the bucket has and the local repository no longer has are retired.
+
+    Publishers on any machines take turns through a lease in the bucket (<prefix>/publish.lease): a
+    publish waits for the one in progress (TRITON_REPO_LEASE_WAIT_SECONDS, default 600), and breaks a
+    lease not renewed for TRITON_REPO_LEASE_SECONDS (default 60: a killed publisher's).
     """
     from triton_repo.cli.store_options import store_access
     from triton_repo.repo.repository import open_object_store

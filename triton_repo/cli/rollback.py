@@ -35,7 +35,8 @@ def rollback(
 
     In object storage (--repository s3://...), each model's config.pbtxt is rewritten to name its
     previous versions (or its previous config), after they were hashed against the manifest; every
-    server then loads it in turn, and the dropped version's objects are deleted.
+    server then loads it in turn, and the dropped version's objects are deleted; like a publish, under
+    the bucket's publish lease (TRITON_REPO_LEASE_SECONDS, TRITON_REPO_LEASE_WAIT_SECONDS).
     """
     from triton_repo.cli.store_options import open_from_options
     from triton_repo.core.log import info

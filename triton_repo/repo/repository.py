@@ -214,7 +214,9 @@ class LocalRepository:
 
 class StoreRepository:
     """A prefix in object storage (S3) and the servers reading it; its lock and staging area stand in
-    `stand_in`, under the work dir. Access is checked once, on first use."""
+    `stand_in`, under the work dir (they guard this machine's staging). Publishers on other machines
+    take turns through the publish lease in the bucket, which publish and rollback take (store/lease.py).
+    Access is checked once, on first use."""
 
     def __init__(self, target: StoreTarget, stand_in: Path) -> None:
         self.target = target

@@ -35,8 +35,16 @@ class ObjectStoreError(TritonRepoError):
     """The object store refused or could not be reached (credentials, bucket, permissions, network)."""
 
 
-class ObjectExists(ObjectStoreError):
+class WriteConflict(ObjectStoreError):
+    """A conditional write refused (412 PreconditionFailed, or 409 when two raced): the key was taken, or
+    changed since it was read. The lease and the manifest act on it; it never reaches the user as is."""
+
+
+class ObjectExists(WriteConflict):
     """An upload found its key taken: publishing never overwrites a model's object."""
+
+
+CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}  # 412; 409 on AWS when two race
 
 
 @dataclass(frozen=True)
@@ -140,11 +148,16 @@ class Store:
 
     def read(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
+        return self.read_with_etag(key)[0]
+
+    def read_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and ETag (for a later write `if_match`), or (None, None) when absent."""
         with self.errors("read", key):
             try:
-                return self.client.get_object(Bucket=self.url.bucket, Key=key)["Body"].read()
+                answer = self.client.get_object(Bucket=self.url.bucket, Key=key)
             except self.client.exceptions.NoSuchKey:
-                return None
+                return None, None
+            return answer["Body"].read(), answer.get("ETag")
 
     def sha256(self, key: str) -> str | None:
         """sha256 of the object's content, streamed; None when it does not exist."""
@@ -164,11 +177,17 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------------
 
-    def write(self, key: str, data: bytes, overwrite: bool = True) -> None:
-        """One PUT. With overwrite=False the key must be free (If-None-Match: *)."""
-        extra = {} if overwrite else {"IfNoneMatch": "*"}
-        with self.errors("write", key):
-            self.client.put_object(Bucket=self.url.bucket, Key=key, Body=data, **extra)
+    def write(self, key: str, data: bytes, overwrite: bool = True, if_match: str | None = None) -> str:
+        """One PUT; the new ETag. With overwrite=False the key must be free (If-None-Match: *: else
+        ObjectExists); with `if_match` it must still hold that ETag (If-Match: else WriteConflict)."""
+        extra: dict[str, str] = {}
+        if if_match:
+            extra["IfMatch"] = if_match
+        elif not overwrite:
+            extra["IfNoneMatch"] = "*"
+        action = "replace" if if_match else "write"
+        with self.errors(action, key):
+            return self.client.put_object(Bucket=self.url.bucket, Key=key, Body=data, **extra).get("ETag", "")
 
     def upload_new(self, path: Path, key: str, progress: Callable[[int, int], None] | None = None) -> None:
         """Upload a file to a key that must not exist yet; large files in parts, `progress(done, total)`
@@ -261,10 +280,15 @@ class _Translate:
                 f"{url}: bucket '{url.bucket}' does not exist; create it (aws s3 mb s3://{url.bucket}) or "
                 "fix the bucket name in the URL"
             ) from None
-        if code == "PreconditionFailed" and self.action == "write":
+        if code in CONFLICT_CODES and self.action == "write":
             raise ObjectExists(
                 f"{where} already exists; publishing never overwrites a model's object (another publish "
                 "into this repository at the same time?)"
+            ) from None
+        if self.action == "replace" and (code in CONFLICT_CODES or code == "NoSuchKey" or status == 404):
+            # If-Match on a key deleted since: AWS answers 404 NoSuchKey, SeaweedFS 412
+            raise WriteConflict(
+                f"{where} changed since it was read (If-Match refused); another publisher wrote it"
             ) from None
         if code in ("AccessDenied", "403") or status == 403:
             raise ObjectStoreError(

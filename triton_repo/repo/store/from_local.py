@@ -27,7 +27,9 @@ LOCAL_ONLY = ("version", "versions", "last_version", "published_at", "published"
 
 def publish_repository(source: Path, destination: StoreRepository, names: list[str]) -> Published:
     """Publish `names` of the local repository `source` (all when empty) into `destination` as new
-    versions; with no names, the models `destination` serves and `source` no longer has are retired.
+    versions; with no names, the models of `source`'s specs that `destination` serves and `source` no
+    longer has (a variant refused or no longer asked for) are retired. Models of other specs are another
+    builder's: never retired here.
 
     Nothing is uploaded unless the destination answers and every local file matches its manifest.
     """
@@ -41,11 +43,25 @@ def publish_repository(source: Path, destination: StoreRepository, names: list[s
             with step(f"verify {source} against its manifest and stage {', '.join(names) or 'every model'}"):
                 staged = stage_from_repository(source, staging, names)
             local = read_manifest(source)
-            retire = () if names else tuple(sorted(set(destination.served_models()) - set(local["models"])))
+            retire = () if names else owned_leftovers(local, destination.manifest())
             with step(destination.publish_step()):
                 return destination.publish(staged, local.get("tools", {}), retire)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def owned_leftovers(local: dict, bucket: dict | None) -> tuple[str, ...]:
+    """The bucket's models of the specs the local repository builds (their `source_model`) that it
+    no longer has; a model of a spec it does not build belongs to another builder and stays."""
+    owned = {entry.get("source_model", name) for name, entry in local["models"].items()}
+    served = (bucket or {}).get("models", {})
+    return tuple(
+        sorted(
+            name
+            for name, entry in served.items()
+            if name not in local["models"] and entry.get("source_model", name) in owned
+        )
+    )
 
 
 def stage_from_repository(repository: Path, staging: Path, names: list[str]) -> list[StagedModel]:

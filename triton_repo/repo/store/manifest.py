@@ -16,7 +16,16 @@ from triton_repo.repo.writer import StagedModel
 
 def read_store_manifest(store: Store) -> dict | None:
     """manifest.json at the repository's root, or None for an empty repository."""
-    data = store.read(store.url.key(MANIFEST))
+    return _parsed(store, store.read(store.url.key(MANIFEST)))
+
+
+def read_manifest_with_etag(store: Store) -> tuple[dict | None, str | None]:
+    """manifest.json and its ETag (what a write over it names in If-Match); (None, None) when absent."""
+    data, etag = store.read_with_etag(store.url.key(MANIFEST))
+    return _parsed(store, data), etag
+
+
+def _parsed(store: Store, data: bytes | None) -> dict | None:
     if data is None:
         return None
     try:
@@ -28,9 +37,27 @@ def read_store_manifest(store: Store) -> dict | None:
         ) from None
 
 
-def write_store_manifest(store: Store, manifest: dict) -> None:
+def write_store_manifest(store: Store, manifest: dict, etag: str | None) -> str:
+    """Write manifest.json only over the version `etag` names (If-Match; None: only where there is none,
+    If-None-Match); WriteConflict when someone wrote it since. Returns the new ETag."""
     body = json.dumps({**manifest, "format": MANIFEST_FORMAT, "storage": "s3"}, indent=2, sort_keys=True)
-    store.write(store.url.key(MANIFEST), (body + "\n").encode())
+    data = (body + "\n").encode()
+    key = store.url.key(MANIFEST)
+    return store.write(key, data, if_match=etag) if etag else store.write(key, data, overwrite=False)
+
+
+def merge_manifest(fresh: dict | None, ours: dict, changed: set[str]) -> dict:
+    """`ours` laid over a manifest someone else wrote meanwhile: their entries stay, except those of the
+    models this publish changed (`changed`: ours, or removed when ours has none, a retired model)."""
+    merged = {**(fresh or {}), **{k: v for k, v in ours.items() if k != "models"}}
+    models = dict((fresh or {}).get("models", {}))
+    for name in changed:
+        if name in ours["models"]:
+            models[name] = ours["models"][name]
+        else:
+            models.pop(name, None)
+    merged["models"] = models
+    return merged
 
 
 def check_names(url: ObjectStoreUrl, staged: list[StagedModel]) -> None:

@@ -8,6 +8,10 @@ and the servers that had switched load the old versions again. Versions no longe
 of an interrupted upload) are deleted after the switch. A publish killed at any point before the
 pointer leaves the served state as it was: what it uploaded is never named, and is deleted by the next
 publish.
+
+All of it runs under the publish lease (store/session.py, store/lease.py), so publishers on any number
+of machines take turns: each reads the manifest after taking the lease, and renews it before writing a
+pointer or the manifest; the pointers and the manifest are written only over the versions read.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from triton_repo.core.log import info, warn
 from triton_repo.core.storage import ObjectStoreUrl
 from triton_repo.repo.fleet import load_everywhere, reload_everywhere
 from triton_repo.repo.publish import LOAD_ORDER, MANIFEST_FORMAT, Published, _now
-from triton_repo.repo.store.client import Store
+from triton_repo.repo.store.client import Store, WriteConflict
 from triton_repo.repo.store.layout import (
     CONFIG,
     config_files,
@@ -32,13 +36,8 @@ from triton_repo.repo.store.layout import (
     store_key,
     version_of,
 )
-from triton_repo.repo.store.manifest import (
-    check_names,
-    read_store_manifest,
-    remove_leftovers,
-    verify_versions,
-    write_store_manifest,
-)
+from triton_repo.repo.store.manifest import check_names, remove_leftovers, verify_versions
+from triton_repo.repo.store.session import PublishSession, publish_session
 from triton_repo.repo.writer import StagedModel
 from triton_repo.serve.model_control import ModelControl
 
@@ -67,6 +66,7 @@ class Switch:
     entry: dict  # the new manifest entry
     old_entry: dict | None
     old_pointer: bytes | None
+    pointer_etag: str | None = None  # of config.pbtxt as read, then as this publish wrote it
     uploads: dict[str, object] = field(default_factory=dict)  # model-relative key -> local Path
 
     @property
@@ -95,28 +95,52 @@ def publish_to_store(
     retire: tuple[str, ...] = (),
     store: Store | None = None,
 ) -> Published:
-    """Publish each staged model whose files changed as its next version in the bucket; see the module."""
+    """Publish each staged model whose files changed as its next version in the bucket, under the
+    publish lease (waiting for another publisher's turn); see the module."""
     store = store or open_store(target)
-    url = target.url
-    check_names(url, staged)  # before anything is uploaded
-    manifest = read_store_manifest(store) or {"format": MANIFEST_FORMAT, "storage": "s3", "models": {}}
+    check_names(target.url, staged)  # before anything is uploaded
+    with publish_session(store, _doing([m.name for m in staged], retire)) as session:
+        return _publish(session, staged, target, tool_versions, retire)
+
+
+def _doing(names: list[str], retire: tuple[str, ...]) -> str:
+    """What the lease says this publish is doing (the first few names)."""
+    said = [*names, *(f"retire {name}" for name in retire)]
+    more = f" and {len(said) - 4} more" if len(said) > 4 else ""
+    return f"publish {', '.join(said[:4]) or 'nothing'}{more}"
+
+
+def _publish(
+    session: PublishSession,
+    staged: list[StagedModel],
+    target: StoreTarget,
+    tool_versions: dict[str, str],
+    retire: tuple[str, ...],
+) -> Published:
+    store = session.store
+    if session.manifest is None:
+        session.manifest = {"format": MANIFEST_FORMAT, "storage": "s3", "models": {}}
+    manifest = session.manifest
     models = manifest["models"]
     remove_leftovers(store, models)
+    servers = servers_of(target, manifest)
+    restore_pointers(session, servers)
     switches = [s for s in (_plan(store, model, models.get(model.name)) for model in staged) if s is not None]
     retired = [name for name in retire if name in models]
-    servers = servers_of(target, manifest)
     if target.servers:
         manifest["servers"] = list(target.servers)
     if not switches and not retired:
         return Published({}, {}, [], False)
     for switch in switches:
         _upload(store, switch)
-    switch_pointers(store, manifest, switches, servers, tool_versions)
-    for name in retired:
-        _retire(store, name, servers)
-        models.pop(name, None)
+    switch_pointers(session, switches, servers, tool_versions)
     if retired:
-        write_store_manifest(store, manifest)
+        session.check(f"the retirement of {', '.join(retired)}")
+        for name in retired:
+            _retire(store, name, servers)
+            manifest["models"].pop(name, None)  # the dict a merge laid over the manifest, if any
+        session.write_manifest(retired)
+    session.check("the deletion of versions no longer served")
     for switch in switches:
         delete_unreferenced(store, switch.name, switch.entry)
     return Published(
@@ -125,6 +149,32 @@ def publish_to_store(
         retired,
         bool(servers),
     )
+
+
+def restore_pointers(session: PublishSession, servers: list[ModelControl]) -> list[str]:
+    """Put back each pointer that names what manifest.json does not: a publisher killed between its
+    pointers and its manifest left its version named but unrecorded (a fresh `serve` would refuse the
+    bucket). Its version stays in the bucket, unnamed, until the model's next publish deletes it."""
+    store, models = session.store, session.manifest["models"]
+    restored = []
+    for name, entry in sorted(models.items()):
+        pointer, etag = store.read_with_etag(store.url.key(name, CONFIG))
+        recorded = entry.get("files", {}).get(CONFIG)
+        if pointer is None or hashlib.sha256(pointer).hexdigest() == recorded:
+            continue
+        switch = Switch(name, entry, entry, pointer, etag)
+        if hashlib.sha256(switch.pointer).hexdigest() != recorded:
+            warn(f"{store.url.url_of(name, CONFIG)} differs from manifest.json and cannot be rebuilt from it")
+            continue
+        session.check(f"restoring {name}'s config.pbtxt")
+        write_pointer(store, switch, switch.pointer)
+        info(
+            f"  restored {store.url.url_of(name, CONFIG)}: an interrupted publish had named versions it never recorded"
+        )
+        restored.append(name)
+    for problem in reload_everywhere(servers, restored) if restored else []:
+        warn(problem)
+    return restored
 
 
 def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | None:
@@ -170,7 +220,8 @@ def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | N
         )
         if before is not None:
             entry["previous"] = before
-    switch = Switch(model.name, entry, previous, store.read(store.url.key(model.name, CONFIG)))
+    pointer, pointer_etag = store.read_with_etag(store.url.key(model.name, CONFIG))
+    switch = Switch(model.name, entry, previous, pointer, pointer_etag)
     switch.uploads = {
         store_key(rel, number): model.path / rel for rel in staged_files if store_key(rel, number)
     }
@@ -201,38 +252,44 @@ def _upload(store: Store, switch: Switch) -> None:
 
 
 def switch_pointers(
-    store: Store, manifest: dict, switches: list[Switch], servers: list[ModelControl], tools: dict[str, str]
+    session: PublishSession, switches: list[Switch], servers: list[ModelControl], tools: dict[str, str]
 ) -> None:
     """Pointers, then the manifest, then the servers; all put back at the first refusal."""
+    store, manifest = session.store, session.manifest
     old_manifest = {**manifest, "models": dict(manifest["models"])}
     order = sorted(switches, key=lambda s: LOAD_ORDER.get(s.entry.get("kind", "model"), 0))
+    session.check("the pointers (config.pbtxt)")
     for switch in order:
-        write_pointer(store, switch.name, switch.pointer)
+        write_pointer(store, switch, switch.pointer)
     for switch in switches:
         manifest["models"][switch.name] = switch.entry
     manifest["tools"] = tools
-    write_store_manifest(store, manifest)
+    session.write_manifest(s.name for s in switches)
     expected = {s.name: s.entry["versions"] for s in switches}
     try:
         load_everywhere(servers, [s.name for s in order], expected)
     except TritonRepoError as error:
         switched = getattr(error, "switched", [])
-        _put_back(store, old_manifest, order, switched)
-        manifest.clear()
-        manifest.update(old_manifest)
+        _put_back(session, old_manifest, order, switched)
         raise type(error)(
             f"{error}; the pointers and the manifest were put back, the previous versions serve on every "
             "server, nothing was published"
         ) from None
 
 
-def _put_back(store: Store, old_manifest: dict, order: list[Switch], switched: list[ModelControl]) -> None:
+def _put_back(
+    session: PublishSession, old_manifest: dict, order: list[Switch], switched: list[ModelControl]
+) -> None:
+    store = session.store
+    session.check("the previous pointers back")
     for switch in reversed(order):
         if switch.old_pointer is not None:
-            write_pointer(store, switch.name, switch.old_pointer)
+            write_pointer(store, switch, switch.old_pointer)
         else:  # a new model: take it out whole, so no server ever finds it without its config
             store.delete([o.key for o in _objects(store, switch.name)])
-    write_store_manifest(store, old_manifest)
+    session.manifest.clear()
+    session.manifest.update(old_manifest)
+    session.write_manifest(s.name for s in order)
     names = [s.name for s in order if s.old_pointer is not None]
     for problem in reload_everywhere(switched, names):
         warn(problem)
@@ -245,16 +302,27 @@ def _put_back(store: Store, old_manifest: dict, order: list[Switch], switched: l
                     warn(str(error))
 
 
-def write_pointer(store: Store, name: str, data: bytes) -> None:
-    """Write config.pbtxt so that its LastModified is later than every other object of the model.
+def write_pointer(store: Store, switch: Switch, data: bytes) -> None:
+    """Write config.pbtxt so that its LastModified is later than every other object of the model, and
+    only over the pointer this publish read (If-Match; If-None-Match for a new model).
 
     Triton reloads a model only when the newest LastModified below it grew, and S3 times have one-second
     resolution: a pointer written in the same second as the version it names would go unnoticed.
     """
+    name = switch.name
     key = store.url.key(name, CONFIG)
     newest = max((o.modified for o in _objects(store, name)), default=None)
     for _ in range(POINTER_TRIES):
-        store.write(key, data)
+        try:
+            if switch.pointer_etag:
+                switch.pointer_etag = store.write(key, data, if_match=switch.pointer_etag)
+            else:
+                switch.pointer_etag = store.write(key, data, overwrite=False)
+        except WriteConflict:
+            raise TritonRepoError(
+                f"{store.url.url_of(name, CONFIG)} was written by another publisher since this one read it "
+                "(one without the publish lease: an older triton-repo?); stop it and publish again"
+            ) from None
         if newest is None or store.modified(key) > newest:
             break
         time.sleep(1.0)

@@ -3,7 +3,8 @@
 Within one config the newest version is dropped from the pointer; when the newest version came with a
 config change, the pointer is the previous config naming its versions (kept in the bucket for this).
 The versions to serve again are hashed against the manifest first; servers load one at a time, and the
-dropped version's objects are deleted after the switch. Version numbers are never reused.
+dropped version's objects are deleted after the switch. Version numbers are never reused. Like a
+publish, it runs under the publish lease and reads the manifest only once it holds it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.repo.store.client import Store
 from triton_repo.repo.store.layout import CONFIG, version_of
-from triton_repo.repo.store.manifest import read_store_manifest, verify_versions
+from triton_repo.repo.store.manifest import verify_versions
 from triton_repo.repo.store.publishing import (
     StoreTarget,
     Switch,
@@ -22,6 +23,7 @@ from triton_repo.repo.store.publishing import (
     servers_of,
     switch_pointers,
 )
+from triton_repo.repo.store.session import PublishSession, publish_session
 
 
 def rollback_store(
@@ -33,7 +35,14 @@ def rollback_store(
     Returns model -> (version no longer served, version now served), and how many servers loaded it.
     """
     store = store or open_store(target)
-    manifest = read_store_manifest(store)
+    with publish_session(store, f"roll back {', '.join(names)}") as session:
+        return _rollback(session, names, target)
+
+
+def _rollback(
+    session: PublishSession, names: list[str], target: StoreTarget
+) -> tuple[dict[str, tuple[int, int]], int]:
+    store, manifest = session.store, session.manifest
     if manifest is None:
         raise TritonRepoError(f"{target.url}: no manifest.json; publish into it first (triton-repo publish)")
     models = manifest["models"]
@@ -46,7 +55,8 @@ def rollback_store(
         entry = models[name]
         restored = _previous_state(target, name, entry)
         verify_versions(store, name, restored, restored["versions"])
-        switch = Switch(name, restored, entry, store.read(store.url.key(name, CONFIG)))
+        pointer, pointer_etag = store.read_with_etag(store.url.key(name, CONFIG))
+        switch = Switch(name, restored, entry, pointer, pointer_etag)
         restored["files"] = {
             **{k: v for k, v in restored["files"].items() if k != CONFIG},
             CONFIG: hashlib.sha256(switch.pointer).hexdigest(),
@@ -54,7 +64,8 @@ def rollback_store(
         switches.append(switch)
         moves[name] = (entry["versions"][-1], restored["versions"][-1])
     servers = servers_of(target, manifest)
-    switch_pointers(store, manifest, switches, servers, manifest.get("tools", {}))
+    switch_pointers(session, switches, servers, manifest.get("tools", {}))
+    session.check("the deletion of the versions rolled back")
     for switch in switches:
         delete_unreferenced(store, switch.name, switch.entry)
     return moves, len(servers)
