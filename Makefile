@@ -8,6 +8,7 @@ CLI := $(VENV)/bin/triton-repo
 REPO ?= model_repository
 MODELS ?=
 TARGET ?= auto
+JOBS ?=
 COMPOSE ?= docker compose
 BENCH_ARGS ?=
 SOAK_ARGS ?= digits_fp32 --minutes 10 --concurrency 16
@@ -53,8 +54,8 @@ $(SERVE_STAMP): requirements/serve.txt requirements/serve.lock
 	$(SERVE_VENV)/bin/pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
-build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu), then (cpu) serve it and check every model (unless unchanged since its last passing check)
-	$(CLI) build $(MODELS) --repository $(REPO) --target $(TARGET)
+build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu, JOBS=N models at once), then (cpu) serve it and check every model (unless unchanged since its last passing check)
+	$(CLI) build $(MODELS) --repository $(REPO) --target $(TARGET)$(if $(JOBS), --jobs $(JOBS))
 	@if [ "$$($(VENV)/bin/python -c 'import json, os; print(json.load(open(os.path.join(os.environ.get("TRITON_REPO_WORK_DIR", "build"), "build.json")))["target"])')" = gpu ]; then \
 		echo "gpu target: serve it with the NGC tritonserver (make serve-gpu on a GPU host); the local server has no TensorRT or ONNX Runtime backend"; \
 	elif ! $(CLI) infer --repository $(REPO) --last; then \

@@ -124,7 +124,7 @@ def leftovers(store, manifest: dict) -> tuple[list[str], list[str]]:
     """Objects under the prefix the manifest does not reference. A version directory or a lease object
     (the lease is deleted when released) is a problem; anything else a note. Returns (problems, notes)."""
     from triton_repo.repo.publish import MANIFEST
-    from triton_repo.repo.store.layout import version_of
+    from triton_repo.repo.store.layout import numbered
 
     root = store.url.key()
     referenced = {store.url.key(MANIFEST)} | {
@@ -138,7 +138,7 @@ def leftovers(store, manifest: dict) -> tuple[list[str], list[str]]:
         if stored.key in referenced:
             continue
         model, _, relative = stored.key.removeprefix(root + "/").partition("/")
-        version = version_of(relative) if relative else None
+        version = numbered(relative) if relative else None  # a version's or a config's objects
         if version is not None:
             versions[(model, version)] += 1
         elif "lease" in stored.key.rsplit("/", 1)[-1]:
@@ -147,7 +147,7 @@ def leftovers(store, manifest: dict) -> tuple[list[str], list[str]]:
         else:
             notes.append(f"{stored.key}: left in the bucket, not referenced by manifest.json")
     problems += [
-        f"{model}/{version}/: a version directory ({count} objects) manifest.json does not reference"
+        f"{model}: {count} objects of version or config {version} manifest.json does not reference"
         for (model, version), count in sorted(versions.items())
     ]
     return problems, notes

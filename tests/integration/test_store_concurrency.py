@@ -7,6 +7,7 @@ ttl is 3 s here (TRITON_REPO_LEASE_SECONDS)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -313,7 +314,10 @@ def test_a_pointer_left_ahead_of_the_manifest_is_restored_by_the_next_publish(se
     publish_to_store([stage_tiny(tmp_path / "a", "left", 1)], StoreTarget(url), TOOLS)
     entry = read_store_manifest(store)["models"]["left"]
     store.write(store.url.key("left", "2/model.onnx"), b"a version never recorded")  # its upload
-    store.write(store.url.key("left", "config.pbtxt"), pointer_config(entry["config"], [1, 2]).encode())
+    store.write(
+        store.url.key("left", "config.pbtxt"),
+        pointer_config(entry["config"], [1, 2], entry["config_at"]).encode(),
+    )
     with pytest.raises(Exception, match="differs from manifest.json"):
         verify_store(store, read_store_manifest(store))
     publish_to_store([stage_tiny(tmp_path / "b", "other", 2)], StoreTarget(url), TOOLS)
@@ -323,3 +327,132 @@ def test_a_pointer_left_ahead_of_the_manifest_is_restored_by_the_next_publish(se
     manifest = assert_consistent(store, {"left", "other"})
     assert manifest["models"]["left"]["versions"] == [3]  # never 2 again: the leftover's number is skipped
     assert not [k for k in keys_of(store) if k.startswith("left/2/")]  # and the leftover is gone
+
+
+def stage_with_config_files(staging: Path, name: str, seed: int) -> StagedModel:
+    """A model whose config has warmup data and a labels file, two versions served together."""
+    folder = staging / name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "warmup").mkdir(exist_ok=True)
+    (folder / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
+        "version_policy { latest { num_versions: 2 } }\n"
+        'output { name: "y" data_type: TYPE_FP32 dims: [3] label_filename: "labels.txt" }\n'
+        'model_warmup { name: "w" batch_size: 1 inputs { key: "x" value { data_type: TYPE_FP32 dims: [3] '
+        'input_data_file: "x" } } }\n'
+    )
+    (folder / "labels.txt").write_text("a\nb\nc\n")
+    (folder / "warmup" / "x").write_bytes(bytes(12))
+    (folder / "1" / "model.onnx").write_bytes(f"{name} seed {seed}\n".encode() * 64)
+    entry = {"source_model": name, "precision": "fp32", "files": file_hashes(folder)}
+    return StagedModel(name, name, "fp32", folder, entry)
+
+
+def unversioned_pointer(store: Store, name: str):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse(store.read(store.url.key(name, "config.pbtxt")).decode(), mc.ModelConfig())
+    config.ClearField("version_policy")
+    return config
+
+
+def test_a_new_version_of_one_config_uploads_only_its_own_directory_and_changes_only_the_versions_named(
+    seaweed, tmp_path
+):
+    """What keeps live sequences alive on Triton: the served versions' objects and everything beside them
+    stay untouched, and the pointer's only change is its version_policy (tests/integration/
+    test_sequences.py shows the sequences surviving)."""
+    store, url = store_of(seaweed, "one-config"), parse_s3_url(seaweed.url(BUCKET, "one-config"))
+    publish_to_store([stage_with_config_files(tmp_path / "a", "m", 1)], StoreTarget(url), TOOLS)
+    first = {o.key: o.modified for o in store.list(store.url.key("m") + "/") if "config.pbtxt" not in o.key}
+    before = unversioned_pointer(store, "m")
+    publish_to_store([stage_with_config_files(tmp_path / "b", "m", 2)], StoreTarget(url), TOOLS)
+    manifest = assert_consistent(store, {"m"})
+    assert manifest["models"]["m"]["versions"] == [1, 2] and manifest["models"]["m"]["config_at"] == 1
+    after = {o.key: o.modified for o in store.list(store.url.key("m") + "/") if "config.pbtxt" not in o.key}
+    assert {k: v for k, v in after.items() if k in first} == first  # nothing served was touched
+    assert sorted(k.removeprefix(store.url.key("m") + "/") for k in set(after) - set(first)) == [
+        "2/model.onnx"
+    ]
+    assert unversioned_pointer(store, "m") == before
+    assert before.output[0].label_filename == "labels/1/labels.txt"
+    publish_to_store([stage_with_config_files(tmp_path / "c", "m", 3)], StoreTarget(url), TOOLS)
+    assert keys_of(store) == [
+        "m/2/model.onnx", "m/3/model.onnx", "m/config.pbtxt", "m/labels/1/labels.txt", "m/warmup/1/x",
+        "manifest.json",
+    ]  # fmt: skip
+
+
+def test_a_bucket_of_the_older_layout_is_published_into_rolled_back_and_cleaned(seaweed, tmp_path):
+    """Buckets published before config_at kept each version's warmup data under warmup/N/ and its labels
+    inside N/. Such an entry is left alone when nothing changed, continued by the next version (which
+    starts the new layout), rolled back to, and its objects deleted once no served version needs them."""
+    from triton_repo.repo.publish import MANIFEST
+    from triton_repo.repo.store.layout import pointer_config
+    from triton_repo.repo.store.rollback import rollback_store
+
+    store, url = store_of(seaweed, "older"), parse_s3_url(seaweed.url(BUCKET, "older"))
+    publish_to_store([stage_with_config_files(tmp_path / "a", "m", 1)], StoreTarget(url), TOOLS)
+    # rewrite it as the older code wrote it: labels inside version 1, no config_at, the pointer naming 1/
+    manifest = read_store_manifest(store)
+    entry = manifest["models"]["m"]
+    labels = store.read(store.url.key("m", "labels/1/labels.txt"))
+    store.write(store.url.key("m", "1/labels.txt"), labels)
+    store.delete([store.url.key("m", "labels/1/labels.txt")])
+    del entry["config_at"]
+    entry["files"]["1/labels.txt"] = entry["files"].pop("labels/1/labels.txt")
+    pointer = pointer_config(entry["config"], [1]).encode()
+    store.write(store.url.key("m", "config.pbtxt"), pointer)
+    entry["files"]["config.pbtxt"] = hashlib.sha256(pointer).hexdigest()
+    store.write(store.url.key(MANIFEST), json.dumps(manifest).encode())
+    assert_consistent(store, {"m"})
+
+    unchanged = publish_to_store([stage_with_config_files(tmp_path / "b", "m", 1)], StoreTarget(url), TOOLS)
+    assert unchanged.versions == {}  # nothing published: its version 1 is what was staged
+    assert read_store_manifest(store)["models"]["m"]["versions"] == [1]
+    publish_to_store([stage_with_config_files(tmp_path / "c", "m", 2)], StoreTarget(url), TOOLS)
+    manifest = assert_consistent(store, {"m"})
+    assert manifest["models"]["m"]["versions"] == [1, 2] and manifest["models"]["m"]["config_at"] == 2
+    rollback_store(["m"], StoreTarget(url))
+    manifest = assert_consistent(store, {"m"})
+    assert manifest["models"]["m"]["versions"] == [1]
+    assert unversioned_pointer(store, "m").output[0].label_filename == "labels/2/labels.txt"
+    publish_to_store([stage_with_config_files(tmp_path / "d", "m", 3)], StoreTarget(url), TOOLS)
+    publish_to_store([stage_with_config_files(tmp_path / "e", "m", 4)], StoreTarget(url), TOOLS)
+    assert_consistent(store, {"m"})
+    assert keys_of(store) == [
+        "m/3/model.onnx", "m/4/model.onnx", "m/config.pbtxt", "m/labels/2/labels.txt", "m/warmup/2/x",
+        "manifest.json",
+    ]  # fmt: skip
+
+
+def test_builders_writing_the_report_together_keep_every_models_section(seaweed, tmp_path):
+    """One build Job per model: each merges its model into BUILD_REPORT.json under the lease, so none
+    drops another's section."""
+    import threading
+
+    from triton_repo.builders.report import read_report, write_report
+    from triton_repo.repo.repository import open_repository
+
+    url = parse_s3_url(seaweed.url(BUCKET, "reports"))
+    names = [f"model_{i}" for i in range(4)]
+    start = threading.Barrier(len(names))
+    failures = []
+
+    def builder(name: str) -> None:
+        repository = open_repository(url, tmp_path / name)
+        start.wait(timeout=30)
+        try:
+            write_report(repository, {name: {"target": "cpu", "choices": {}}})
+        except Exception as error:  # noqa: BLE001 - reported below with the model
+            failures.append(f"{name}: {error}")
+
+    threads = [threading.Thread(target=builder, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert sorted(read_report(open_repository(url, tmp_path / "reader"))["models"]) == names
+    assert [k for k in keys_of(store_of(seaweed, "reports")) if "lease" in k] == []

@@ -162,7 +162,10 @@ def _choice_entry(choice: Choice, result: PrecisionResult) -> dict:
 def read_report(repository: Repository | Path) -> dict:
     """The repository's BUILD_REPORT.json as the last build left it ({} when none, or damaged): what
     it chose, so this build keeps what is within the noise. (A Path: that local folder's.)"""
-    raw = as_repository(repository).read_file(REPORT_JSON)
+    return _parsed(as_repository(repository).read_file(REPORT_JSON))
+
+
+def _parsed(raw: bytes | None) -> dict:
     try:
         return json.loads(raw) if raw else {}
     except ValueError:  # not JSON, or not text: a damaged report is rewritten from scratch
@@ -180,17 +183,22 @@ def served_before(report: dict, name: str, target: str) -> tuple[dict[str, str],
 
 
 def write_report(repository: Repository, models: dict[str, dict]) -> None:
-    """Merge these models into the repository's report (other models' sections are kept) and write
-    BUILD_REPORT.json and BUILD_REPORT.md at its root."""
-    report = read_report(repository) or {"format": 1, "models": {}}
-    report["models"].update(models)
-    report["models"] = dict(sorted(report["models"].items()))
-    markdown = diagnostic(f"{REPORT_MD} tables", lambda: render_markdown(report), default=None)
-    if markdown is None:
-        markdown = f"# Build report\n\nThis report could not be rendered; {REPORT_JSON} holds every number.\n"
-    repository.write_files(
-        {REPORT_JSON: (json.dumps(report, indent=2) + "\n").encode(), REPORT_MD: markdown.encode()}
-    )
+    """Merge these models into the repository's report (other models' sections, of this or another
+    builder, are kept) and write BUILD_REPORT.json and BUILD_REPORT.md at its root; the read and the
+    write are one step against other publishers (Repository.update_files)."""
+
+    def merged(raw: bytes | None) -> dict[str, bytes]:
+        report = _parsed(raw) or {"format": 1, "models": {}}
+        report["models"].update(models)
+        report["models"] = dict(sorted(report["models"].items()))
+        markdown = diagnostic(f"{REPORT_MD} tables", lambda: render_markdown(report), default=None)
+        if markdown is None:
+            markdown = (
+                f"# Build report\n\nThis report could not be rendered; {REPORT_JSON} holds every number.\n"
+            )
+        return {REPORT_JSON: (json.dumps(report, indent=2) + "\n").encode(), REPORT_MD: markdown.encode()}
+
+    repository.update_files(REPORT_JSON, merged)
 
 
 def render_markdown(report: dict) -> str:

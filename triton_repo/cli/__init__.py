@@ -18,11 +18,10 @@ from triton_repo.cli.search_precision import search_precision
 from triton_repo.cli.serve import serve, stop
 from triton_repo.cli.soak import soak
 from triton_repo.cli.tune import tune
-from triton_repo.core.errors import TritonRepoError
+from triton_repo.core.errors import UNEXPECTED, TritonRepoError
 
-# Exit codes: 0 success, 1 a check failed, 2 a user error, 3 an unexpected failure (one line on the
-# terminal naming the step; the traceback in the command's log).
-UNEXPECTED = 3
+# Exit codes: 0 success, 1 a check failed, 2 a user error, 3 (UNEXPECTED) an unexpected failure (one line
+# on the terminal naming the step; the traceback in the command's log).
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,23 +69,9 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - no traceback on the terminal: one line, the rest in the log
         from rich.markup import escape
 
-        from triton_repo.core.log import console, log_traceback, one_line, where_failed
+        from triton_repo.core.log import console, log_traceback, unexpected_line, where_failed
 
         where = where_failed(error) or f"triton-repo {' '.join(sys.argv[1:2])}".strip()
         log = log_traceback(error, where)
-        console.print(
-            f"[red]error:[/red] {escape(where)}: failed unexpectedly: {escape(one_line(error))} "
-            f"(the traceback is in {escape(_shown(log))}; please report it with that file)",
-            soft_wrap=True,
-        )
+        console.print(f"[red]error:[/red] {escape(unexpected_line(where, error, log))}", soft_wrap=True)
         sys.exit(UNEXPECTED)
-
-
-def _shown(path) -> str:
-    """A path relative to the working directory when under it."""
-    from pathlib import Path
-
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

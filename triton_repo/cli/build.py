@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from triton_repo.cli.option_groups import StoreOptions, TargetChoice, option_group, store_option_group
+from triton_repo.cli.option_groups import (
+    BuildPace,
+    StoreOptions,
+    TargetChoice,
+    option_group,
+    store_option_group,
+)
 from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
 from triton_repo.cli.store_options import store_repository_option
 from triton_repo.core.targets import NAMES as TARGET_NAMES
@@ -50,15 +56,31 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
         "graphs and runtimes). all: every pair (the report then compares both targets' pairs).",
     ),
 )
-@click.option(
-    "--speed-seconds",
-    type=click.FloatRange(0.5, 600),
-    default=12.0,
-    show_default=True,
-    envvar="TRITON_REPO_SPEED_SECONDS",
-    show_envvar=True,
-    help="Length of each model's interleaved in-process timing of its artifacts (the report's speed "
-    "columns and the ensemble's `variant: auto` choice).",
+@option_group(
+    "pace",
+    BuildPace,
+    click.option(
+        "--speed-seconds",
+        type=click.FloatRange(0.5, 600),
+        default=12.0,
+        show_default=True,
+        envvar="TRITON_REPO_SPEED_SECONDS",
+        show_envvar=True,
+        help="Length of each model's interleaved in-process timing of its artifacts (the report's speed "
+        "columns and the ensemble's `variant: auto` choice).",
+    ),
+    click.option(
+        "-j",
+        "--jobs",
+        metavar="N",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        envvar="TRITON_REPO_JOBS",
+        show_envvar=True,
+        help="Build up to N models at once, each in a worker process that loads its own PyTorch and ONNX "
+        "Runtime (N times the memory); the publish stays one step. 1: every model in this process.",
+    ),
 )
 @store_repository_option
 @work_dir_option
@@ -68,7 +90,7 @@ def build(
     models: tuple[Path, ...],
     models_dir: Path,
     targeting: TargetChoice,
-    speed_seconds: float,
+    pace: BuildPace,
     repository,
     work_dir: Path,
     store: StoreOptions,
@@ -88,6 +110,10 @@ def build(
     A changed model is published as its next version, and loaded by `triton-repo serve` when it runs
     on this repository (the previous version serves until the new one is READY; a load the server
     refuses puts every model back). With nothing changed, nothing is published.
+
+    With -j N, up to N models build at once, each in a worker process (N times the memory); the publish
+    stays one step, in this process, and the result is that of -j 1. The first model that fails, or
+    whose worker dies, stops the others, and nothing is published.
 
     With --repository s3://..., the build publishes into object storage: each changed model's version is
     uploaded under a new number, read back and hashed, and only then named by its config.pbtxt; every
@@ -114,7 +140,7 @@ def build(
     if len(set(names)) != len(names):
         raise click.UsageError(f"a model is named twice: {names}")
     opened = open_from_options(repository, work_dir, store.aws_profile, store.servers, store.admin_header)
-    result = run_build(specs, chosen, opened, work_dir, runtime, speed_seconds)
+    result = run_build(specs, chosen, opened, work_dir, runtime, pace.speed_seconds, pace.jobs)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "build.json").write_text(json.dumps(result.to_json(str(repository)), indent=2))
     diagnostic("the results table", lambda: print_result(result, opened, chosen.note()), None)

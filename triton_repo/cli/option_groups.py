@@ -94,6 +94,14 @@ class TargetChoice:
 
 
 @dataclass(frozen=True)
+class BuildPace:
+    """build's --speed-seconds (each model's timing) and --jobs (how many models build at once)."""
+
+    speed_seconds: float
+    jobs: int
+
+
+@dataclass(frozen=True)
 class ServerWaits:
     """serve's --timeout (seconds until ready) and --exit-timeout (for in-flight requests when stopped)."""
 

@@ -76,7 +76,8 @@ def store_options(function):
         show_envvar=True,
         help="Object storage: the HTTP URL of a tritonserver reading the repository (repeatable; "
         "space-separated in the variable). Each loads the new versions in turn; the list is kept in the "
-        "repository's manifest and used when none is given. A server in POLL mode is waited for.",
+        "repository's manifest and used when none is given. A server in POLL mode is waited for. A name "
+        "with several addresses (a Kubernetes headless Service: one per ready pod) is each of them.",
     )(function)
     return aws_profile_option(function)
 

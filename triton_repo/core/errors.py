@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+UNEXPECTED = 3  # the exit code of an unexpected failure (a bug, or a tool failing in a way not known here)
+
 
 class TritonRepoError(Exception):
     """A problem the user can fix. The message is one line: what, where, and how to fix it."""

@@ -1,5 +1,8 @@
 """Console output: one rich console on stderr for progress, results tables on stdout; and the command's
-log file (progress lines, warnings, and the tracebacks that never reach the terminal)."""
+log file (progress lines, warnings, and the tracebacks that never reach the terminal).
+
+A build worker process (`build -j N`) writes neither: it forwards every line to the parent
+(`forward_lines`), which prints and logs it (`replay`), so the terminal and the log have one writer."""
 
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 _log_file: Path | None = None  # set by a command that keeps a log (build: <work-dir>/build.log)
 _WHERE = "_triton_repo_where"  # the attribute naming the step an unexpected exception escaped from
+# In a build worker: where its lines go instead of the terminal and the log (the parent replays them).
+_forward: Callable[[tuple], None] | None = None
 
 
 def open_log(path: Path) -> None:
@@ -41,9 +46,32 @@ def open_log(path: Path) -> None:
     _log_file = path
 
 
+def log_path() -> Path | None:
+    """The command's log file, if it keeps one."""
+    return _log_file
+
+
+def forward_lines(log: Path | None, send: Callable[[tuple], None]) -> None:
+    """In a worker process: hand every line, step and log record to `send` instead of writing them (the
+    parent replays them); `log` is the parent's log file, which error lines name."""
+    global _log_file, _forward
+    _log_file, _forward = log, send
+
+
+def replay(event: tuple) -> None:
+    """Print and log a line a worker forwarded, as if this process had written it. A step's start
+    prints nothing: its line comes when it is done."""
+    kind, *rest = event
+    shown = {"info": info, "warn": warn, "record": record, "done": step_done}
+    if kind in shown:
+        shown[kind](*rest)
+
+
 def record(text: str) -> None:
     """Write a line to the command's log only (the terminal gets its own rendering, if any)."""
-    if _log_file is not None:
+    if _forward is not None:
+        _forward(("record", text))
+    elif _log_file is not None:
         try:
             with _log_file.open("a") as log:
                 log.write(text.rstrip("\n") + "\n")
@@ -59,11 +87,17 @@ def _plain(markup: str) -> str:
 
 
 def info(message: str) -> None:
+    if _forward is not None:
+        _forward(("info", message))
+        return
     console.print(message)
     record(_plain(message))
 
 
 def warn(message: str) -> None:
+    if _forward is not None:
+        _forward(("warn", message))
+        return
     console.print(f"[yellow]warning:[/yellow] {message}")
     record(f"warning: {_plain(message)}")
 
@@ -73,6 +107,22 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     text = str(error).strip().splitlines()
     line = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def shown_path(path: Path) -> str:
+    """A path relative to the working directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def unexpected_line(where: str, error: BaseException, log: Path) -> str:
+    """The one line an unexpected failure gets on the terminal (its traceback is in `log`)."""
+    return (
+        f"{where}: failed unexpectedly: {one_line(error)} (the traceback is in {shown_path(log)}; "
+        "please report it with that file)"
+    )
 
 
 def log_traceback(error: BaseException, where: str) -> Path:
@@ -119,10 +169,21 @@ def diagnostic(what: str, compute: Callable[[], T], default: T) -> T:
 
 @contextmanager
 def step(title: str) -> Iterator[None]:
-    """Show a spinner while a long step runs, then one line with its duration."""
+    """Show a spinner while a long step runs, then one line with its duration (in a worker: tell the
+    parent, whose spinner shows every worker's step)."""
     start = time.perf_counter()
-    with failing_as(title), console.status(f"{title} ...", spinner="dots"):
+    if _forward is not None:
+        _forward(("step", title))
+    spinner = console.status(f"{title} ...", spinner="dots") if _forward is None else contextlib.nullcontext()
+    with failing_as(title), spinner:
         yield
-    seconds = time.perf_counter() - start
+    step_done(title, time.perf_counter() - start)
+
+
+def step_done(title: str, seconds: float) -> None:
+    """A step's closing line: `✓ title (seconds)`, and `ok title (seconds)` in the log."""
+    if _forward is not None:
+        _forward(("done", title, seconds))
+        return
     console.print(f"[green]✓[/green] {title} [dim]({seconds:.1f} s)[/dim]")
     record(f"ok {_plain(title)} ({seconds:.1f} s)")

@@ -8,8 +8,11 @@ repository's newest LastModified grows; for it we wait until its index shows the
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from triton_repo.core.errors import ServerError
 from triton_repo.core.log import info
@@ -17,6 +20,29 @@ from triton_repo.serve.model_control import ModelControl
 
 POLLING_REFUSAL = "polling is enabled"
 POLL_WAIT_S = 120.0
+
+
+def each_address(url: str) -> list[str]:
+    """One URL per IPv4 address the server's host name resolves to, so a Kubernetes headless Service
+    (one record per ready pod) names every pod; the URL itself for an address, a name with one address,
+    or one that does not resolve (the load then says it cannot reach it)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return [url]
+    except ValueError:
+        pass
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return [url]
+    addresses = sorted({entry[4][0] for entry in found}, key=ipaddress.ip_address)
+    if len(addresses) <= 1:
+        return [url]
+    tail = parts.path.rstrip("/")
+    return [f"{parts.scheme}://{address}:{port}{tail}" for address in addresses]
 
 
 @dataclass

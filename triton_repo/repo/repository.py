@@ -24,6 +24,7 @@ from triton_repo.repo.store.manifest import read_store_manifest, verify_store, w
 from triton_repo.repo.store.publishing import StoreTarget, open_store, publish_to_store
 from triton_repo.repo.store.rollback import rollback_store
 from triton_repo.repo.store.server_setup import server_setup
+from triton_repo.repo.store.session import publish_session
 from triton_repo.repo.writer import StagedModel, staging_root
 from triton_repo.serve.model_control import ModelControl, model_control
 from triton_repo.serve.server import ModelControlMode
@@ -101,6 +102,11 @@ class Repository(Protocol):
 
     def write_files(self, files: dict[str, bytes]) -> None:
         """Files at the repository's root, each replaced whole."""
+
+    def update_files(self, name: str, make: Callable[[bytes | None], dict[str, bytes]]) -> None:
+        """Files at the repository's root made from file `name` as it is (None when absent), with no other
+        publisher writing between the read and the write: many builders merge their models into one
+        build report."""
 
     def server_setup(self, state_dir: Path, control: ModelControlMode) -> ServerSetup:
         """Check the repository for the local tritonserver (refused when built for a target it cannot
@@ -192,6 +198,10 @@ class LocalRepository:
         for name, data in files.items():
             _replace(self.path / name, data)
 
+    def update_files(self, name: str, make: Callable[[bytes | None], dict[str, bytes]]) -> None:
+        """The caller holds the repository lock (a build does, from start to end)."""
+        self.write_files(make(self.read_file(name)))
+
     def server_setup(self, state_dir: Path, control: ModelControlMode) -> ServerSetup:
         """Refused when built for a target the local server cannot serve; else every file verified."""
         setup = ServerSetup(control, {}, watchdog=True)
@@ -277,6 +287,11 @@ class StoreRepository:
         store = self._checked()
         for name, data in files.items():
             store.write(self.target.url.key(name), data)
+
+    def update_files(self, name: str, make: Callable[[bytes | None], dict[str, bytes]]) -> None:
+        """Read, made and written under the bucket's publish lease (store/lease.py)."""
+        with publish_session(self._checked(), f"update {name}"):
+            self.write_files(make(self.read_file(name)))
 
     def server_setup(self, state_dir: Path, control: ModelControlMode) -> ServerSetup:
         """Access checked, every served object verified; the server reads the bucket with the same

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,8 @@ def run_once(
         pass
     result = _run(runtime, onnx_path, inputs, outputs, threads, runner)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    # one temporary file per process: models built side by side (build -j) can make the same run at once
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **result)
     tmp.replace(path)
     return result

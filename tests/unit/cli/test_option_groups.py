@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from triton_repo.cli import cli
 from triton_repo.cli.option_groups import (
+    BuildPace,
     GivenPorts,
     SearchLimits,
     ServerWaits,
@@ -96,6 +97,7 @@ def test_every_command_takes_at_most_eight_parameters(name):
     ("command", "parameter", "record"),
     [
         ("build", "targeting", TargetChoice),
+        ("build", "pace", BuildPace),
         ("build", "store", StoreOptions),
         ("serve", "ports", GivenPorts),
         ("serve", "waits", ServerWaits),

@@ -11,7 +11,18 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.core.storage import ObjectStoreUrl, parse_repository
-from triton_repo.repo.store.layout import keep_versions, pointer_config, store_files, store_key, version_of
+from triton_repo.repo.store.layout import (
+    config_of,
+    configs_of,
+    held,
+    keep_versions,
+    numbered,
+    pointer_config,
+    store_files,
+    store_key,
+    version_files,
+    version_of,
+)
 
 
 def test_a_local_folder_stays_a_path_and_s3_urls_are_parsed():
@@ -42,21 +53,30 @@ def test_a_url_triton_would_refuse_is_refused_with_one_line_naming_the_part(url,
     assert said in str(error.value) and "\n" not in str(error.value)
 
 
-def test_every_file_of_a_version_lands_in_that_versions_own_keys():
+def test_a_versions_files_land_in_its_own_keys_and_its_configs_under_the_configs_first_version():
     assert store_key("config.pbtxt", 4) is None  # written as the pointer
     assert store_key("1/model.onnx", 4) == "4/model.onnx"
     assert store_key("warmup/ids", 4) == "warmup/4/ids"
-    assert store_key("labels.txt", 4) == "4/labels.txt"
-    assert store_files({"config.pbtxt": "a", "1/model.py": "b", "warmup/x": "c"}, 7) == {
-        "7/model.py": "b",
-        "warmup/7/x": "c",
-    }
-    assert [version_of(k) for k in ("7/model.py", "warmup/7/x", "config.pbtxt", "warmup/x")] == [
-        7,
-        7,
-        None,
-        None,
-    ]
+    assert store_key("labels.txt", 4) == "labels/4/labels.txt"
+    assert store_key("warmup/ids", 6, config_at=4) == "warmup/4/ids"  # a later version of the same config
+    assert store_key("1/model.py", 6, config_at=4) == "6/model.py"
+    staged = {"config.pbtxt": "a", "1/model.py": "b", "warmup/x": "c", "labels.txt": "d"}
+    assert store_files(staged, 7) == {"7/model.py": "b", "warmup/7/x": "c", "labels/7/labels.txt": "d"}
+    assert version_files(staged, 7) == {"7/model.py": "b"}
+    keys = ("7/model.py", "warmup/7/x", "labels/7/l.txt", "config.pbtxt", "warmup/x", "labels.txt")
+    assert [version_of(k) for k in keys] == [7, None, None, None, None, None]
+    assert [config_of(k) for k in keys] == [None, 7, 7, None, None, None]
+    assert [numbered(k) for k in keys] == [7, 7, 7, None, None, None]
+
+
+def test_an_entry_holds_its_versions_and_its_configs_objects_in_either_layout():
+    entry = {"versions": [5, 6], "config_at": 4}
+    assert held(entry, [5, 6], "6/model.py") and held(entry, [5, 6], "warmup/4/x")
+    assert not held(entry, [5, 6], "4/model.py") and not held(entry, [5, 6], "warmup/6/x")
+    older = {"versions": [5, 6]}  # written before config_at: each version's warmup data under its number
+    assert held(older, [5, 6], "warmup/6/x") and held(older, [6], "6/labels.txt")
+    assert not held(older, [6], "warmup/5/x")
+    assert configs_of(entry, [6]) == [4] and configs_of(older, [6]) == [6]
 
 
 def staged_config() -> str:
@@ -70,7 +90,7 @@ def staged_config() -> str:
     return text_format.MessageToString(config)
 
 
-def test_the_pointer_names_exactly_the_served_versions_and_their_own_files():
+def test_the_pointer_names_exactly_the_served_versions_and_their_configs_files():
     base = staged_config()
     assert keep_versions(base) == 2
     pointer = text_format.Parse(pointer_config(base, [3, 5]), mc.ModelConfig())
@@ -78,6 +98,21 @@ def test_the_pointer_names_exactly_the_served_versions_and_their_own_files():
     assert not pointer.version_policy.HasField("latest")
     assert pointer.model_warmup[0].inputs["x"].input_data_file == "5/x"  # warmup/5/x
     assert pointer.output[0].label_filename == "5/labels.txt"
+    older = text_format.Parse(pointer_config(base, [3]), mc.ModelConfig())  # older layout: the newest's
+    assert older.model_warmup[0].inputs["x"].input_data_file == "3/x"
+    assert older.output[0].label_filename == "3/labels.txt"
+
+
+def test_pointers_of_one_config_differ_only_in_the_versions_they_name():
+    """What lets Triton load a new version beside the served ones without reloading them: its
+    ConfigChangeRequiresReload ignores version_policy and nothing else."""
+    base = staged_config()
+    first, second = (text_format.Parse(pointer_config(base, v, 3), mc.ModelConfig()) for v in ([3], [3, 4]))
+    assert first.model_warmup[0].inputs["x"].input_data_file == "3/x"  # warmup/3/x
+    assert first.output[0].label_filename == "labels/3/labels.txt"
+    first.ClearField("version_policy")
+    second.ClearField("version_policy")
+    assert first == second
     rolled_back = text_format.Parse(pointer_config(base, [3]), mc.ModelConfig())
     assert list(rolled_back.version_policy.specific.versions) == [3]
     assert rolled_back.output[0].label_filename == "3/labels.txt"

@@ -10,7 +10,7 @@ from triton_repo.core.log import info, warn
 from triton_repo.core.storage import ObjectStoreUrl, check_relative_path
 from triton_repo.repo.publish import MANIFEST, MANIFEST_FORMAT
 from triton_repo.repo.store.client import Store
-from triton_repo.repo.store.layout import CONFIG, store_key, version_of
+from triton_repo.repo.store.layout import CONFIG, held, numbered, store_key
 from triton_repo.repo.writer import StagedModel
 
 
@@ -68,17 +68,16 @@ def check_names(url: ObjectStoreUrl, staged: list[StagedModel]) -> None:
 
 
 def verify_versions(store: Store, name: str, entry: dict, versions: list[int], uploaded: bool = False) -> int:
-    """The objects of `versions` must be exactly entry["files"]' and hash to it; returns the count.
+    """The objects of `versions` (and of their config) must be exactly entry["files"]' and hash to it;
+    returns the count.
 
     Raises naming the first object that is missing, differs or was added.
     """
     prefix = store.url.key(name) + "/"
     present = {
-        o.key.removeprefix(prefix)
-        for o in store.list(prefix)
-        if version_of(o.key.removeprefix(prefix)) in versions
+        relative for o in store.list(prefix) if held(entry, versions, relative := o.key.removeprefix(prefix))
     }
-    recorded = {k: v for k, v in entry["files"].items() if version_of(k) in versions}
+    recorded = {k: v for k, v in entry["files"].items() if held(entry, versions, k)}
     when = "just uploaded, read back" if uploaded else "published"
     for relative, digest in sorted(recorded.items()):
         url = store.url.url_of(name, relative)
@@ -135,7 +134,7 @@ def remove_leftovers(store: Store, models: dict) -> None:
     for name, keys in sorted(model_dirs(store).items()):
         if name in models or f"{root}{name}/{CONFIG}" in keys:
             continue
-        ours = all(version_of(k.removeprefix(f"{root}{name}/")) is not None for k in keys)
+        ours = all(numbered(k.removeprefix(f"{root}{name}/")) is not None for k in keys)
         if ours:
             store.delete(keys)
             info(f"  removed {store.url.url_of(name)}/: {len(keys)} objects an interrupted publish left")

@@ -24,16 +24,20 @@ from dataclasses import dataclass, field
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.core.log import info, warn
 from triton_repo.core.storage import ObjectStoreUrl
-from triton_repo.repo.fleet import load_everywhere, reload_everywhere
+from triton_repo.repo.fleet import each_address, load_everywhere, reload_everywhere
 from triton_repo.repo.publish import LOAD_ORDER, MANIFEST_FORMAT, Published, _now
 from triton_repo.repo.store.client import Store, WriteConflict
 from triton_repo.repo.store.layout import (
     CONFIG,
     config_files,
+    config_of,
+    held,
     keep_versions,
+    numbered,
     pointer_config,
     store_files,
     store_key,
+    version_files,
     version_of,
 )
 from triton_repo.repo.store.manifest import check_names, remove_leftovers, verify_versions
@@ -71,7 +75,9 @@ class Switch:
 
     @property
     def pointer(self) -> bytes:
-        return pointer_config(self.entry["config"], self.entry["versions"]).encode()
+        return pointer_config(
+            self.entry["config"], self.entry["versions"], self.entry.get("config_at")
+        ).encode()
 
 
 def open_store(target: StoreTarget) -> Store:
@@ -81,11 +87,14 @@ def open_store(target: StoreTarget) -> Store:
 
 
 def servers_of(target: StoreTarget, manifest: dict) -> list[ModelControl]:
-    """The servers named now (else those the manifest remembers), and the local `triton-repo serve`."""
+    """The servers named now (else those the manifest remembers), and the local `triton-repo serve`.
+    A name with several addresses (a headless Service: one per ready pod) is each of them, resolved
+    now, once the lease is held."""
     urls = list(target.servers or manifest.get("servers", []))
     if target.local_server and target.local_server not in urls:
         urls.append(target.local_server)
-    return [ModelControl(url, headers=dict(target.headers)) for url in urls]
+    expanded = list(dict.fromkeys(address for url in urls for address in each_address(url)))
+    return [ModelControl(url, headers=dict(target.headers)) for url in expanded]
 
 
 def publish_to_store(
@@ -178,17 +187,19 @@ def restore_pointers(session: PublishSession, servers: list[ModelControl]) -> li
 
 
 def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | None:
-    """The model's next state, or None when it equals the newest published version."""
+    """The model's next state, or None when it equals the newest published version.
+
+    With the config unchanged the new version joins the served ones and reuses the config's objects
+    (warmup data, labels), so the pointer changes only in its version_policy; a new config starts a new
+    history whose objects are uploaded under the new version's number (store/layout.py).
+    """
     staged_files = model.manifest_entry["files"]
     base = (model.path / CONFIG).read_text()
     same_config = previous is not None and previous.get("config_files") == config_files(staged_files)
-    if same_config:
-        newest = previous["versions"][-1]
-        published = {k: v for k, v in previous["files"].items() if version_of(k) == newest}
-        if store_files(staged_files, newest) == published:
-            return None
+    if same_config and _unchanged(previous, staged_files):
+        return None
     existing = {
-        version_of(o.key.removeprefix(store.url.key(model.name) + "/")) for o in _objects(store, model.name)
+        numbered(o.key.removeprefix(store.url.key(model.name) + "/")) for o in _objects(store, model.name)
     }
     last = max([previous.get("last_version", 0) if previous else 0, *(v for v in existing if v)])
     number = last + 1
@@ -196,10 +207,14 @@ def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | N
     kept = previous["versions"][-(keep - 1) :] if same_config and keep > 1 else []
     if kept:
         verify_versions(store, model.name, previous, kept)  # a tampered object stops the publish here
+    # the older layout kept config objects per version: its next version starts this layout's objects
+    config_at = previous["config_at"] if same_config and "config_at" in previous else number
     now = _now()
     history = previous.get("published", {}) if previous else {}
     files = {k: v for k, v in previous["files"].items() if version_of(k) in kept} if kept else {}
-    files |= store_files(staged_files, number)
+    if config_at != number:
+        files |= {k: v for k, v in previous["files"].items() if config_of(k) == config_at}
+    files |= store_files(staged_files, number, config_at)
     entry = {k: v for k, v in model.manifest_entry.items() if k != "files"}
     entry |= {
         "version": number,
@@ -209,6 +224,7 @@ def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | N
         "published": {**{str(v): history.get(str(v)) for v in kept}, str(number): now},
         "config": base,
         "config_files": config_files(staged_files),
+        "config_at": config_at,
     }
     if "golden" in entry:
         entry["golden"] = f"{number}/{entry['golden'].split('/', 1)[1]}"
@@ -222,11 +238,27 @@ def _plan(store: Store, model: StagedModel, previous: dict | None) -> Switch | N
             entry["previous"] = before
     pointer, pointer_etag = store.read_with_etag(store.url.key(model.name, CONFIG))
     switch = Switch(model.name, entry, previous, pointer, pointer_etag)
+    placed = {rel: store_key(rel, number, config_at) for rel in staged_files}
     switch.uploads = {
-        store_key(rel, number): model.path / rel for rel in staged_files if store_key(rel, number)
+        key: model.path / rel
+        for rel, key in placed.items()
+        if key and (version_of(key) == number or config_of(key) == number)
     }
     entry["files"] = {CONFIG: hashlib.sha256(switch.pointer).hexdigest(), **dict(sorted(files.items()))}
     return switch
+
+
+def _unchanged(previous: dict, staged_files: dict[str, str]) -> bool:
+    """The staged version's own files equal the newest published version's (the config is the same).
+    An entry of the older layout also held its labels inside the version: those are config files."""
+    newest = previous["versions"][-1]
+    prefix = f"{newest}/"
+    published = {
+        k: v
+        for k, v in previous["files"].items()
+        if version_of(k) == newest and k.removeprefix(prefix) not in staged_files
+    }
+    return version_files(staged_files, newest) == published
 
 
 def _objects(store: Store, name: str):
@@ -244,8 +276,9 @@ def _upload(store: Store, switch: Switch) -> None:
             info(f"  {where}: {done / 2**20:.1f} of {size / 2**20:.1f} MB")
 
         store.upload_new(path, key, progress)
-    expected = {k: v for k, v in switch.entry["files"].items() if version_of(k) == number}
-    verify_versions(store, name, {"files": expected}, [number], uploaded=True)
+    fresh = {"config_at": number}  # only the objects this publish uploaded: its version, a new config's
+    expected = {k: v for k, v in switch.entry["files"].items() if held(fresh, [number], k)}
+    verify_versions(store, name, {**fresh, "files": expected}, [number], uploaded=True)
     info(
         f"  uploaded {name} version {number}: {len(switch.uploads)} files, {total / 2**20:.1f} MB, read back"
     )
@@ -347,10 +380,13 @@ def _retire(store: Store, name: str, servers: list[ModelControl]) -> None:
 def delete_unreferenced(store: Store, name: str, entry: dict) -> None:
     """After the switch: every version neither served nor kept for rollback (older versions, leftovers
     of an interrupted upload) goes."""
-    keep = set(entry["versions"]) | set((entry.get("previous") or {}).get("versions", []))
+    states = [state for state in (entry, entry.get("previous")) if state]
     prefix = store.url.key(name) + "/"
     stale = [
-        o.key for o in store.list(prefix) if (v := version_of(o.key.removeprefix(prefix))) and v not in keep
+        o.key
+        for o in store.list(prefix)
+        if numbered(relative := o.key.removeprefix(prefix)) is not None
+        and not any(held(state, state["versions"], relative) for state in states)
     ]
     if stale:
         store.delete(stale)

@@ -13,7 +13,7 @@ import hashlib
 
 from triton_repo.core.errors import TritonRepoError
 from triton_repo.repo.store.client import Store
-from triton_repo.repo.store.layout import CONFIG, version_of
+from triton_repo.repo.store.layout import CONFIG, config_of, version_of
 from triton_repo.repo.store.manifest import verify_versions
 from triton_repo.repo.store.publishing import (
     StoreTarget,
@@ -81,7 +81,7 @@ def _previous_state(target: StoreTarget, name: str, entry: dict) -> dict:
             "version": served[-1],
             "versions": served,
             "published": {k: v for k, v in entry.get("published", {}).items() if k != str(newest)},
-            "files": {k: v for k, v in entry["files"].items() if version_of(k) != newest},
+            "files": {k: v for k, v in entry["files"].items() if not _only_of(entry, newest, k)},
         }
     elif entry.get("previous"):
         state = {
@@ -96,3 +96,8 @@ def _previous_state(target: StoreTarget, name: str, entry: dict) -> dict:
     if "golden" in state:
         state["golden"] = f"{state['version']}/{state['golden'].split('/', 1)[1]}"
     return state
+
+
+def _only_of(entry: dict, version: int, relative: str) -> bool:
+    """An object that serves only `version`: its own, and (older layout) its warmup data."""
+    return version_of(relative) == version or ("config_at" not in entry and config_of(relative) == version)

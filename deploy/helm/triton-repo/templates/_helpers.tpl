@@ -17,3 +17,18 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{- /* Build Jobs' pods: not app.kubernetes.io/name=<chart>, so no Service, the Deployment or the PDB selects them. */ -}}
+{{- define "triton-repo.build.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-build
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: build
+{{- end -}}
+
+{{- define "triton-repo.build.labels" -}}
+{{ include "triton-repo.build.selectorLabels" . }}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
