@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 VENV_ARGS ?=
 SERVE_VENV := .venv-serve
+CLIENT_VENV := .venv-client
 CLI := $(VENV)/bin/triton-repo
 REPO ?= model_repository
 MODELS ?=
@@ -18,6 +19,7 @@ READY_URL := http://127.0.0.1:$${TRITON_REPO_HTTP_PORT:-8000}/v2/health/ready
 
 BUILD_STAMP := $(VENV)/.installed
 SERVE_STAMP := $(SERVE_VENV)/.installed
+CLIENT_STAMP := $(CLIENT_VENV)/.installed
 
 # Run $(1) against the server answering on the HTTP port, else against one started here and stopped after.
 define with_server
@@ -35,7 +37,7 @@ endef
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-install: $(BUILD_STAMP) $(SERVE_STAMP) ## Create .venv (build) and .venv-serve (server's python backend); idempotent
+install: $(BUILD_STAMP) $(SERVE_STAMP) $(CLIENT_STAMP) ## Create .venv (build), .venv-serve (server's python backend) and .venv-client (PyTriton's client, for the tests); idempotent
 
 $(BUILD_STAMP): requirements/build.txt requirements/build.lock pyproject.toml
 	@echo "== .venv: build environment (torch CPU, ModelOpt, ONNX, Polygraphy, tritonclient) =="
@@ -52,6 +54,12 @@ $(SERVE_STAMP): requirements/serve.txt requirements/serve.lock
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/pip install --quiet -r requirements/serve.txt -c requirements/serve.lock
 	$(SERVE_VENV)/bin/pip install --quiet --no-deps nvidia-pytriton==0.7.0
+	touch $@
+
+$(CLIENT_STAMP): requirements/client.txt requirements/client.lock
+	@echo "== .venv-client: PyTriton's ModelClient with its declared dependencies (numpy<2), for the client tests =="
+	test -x $(CLIENT_VENV)/bin/python || $(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/pip install --quiet -r requirements/client.txt -c requirements/client.lock
 	touch $@
 
 build-repo: install ## Build models/* into model_repository/ (TARGET=auto|cpu|gpu, JOBS=N models at once), then (cpu) serve it and check every model (unless unchanged since its last passing check)
@@ -92,7 +100,7 @@ serve-gpu: ## On a GPU host: serve model_repository/ with the pinned NGC tritons
 	done; echo "tritonserver not ready after 300 s; see: $(COMPOSE) logs triton" >&2; $(COMPOSE) logs --tail 50 triton; exit 1
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest tests --durations=25
 
 test-unit: install ## Run the unit tests only (seconds, no server)
 	$(VENV)/bin/python -m pytest tests/unit

@@ -203,7 +203,7 @@ def zoo_published() -> dict[str, dict]:
     same command when it holds no zoo build (a checkout where `make build-repo` has not run)."""
     manifest = REPOSITORY / "manifest.json"
     models = json.loads(manifest.read_text())["models"] if manifest.is_file() else {}
-    if not {f"{name}_int8" for name in ZOO} | set(ZOO) <= set(models):
+    if not {f"{name}_fp32" for name in ZOO} | set(ZOO) <= set(models):
         run_cli("build", check=True, timeout=1800, env={"TRITON_REPO_SPEED_SECONDS": "3"})
         models = json.loads(manifest.read_text())["models"]
     return models

@@ -313,3 +313,51 @@ def test_the_detector_ensemble_returns_the_shapes_of_an_unseen_image_with_their_
     overlap = box_iou(boxes, truth[:, :4])
     assert (overlap.max(axis=1) > 0.7).all(), (boxes, truth)
     assert [labels[i] for i in overlap.argmax(axis=0)] == [classes[int(k)] for k in truth[:, 4]]
+
+
+def test_init_writes_for_every_corpus_models_onnx_file_a_spec_that_builds_serves_and_passes_infer(
+    corpus, tmp_path
+):
+    """Every corpus model reduced to its ONNX file (the file itself for an ONNX source, the build's export
+    for a PyTorch one): `triton-repo init` writes its folder, and, untouched, one `build` publishes FP32
+    for all of them and `infer` passes over gRPC and HTTP. What init found is checked on a few."""
+    _, served = corpus
+    models = tmp_path / "models"
+    for name in MODELS:
+        source = CORPUS / name / "model.onnx"
+        if not source.is_file():
+            source = served.work_dir / name / "model.onnx"  # exported from its PyTorch factory
+        run_cli("init", str(source), str(models / name), check=True, timeout=300)
+    texts = {name: (models / name / "model.yaml").read_text() for name in MODELS}
+    assert "metric: detection" in texts["yolo_detector"] and "anchors: {min:" in texts["yolo_detector"]
+    assert "max_batch_size: 0" in texts["unbatched_points"]
+    assert "metric: dense" in texts["paddle_detector"] and "format: NCHW" in texts["paddle_detector"]
+    assert "name: 'input:0'" in texts["tf2onnx_names"] and "format: NHWC" in texts["tf2onnx_names"]
+    assert "metric: binary" in texts["scalar_rate"]
+    repository, work_dir = tmp_path / "repository", tmp_path / "build"
+    common = ["--repository", str(repository), "--work-dir", str(work_dir)]
+    run_cli("build", "--models-dir", str(models), *common, "--speed-seconds", "0.5", check=True, timeout=900)
+    assert sorted(read_manifest(repository)["models"]) == [f"{name}_fp32" for name in MODELS]
+    fresh = serve(repository, work_dir)
+    try:
+        checked = run_cli("infer", *common, *fresh.port_args, check=True)
+        said = re.search(r"all (\d+) checks passed \(grpc, http\)", checked.stdout + checked.stderr)
+        assert said and int(said.group(1)) >= 2 * len(MODELS), checked.stdout[-2000:]
+    finally:
+        run_cli("stop", "--work-dir", str(work_dir))
+
+
+def test_init_refuses_what_it_cannot_read_and_never_overwrites(tmp_path):
+    checkpoint = CORPUS / "pretrained_classifier" / "checkpoint.pt"
+    refused = run_cli("init", str(checkpoint), str(tmp_path / "pretrained"))
+    assert refused.returncode == 2
+    assert "a PyTorch checkpoint holds weights, not the network" in refused.stderr
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model\n")
+    assert "not an ONNX model" in run_cli("init", str(text), str(tmp_path / "notes")).stderr
+    folder = tmp_path / "onnx_spatial"
+    folder.mkdir()
+    (folder / "model.yaml").write_text("# mine\n")
+    kept = run_cli("init", str(CORPUS / "onnx_spatial" / "model.onnx"), str(folder))
+    assert kept.returncode == 2 and "init never overwrites your files" in kept.stderr
+    assert (folder / "model.yaml").read_text() == "# mine\n" and not (folder / "model.py").exists()

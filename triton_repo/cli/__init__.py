@@ -11,6 +11,8 @@ from triton_repo.cli.bench import bench
 from triton_repo.cli.build import build
 from triton_repo.cli.debug_int8 import debug_int8
 from triton_repo.cli.infer import infer
+from triton_repo.cli.init import init
+from triton_repo.cli.inspect import inspect
 from triton_repo.cli.publish import publish
 from triton_repo.cli.qad import qad
 from triton_repo.cli.rollback import rollback
@@ -30,6 +32,7 @@ def cli() -> None:
     """Build PyTorch models into a verified NVIDIA Triton model repository, serve it, check it."""
 
 
+cli.add_command(init)
 cli.add_command(build)
 cli.add_command(serve)
 cli.add_command(stop)
@@ -42,6 +45,7 @@ cli.add_command(qad)
 cli.add_command(bench)
 cli.add_command(soak)
 cli.add_command(tune)
+cli.add_command(inspect)
 
 
 def main() -> None:

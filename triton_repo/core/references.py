@@ -64,7 +64,14 @@ def load_arrays(loaded: LoadedSpec, field: str, check: bool = True) -> dict[str,
         with np.load(loaded.resolve_file(reference, where), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     else:
-        arrays = load_callable(loaded, reference, where)()
+        function = load_callable(loaded, reference, where)
+        if field == "eval" and getattr(function, "random_placeholder", False):
+            raise SpecError(
+                f"{loaded.path}: data.eval ({reference}) is random placeholder data: the accuracy gate would "
+                "measure nothing; put your own examples where its docstring says, or list only fp32 in "
+                "precision.variants"
+            )
+        arrays = function()
         if not isinstance(arrays, dict):
             raise SpecError(
                 f"{loaded.path}: {where}: {reference} returned {type(arrays).__name__}, "

@@ -188,8 +188,13 @@ def add_warmup(
     dims: dict[str, tuple[int, ...]],
     files: dict[str, str],
 ) -> None:
-    """One warmup request: per input its dims (no batch dim) and its data file under warmup/."""
-    entry = config.model_warmup.add(name=name, batch_size=batch_size)
+    """One warmup request: per input its dims (no batch dim) and its data file under warmup/.
+
+    `count: 1` is explicit although Triton runs a sample once for 0 as for 1 (model_config.proto): the
+    gRPC model config, read as JSON, omits zero values, and clients that require the key (PyTriton's
+    ModelClient: `KeyError: 'count'`) could not read the config of a model with warmup.
+    """
+    entry = config.model_warmup.add(name=name, batch_size=batch_size, count=1)
     for tensor in loaded.spec.served_inputs:
         entry.inputs[tensor.name].data_type = data_type(tensor.dtype)
         entry.inputs[tensor.name].dims.extend(dims[tensor.name] or [1])  # a [batch] input is dims [1]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import minimal_spec, write_spec
+from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tests.helpers import as_grpc_client_reads
 from triton_repo.core.spec import load_spec
 from triton_repo.repo.config import (
     cpu_model_config,
@@ -15,6 +17,7 @@ from triton_repo.repo.config import (
     warmup_batch_sizes,
     warmup_rows,
 )
+from triton_repo.repo.store.layout import pointer_config
 
 
 def batched_spec(tmp_path, **changes):
@@ -158,6 +161,25 @@ def test_config_warmup_for_batch_one_and_opt_batch(config):
         assert list(warmup.inputs["scale"].dims) == [2]
         assert warmup.inputs["scale"].data_type == mc.TYPE_FP16
         assert warmup.inputs["scale"].input_data_file == "scale"
+
+
+def test_every_warmup_carries_count_in_the_json_a_grpc_client_reads(config):
+    """Triton runs a sample once for count 0 as for 1, but the gRPC config read as JSON leaves a 0 out
+    and PyTriton's ModelClient then fails on the model (KeyError: 'count')."""
+    warmups = as_grpc_client_reads(config)["model_warmup"]
+    assert [(w["name"], w["count"]) for w in warmups] == [
+        ("golden_sample_batch_1", 1),
+        ("golden_sample_batch_4", 1),
+    ]
+    zero = mc.ModelConfig()
+    zero.CopyFrom(config)
+    zero.model_warmup[0].count = 0
+    assert "count" not in as_grpc_client_reads(zero)["model_warmup"][0]  # what the clients met before
+
+
+def test_the_store_pointer_of_a_config_keeps_every_warmup_count(config):
+    pointer = text_format.Parse(pointer_config(to_text(config), [3, 4], 3), mc.ModelConfig())
+    assert [w["count"] for w in as_grpc_client_reads(pointer)["model_warmup"]] == [1, 1]
 
 
 def test_config_text_contains_warmup_file_names(config):

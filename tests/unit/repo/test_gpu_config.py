@@ -12,7 +12,7 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tests.helpers import artifact_runtime
+from tests.helpers import artifact_runtime, as_grpc_client_reads
 from triton_repo.core.errors import PreflightError
 from triton_repo.core.golden import GoldenCase
 from triton_repo.core.releases import RELEASES
@@ -76,6 +76,17 @@ def test_trt_config_from_one_profile(tmp_path):
     warmup = {w.name: (w.batch_size, list(w.inputs["input_ids"].dims)) for w in parsed.model_warmup}
     assert warmup == {"profile0_min": (1, [2]), "profile0_opt": (4, [16]), "profile0_max": (8, [32])}
     assert parsed.model_warmup[0].inputs["input_ids"].input_data_file == "input_ids.seq2"
+
+
+def test_every_gpu_warmup_carries_count_in_the_json_a_grpc_client_reads(tmp_path):
+    loaded = loaded_spec(tmp_path, profiles=TWO_PROFILES)
+    trt, profiles = build_trt(loaded)
+    onnx_config = onnx_gpu_model_config(
+        loaded, "toy_fp32_onnx", "fp32", profiles, warmup_points(loaded, profiles)
+    )
+    for config in (trt, onnx_config):
+        warmups = as_grpc_client_reads(config)["model_warmup"]
+        assert len(warmups) == 6 and [w["count"] for w in warmups] == [1] * 6, config.name
 
 
 def test_trt_config_with_several_profiles(tmp_path):
