@@ -19,6 +19,7 @@ from triton_repo.builders.workers import build_in_workers, worker_count
 from triton_repo.core.fingerprint import package_version
 from triton_repo.core.locks import repository_lock
 from triton_repo.core.log import step
+from triton_repo.core.references import refuse_placeholder_eval
 from triton_repo.core.spec import PRECISIONS, LoadedSpec
 from triton_repo.core.targets import every_variant_name
 from triton_repo.repo.publish import Published
@@ -64,6 +65,8 @@ def build(
     the publish stays one step here, and the result is the same as with 1, which builds in this process.
     """
     workers = worker_count(jobs, len(specs))
+    for loaded in specs:
+        refuse_placeholder_eval(loaded)  # a gate on random data: refused before any work
     repository.check_access()  # wrong credentials or a missing bucket fail before any work
     local = repository.stand_in
     staging = staging_root(local)

@@ -14,7 +14,7 @@ from triton_repo.cli.option_groups import (
     option_group,
     store_option_group,
 )
-from triton_repo.cli.options import artifact_runtime, serve_env_option, work_dir_option
+from triton_repo.cli.options import artifact_runtime, models_dir_option, serve_env_option, work_dir_option
 from triton_repo.cli.store_options import store_repository_option
 from triton_repo.core.targets import NAMES as TARGET_NAMES
 
@@ -23,13 +23,7 @@ BUILD_LOG = "build.log"  # in the work dir: every step, warning and unexpected t
 
 @click.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--models-dir",
-    type=click.Path(path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Where model folders are found when no MODELS are given.",
-)
+@models_dir_option("Where model folders are found when no MODELS are given.")
 @option_group(
     "targeting",
     TargetChoice,

@@ -6,17 +6,13 @@ from pathlib import Path
 
 import click
 
+from triton_repo.cli.options import models_dir_option
+
 
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--models-dir",
-    type=click.Path(path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Where the model folder goes when FOLDER is not given: <models-dir>/<name of the file>.",
-)
+@models_dir_option("Where the model folder goes when FOLDER is not given: <models-dir>/<name of the file>.")
 @click.option(
     "--probe-seconds",
     type=click.FloatRange(5, 3600),

@@ -33,6 +33,17 @@ work_dir_option = _path_option(
 )
 
 
+def models_dir_option(help_text: str):
+    """--models-dir: the folder of model folders (models/), as build reads it and init writes into it."""
+    return click.option(
+        "--models-dir",
+        type=click.Path(path_type=Path),
+        default=Path("models"),
+        show_default=True,
+        help=help_text,
+    )
+
+
 host_option = click.option(
     "--host", default="127.0.0.1", show_default=True, envvar="TRITON_REPO_HOST", show_envvar=True
 )

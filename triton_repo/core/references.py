@@ -65,12 +65,8 @@ def load_arrays(loaded: LoadedSpec, field: str, check: bool = True) -> dict[str,
             arrays = {key: archive[key] for key in archive.files}
     else:
         function = load_callable(loaded, reference, where)
-        if field == "eval" and getattr(function, "random_placeholder", False):
-            raise SpecError(
-                f"{loaded.path}: data.eval ({reference}) is random placeholder data: the accuracy gate would "
-                "measure nothing; put your own examples where its docstring says, or list only fp32 in "
-                "precision.variants"
-            )
+        if field == "eval":
+            _refuse_placeholder(loaded, reference, function)
         arrays = function()
         if not isinstance(arrays, dict):
             raise SpecError(
@@ -78,6 +74,23 @@ def load_arrays(loaded: LoadedSpec, field: str, check: bool = True) -> dict[str,
                 "expected a dict of input name -> numpy array"
             )
     return check_inputs(loaded, arrays, where) if check else arrays
+
+
+def refuse_placeholder_eval(loaded: LoadedSpec) -> None:
+    """A spec that asks for lower precisions on eval data marked as a random placeholder (the stub
+    `triton-repo init` writes, until its data/ holds files) is refused before any work."""
+    reference = loaded.spec.data.eval
+    if loaded.spec.lower_precisions and reference is not None and not reference.endswith(".npz"):
+        _refuse_placeholder(loaded, reference, load_callable(loaded, reference, "data.eval"))
+
+
+def _refuse_placeholder(loaded: LoadedSpec, reference: str, function: Callable) -> None:
+    if getattr(function, "random_placeholder", False):
+        raise SpecError(
+            f"{loaded.path}: data.eval ({reference}) is random placeholder data: the accuracy gate would "
+            "measure nothing; put your own examples where its docstring says, or list only fp32 in "
+            "precision.variants"
+        )
 
 
 def load_labels(loaded: LoadedSpec, eval_inputs: dict[str, np.ndarray] | None = None) -> np.ndarray:

@@ -170,3 +170,18 @@ def test_an_unbatched_model_is_written_with_max_batch_size_0_and_one_request_as_
     assert "max_batch_size: 0  # the file fixes its batch at 1" in text
     loaded = load_spec(folder / "model.yaml")
     assert load_arrays(loaded, "sample")["points"].shape == (40, 3)
+
+
+def test_a_build_asking_for_lower_precisions_on_placeholder_data_is_refused_before_any_work(tmp_path):
+    from triton_repo.core.references import refuse_placeholder_eval
+
+    folder = write_folder(tmp_path / "tiny", tokens_probe())
+    refuse_placeholder_eval(load_spec(folder / "model.yaml"))  # fp32 only: nothing to gate, builds
+    spec = folder / "model.yaml"
+    spec.write_text(
+        spec.read_text().replace("precision: {variants: [fp32]}", "precision: {variants: [fp32, int8]}")
+    )
+    with pytest.raises(
+        SpecError, match="is random placeholder data: the accuracy gate would measure nothing"
+    ):
+        refuse_placeholder_eval(load_spec(spec))
