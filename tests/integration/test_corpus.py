@@ -315,12 +315,25 @@ def test_the_detector_ensemble_returns_the_shapes_of_an_unseen_image_with_their_
     assert [labels[i] for i in overlap.argmax(axis=0)] == [classes[int(k)] for k in truth[:, 4]]
 
 
-def test_init_writes_for_every_corpus_models_onnx_file_a_spec_that_builds_serves_and_passes_infer(
+# PyTorch sources init reads as they are (folder <name>_pt): a checkpoint with its factory and an image
+# input guessed from the first Conv2d; token ids guessed from an Embedding, whose TorchScript export fixes
+# the sequence (so the dynamo exporter is chosen); a batch_first LSTM; two inputs and a 0-d scalar given.
+TORCH_SOURCES = {
+    "pretrained_classifier": ("checkpoint.pt", ()),
+    "decoder_block": (None, ()),
+    "lstm_forecaster": (None, ()),
+    "gru_tagger": (None, ("ids:2x16:int64", "feats:2x16x4")),
+    "scalar_rate": (None, ("audio:2x16000", "sr::int64")),
+}
+
+
+def test_init_writes_for_every_corpus_models_onnx_file_and_pytorch_source_a_spec_that_builds_and_serves(
     corpus, tmp_path
 ):
     """Every corpus model reduced to its ONNX file (the file itself for an ONNX source, the build's export
-    for a PyTorch one): `triton-repo init` writes its folder, and, untouched, one `build` publishes FP32
-    for all of them and `infer` passes over gRPC and HTTP. What init found is checked on a few."""
+    for a PyTorch one), and five PyTorch sources as users hold them: `triton-repo init` writes each folder,
+    and, untouched, one `build` publishes FP32 for all of them and `infer` passes over gRPC and HTTP. What
+    init found is checked on a few."""
     _, served = corpus
     models = tmp_path / "models"
     for name in MODELS:
@@ -328,21 +341,34 @@ def test_init_writes_for_every_corpus_models_onnx_file_a_spec_that_builds_serves
         if not source.is_file():
             source = served.work_dir / name / "model.onnx"  # exported from its PyTorch factory
         run_cli("init", str(source), str(models / name), check=True, timeout=300)
-    texts = {name: (models / name / "model.yaml").read_text() for name in MODELS}
+    for name, (checkpoint, inputs) in TORCH_SOURCES.items():
+        factory = f"{CORPUS / name / 'model.py'}:build"
+        given = [f"--input={text}" for text in inputs]
+        source = [str(CORPUS / name / checkpoint), "--factory", factory] if checkpoint else [factory]
+        run_cli("init", *source, str(models / f"{name}_pt"), *given, check=True, timeout=300)
+    texts = {path.parent.name: path.read_text() for path in models.glob("*/model.yaml")}
     assert "metric: detection" in texts["yolo_detector"] and "anchors: {min:" in texts["yolo_detector"]
     assert "max_batch_size: 0" in texts["unbatched_points"]
     assert "metric: dense" in texts["paddle_detector"] and "format: NCHW" in texts["paddle_detector"]
     assert "name: 'input:0'" in texts["tf2onnx_names"] and "format: NHWC" in texts["tf2onnx_names"]
     assert "metric: binary" in texts["scalar_rate"]
+    assert (
+        "source: {factory: 'network:build', checkpoint: checkpoint.pt}" in texts["pretrained_classifier_pt"]
+    )
+    assert "format: NCHW" in texts["pretrained_classifier_pt"]
+    assert "exporter: dynamo" in texts["decoder_block_pt"] and "max: 128}" in texts["decoder_block_pt"]
+    assert "{name: sr, dtype: int64, dims: []}" in texts["scalar_rate_pt"]
+    assert "{name: feats, dtype: float32, dims: [batch, sequence, 4]}" in texts["gru_tagger_pt"]
     repository, work_dir = tmp_path / "repository", tmp_path / "build"
     common = ["--repository", str(repository), "--work-dir", str(work_dir)]
     run_cli("build", "--models-dir", str(models), *common, "--speed-seconds", "0.5", check=True, timeout=900)
-    assert sorted(read_manifest(repository)["models"]) == [f"{name}_fp32" for name in MODELS]
+    names = [*MODELS, *(f"{name}_pt" for name in TORCH_SOURCES)]
+    assert sorted(read_manifest(repository)["models"]) == sorted(f"{name}_fp32" for name in names)
     fresh = serve(repository, work_dir)
     try:
         checked = run_cli("infer", *common, *fresh.port_args, check=True)
         said = re.search(r"all (\d+) checks passed \(grpc, http\)", checked.stdout + checked.stderr)
-        assert said and int(said.group(1)) >= 2 * len(MODELS), checked.stdout[-2000:]
+        assert said and int(said.group(1)) >= 2 * len(names), checked.stdout[-2000:]
     finally:
         run_cli("stop", "--work-dir", str(work_dir))
 
@@ -352,6 +378,11 @@ def test_init_refuses_what_it_cannot_read_and_never_overwrites(tmp_path):
     refused = run_cli("init", str(checkpoint), str(tmp_path / "pretrained"))
     assert refused.returncode == 2
     assert "a PyTorch checkpoint holds weights, not the network" in refused.stderr
+    assert "--factory FILE.py:FUNCTION" in refused.stderr
+    wrong = f"{CORPUS / 'lstm_forecaster' / 'model.py'}:build"
+    unfit = run_cli("init", str(checkpoint), "--factory", wrong, str(tmp_path / "unfit"))
+    assert unfit.returncode == 2 and "does not fit the factory's model: missing keys" in unfit.stderr
+    assert len(unfit.stderr.strip().splitlines()) == 1 and not (tmp_path / "unfit").exists()
     text = tmp_path / "notes.txt"
     text.write_text("not a model\n")
     assert "not an ONNX model" in run_cli("init", str(text), str(tmp_path / "notes")).stderr

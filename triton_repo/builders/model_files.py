@@ -23,11 +23,15 @@ def load_checkpoint(loaded: LoadedSpec, module) -> str:
     keys that DataParallel prefixed with 'module.'; a .safetensors file. A key set or shape that does
     not match the factory's module is named.
     """
-    import torch
-
     name = loaded.spec.source.checkpoint
     path = loaded.resolve_file(name, "source.checkpoint")
-    where = f"{loaded.path}: source.checkpoint: '{name}'"
+    return load_weights(path, module, f"{loaded.path}: source.checkpoint: '{name}'")
+
+
+def load_weights(path: Path, module, where: str) -> str:
+    """load_checkpoint for a file not yet in a spec (`init`); `where` begins every refusal."""
+    import torch
+
     state = _read_safetensors(path, where) if path.suffix == ".safetensors" else _read_torch(path, where)
     how = [path.suffix.lstrip(".") if path.suffix == ".safetensors" else "torch.load(weights_only=True)"]
     if isinstance(state, dict) and not _is_state_dict(state):

@@ -22,8 +22,33 @@ from triton_repo.cli.options import models_dir_option
     show_envvar=True,
     help="How long the model may be run to learn its axes (a large model is tried at fewer sizes).",
 )
-def init(source: Path, folder: Path | None, models_dir: Path, probe_seconds: float) -> None:
-    """Write FOLDER/model.yaml and FOLDER/model.py for the ONNX file SOURCE, ready for `triton-repo build`.
+@click.option(
+    "--factory",
+    metavar="FILE.py:FUNCTION",
+    help="For a PyTorch checkpoint SOURCE: the function (or class) returning the nn.Module its weights load into.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME:SHAPE[:DTYPE]",
+    help="For a PyTorch source: an example of one input of forward(), e.g. image:1x3x224x224 or ids:2x16:int64 "
+    "(repeat per input; a single input is guessed from the first layer when not given).",
+)
+def init(
+    source: Path,
+    folder: Path | None,
+    models_dir: Path,
+    probe_seconds: float,
+    factory: str | None,
+    inputs: tuple[str, ...],
+) -> None:
+    """Write FOLDER/model.yaml and FOLDER/model.py for SOURCE, ready for `triton-repo build`.
+
+    SOURCE is an ONNX file; a PyTorch checkpoint (.pt, .pth, .bin, .safetensors, .ckpt) with --factory
+    FILE.py:FUNCTION; or FILE.py:FUNCTION alone for a network that holds its own weights. A PyTorch
+    source is built, loaded and run in a child process (its inputs given with --input or guessed from its
+    first layer), exported to ONNX to be probed, and written as source.factory: build exports it again.
 
     The file's inputs and outputs are read, then the model is run (each run in a child process, so a
     runtime crash ends that run, not init) at several sizes of every dynamic axis: axes it shares, the
@@ -40,10 +65,14 @@ def init(source: Path, folder: Path | None, models_dir: Path, probe_seconds: flo
     from rich.console import Console
 
     from triton_repo.builders.scaffold.init import init_model
+    from triton_repo.builders.scaffold.torch_source import parse_input
 
-    done = init_model(source, folder, models_dir, probe_seconds)
-    console = Console(stderr=True, highlight=False)
+    given = tuple(parse_input(text) for text in inputs)
+    done = init_model(source, folder, models_dir, probe_seconds, factory, given)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     probe = done.probe
+    for note in done.notes:
+        console.print(f"  {note}", markup=False)
     console.print(
         f"{done.name}: {len(probe.inputs)} input(s), {len(probe.outputs)} output(s), {len(probe.runs)} probe runs"
     )

@@ -102,7 +102,7 @@ def write_folder(folder: Path, record: ModelProbe) -> Path:
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"not read by these tests")
     (folder / "model.yaml").write_text(
-        spec_yaml("tiny", "model.onnx", record, propose_metric(record), "m.onnx")
+        spec_yaml("tiny", {"onnx": "model.onnx"}, record, propose_metric(record), "m.onnx")
     )
     (folder / "model.py").write_text(model_py("tiny", "m.onnx", record))
     return folder

@@ -32,6 +32,7 @@ class GraphIO:
     outputs: tuple[DeclaredTensor, ...]
     example_size: int | None = None  # an image size the file names in its metadata (Ultralytics' imgsz)
     vocab: dict[str, int] = field(default_factory=dict)  # int input -> rows of the smallest table it indexes
+    examples: dict[str, int] = field(default_factory=dict)  # dim_param -> the size the source ran it at
 
 
 def read_graph(path: Path) -> GraphIO:

@@ -23,10 +23,14 @@ from triton_repo.core.errors import TritonRepoError
 FEEDABLE = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "string")
 
 
-def probe_onnx(path: Path, seconds: float = 60) -> ModelProbe:
+def probe_onnx(path: Path, seconds: float = 60, examples: dict[str, int] | None = None) -> ModelProbe:
     """Read the file's inputs and outputs, run it in a child process (ONNX Runtime, CPU, one thread) at
-    candidate sizes for about `seconds` at most, and record what it accepts and returns."""
-    return probe_graph(read_graph(Path(path)), seconds)
+    candidate sizes for about `seconds` at most, and record what it accepts and returns. `examples`:
+    dim_param -> a size the source ran it at, tried first and preferred as opt."""
+    graph = read_graph(Path(path))
+    if examples:
+        graph = dataclasses.replace(graph, examples=dict(examples))
+    return probe_graph(graph, seconds)
 
 
 def probe_model(target: Path, seconds: float = 60) -> ModelProbe:
@@ -267,6 +271,8 @@ def _range_notes(plan: AxisPlan, names: dict[int, str], prober: Prober, seconds:
 def _opt_reason(unit: UnitRange, prober: Prober) -> str:
     if unit.family == "spatial" and unit.opt == prober.graph.example_size:
         return " (the file's example size)"
+    if unit.family != "batch" and unit.opt == prober.hint(unit.gids[0]):
+        return " (the size the source ran it at)"
     typical = {"spatial": (224, "the usual image size"), "sequence": (128, "a typical sequence length")}
     size, reason = typical.get(unit.family, (None, ""))
     return f" ({reason})" if unit.opt == size else ""

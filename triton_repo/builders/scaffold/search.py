@@ -121,9 +121,18 @@ class Prober:
 
     def _bases(self, gid: int) -> list[int]:
         family = self.plan.groups[gid].family
+        hint = [self.hint(gid)] if self.hint(gid) and family != "batch" else []
         if family == "spatial":
-            return list(dict.fromkeys(s for s in (64, self.graph.example_size, 224, 32, 320) if s))
-        return {"batch": [1, 2], "sequence": [16, 128, 1], "other": [16, 8, 1, 64]}[family]
+            return list(dict.fromkeys(s for s in (*hint, 64, self.graph.example_size, 224, 32, 320) if s))
+        return list(
+            dict.fromkeys(
+                [*hint, *{"batch": [1, 2], "sequence": [16, 128, 1], "other": [16, 8, 1, 64]}[family]]
+            )
+        )
+
+    def hint(self, gid: int) -> int | None:
+        """The size the source ran this axis at (init's PyTorch export), if it said."""
+        return self.graph.examples.get(self.plan.groups[gid].dim_param or "")
 
     # --- each axis ---------------------------------------------------------------------------------------
 
@@ -161,6 +170,7 @@ class Prober:
         partner_tries = 0 if family == "batch" else 2  # refusals that may come from a dim to agree with
         in_a_row = 0
         example = [self.graph.example_size] if family == "spatial" else []
+        example += [self.hint(gids[0])] if family != "batch" else []
         candidates = sorted({*CANDIDATES[family], *example} - {None, base})
         for index, size in enumerate(candidates):
             sizes = {**self.base, **{g: size for g in gids}}
@@ -224,6 +234,8 @@ class Prober:
         found.opt = _preferred_opt(
             found.family, found.usable, self.graph.example_size, self.base[found.gids[0]]
         )
+        if found.family != "batch" and self.hint(found.gids[0]) in found.usable:
+            found.opt = self.hint(found.gids[0])
 
     def _multiple_of(self, found: UnitRange) -> int:
         """m > 1 when sizes that are not multiples of m were refused above the smallest that ran, and

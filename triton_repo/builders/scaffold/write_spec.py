@@ -4,7 +4,8 @@ reads the user's own files, random only as a marked placeholder the build refuse
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -16,9 +17,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
-class WrittenSpec:
-    model_yaml: str
-    model_py: str
+class SpecExtras:
+    """What a source adds to the probed spec: labels per output, an ensemble, text data for the stub."""
+
+    labels: dict[str, str] = field(default_factory=dict)  # output name: labels file
+    ensemble: dict | None = None
+    ensemble_why: str = ""
+    text: dict | None = None  # tokenizer, ids, mask, pad_id, max: the stub tokenizes data/*.txt
 
 
 def _flow(value) -> str:
@@ -39,12 +44,20 @@ def image_layout(tensor: ProbedTensor) -> str | None:
     return "NHWC" if last else None
 
 
-def spec_yaml(name: str, onnx_file: str, probe: ModelProbe, proposal: Proposal, source_note: str) -> str:
+def spec_yaml(
+    name: str,
+    source: dict,
+    probe: ModelProbe,
+    proposal: Proposal,
+    source_note: str,
+    extras: SpecExtras | None = None,
+) -> str:
+    extras = extras or SpecExtras()
     lines = [
         f"# Written by `triton-repo init` from {source_note}. Every choice below was read from the file or",
         "# found by running it (`triton-repo inspect` shows the runs); edit what your traffic needs.",
         f"name: {name}",
-        f"source: {_flow({'onnx': onnx_file})}",
+        f"source: {_flow(source)}",
     ]
     if not probe.batched:
         lines.append(f"max_batch_size: 0  # {probe.unbatched_reason or 'no batch axis'}")
@@ -66,6 +79,8 @@ def spec_yaml(name: str, onnx_file: str, probe: ModelProbe, proposal: Proposal, 
     lines.append("outputs:")
     for tensor in probe.outputs:
         entry = {"name": tensor.name, "dtype": tensor.dtype, "dims": list(tensor.dims)}
+        if tensor.name in extras.labels:
+            entry["labels"] = extras.labels[tensor.name]
         lines.append(f"  - {_flow(entry)}" + (f"  # {tensor.note}" if tensor.note else ""))
     if probe.batched:
         data = {"sample": "model:sample", "calibration": "model:calibration", "eval": "model:evaluation"}
@@ -75,6 +90,9 @@ def spec_yaml(name: str, onnx_file: str, probe: ModelProbe, proposal: Proposal, 
             "precision: {variants: [fp32]}  # add fp16, bf16, int8 once data/ holds your examples: the build "
             "refuses to measure them on random placeholder data"
         )
+        if extras.ensemble is not None:
+            lines.append(f"ensemble:  # `{name}` {extras.ensemble_why}")
+            lines += [f"  {key}: {_flow(value)}" for key, value in extras.ensemble.items()]
     else:
         lines.append("data: {sample: 'model:sample'}  # one request, read from data/ (see model.py)")
         lines.append("precision: {variants: [fp32]}  # unbatched: add data.eval before lower precisions")
@@ -93,7 +111,7 @@ def _accuracy_lines(proposal: Proposal) -> list[str]:
     return lines
 
 
-def model_py(name: str, source_note: str, probe: ModelProbe) -> str:
+def model_py(name: str, source_note: str, probe: ModelProbe, text: dict | None = None) -> str:
     """The data stub: one row of every input read from data/, split into sample, calibration, eval."""
     shapes, dtypes, kinds, scalars, tops = {}, {}, {}, {}, {}
     fills = {t.name: t.fill or "normal" for t in probe.inputs}
@@ -103,6 +121,8 @@ def model_py(name: str, source_note: str, probe: ModelProbe) -> str:
         shapes[tensor.name] = [sizes.get(d, 1) if isinstance(d, str) else d for d in dims]
         dtypes[tensor.name] = tensor.dtype
         kinds[tensor.name] = image_layout(tensor) or ("mask" if "mask" in tensor.name.lower() else "array")
+        if _is_audio(tensor, probe.batched):
+            kinds[tensor.name] = "audio"
         if tensor.dims and tensor.value and tensor.dtype.startswith("int"):
             tops[tensor.name] = int(tensor.value)  # the largest token id its embedding table takes
         if not tensor.dims:  # one value per request (a sample rate), the same for every row
@@ -110,9 +130,22 @@ def model_py(name: str, source_note: str, probe: ModelProbe) -> str:
             scalars[tensor.name] = tensor.value if tensor.value is not None else 1
     images = [n for n, k in kinds.items() if k in ("NCHW", "NHWC")]
     how = []
+    tokenized = (text["ids"], text["mask"]) if text else ()
+    if text:
+        how.append(
+            f"- {', '.join(tokenized)}: lines of text in data/*.txt, tokenized with {text['tokenizer']}"
+        )
     for tensor_name, kind in kinds.items():
+        if tensor_name in tokenized:
+            continue
         if kind in ("NCHW", "NHWC"):
             how.append(f"- {tensor_name}: image files (png, jpg) in data/, resized to the opt size")
+        elif kind == "audio":
+            samples = shapes[tensor_name][-1]
+            how.append(
+                f"- {tensor_name}: .wav files in data/ (PCM; channels mixed down), cut or zero-padded to "
+                f"{samples} samples (SHAPES below); resample them to the rate the model was trained at"
+            )
         elif kind == "mask":
             how.append(f"- {tensor_name}: data/{_file(tensor_name)} if you give it, else ones")
         elif kind == "scalar":
@@ -136,10 +169,23 @@ def model_py(name: str, source_note: str, probe: ModelProbe) -> str:
         tops=json.dumps(tops),
         fills=json.dumps(fills),
         images=json.dumps(images),
+        audio=json.dumps([n for n, k in kinds.items() if k == "audio"]),
+        text=repr(text),
         batched=probe.batched,
         calibration_rows=CALIBRATION_ROWS,
         suffixes=IMAGE_SUFFIXES,
     )
+
+
+AUDIO_NAMES = re.compile(r"(?i)audio|wav|speech|pcm|waveform|input_values|signal")
+
+
+def _is_audio(tensor: ProbedTensor, batched: bool) -> bool:
+    """A float input of one axis per row named like a waveform: read from .wav files."""
+    dims = tensor.dims[1:] if batched and tensor.dims else tensor.dims
+    if not tensor.dtype.startswith("float") or len(dims) != 1:
+        return False
+    return bool(AUDIO_NAMES.search(tensor.name))
 
 
 def _file(tensor_name: str) -> str:
@@ -167,12 +213,14 @@ import numpy as np
 DATA = Path(__file__).parent / "data"
 SHAPES = {shapes}  # one row of each input at the opt sizes
 DTYPES = {dtypes}
-KINDS = {kinds}  # NCHW / NHWC: image files; mask: ones unless given; array: a .npy file; scalar
+KINDS = {kinds}  # NCHW / NHWC: image files; audio: .wav files; mask: ones unless given; array: .npy; scalar
 SCALARS = {scalars}  # one value per request: set it as your clients send it
 TOP_IDS = {tops}  # token ids of the placeholder stay in 1..this (the model's embedding table)
 FILLS = {fills}  # how the placeholder fills each input: as the probe ran it
 FILES = {files}
 IMAGES = {images}
+AUDIO = {audio}
+TEXT = {text}  # text inputs: your lines in data/*.txt through the model's own tokenizer (None: none)
 BATCHED = {batched}
 MEAN, STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 SAMPLE_ROWS, CALIBRATION_ROWS = 2, {calibration_rows}
@@ -194,9 +242,52 @@ def _pictures():
     return sorted(p for p in DATA.glob("*") if p.suffix.lower() in SUFFIXES) if DATA.is_dir() else []
 
 
+def _sounds():
+    return sorted(DATA.glob("*.wav")) if DATA.is_dir() and AUDIO else []
+
+
+def _sound(path, name):
+    """A PCM .wav file as float32 in [-1, 1], channels mixed down, cut or zero-padded to SHAPES[name]."""
+    import wave
+
+    with wave.open(str(path)) as sound:
+        width, channels, frames = sound.getsampwidth(), sound.getnchannels(), sound.readframes(sound.getnframes())
+    kind, scale = {{1: (np.uint8, 128.0), 2: (np.int16, 32768.0), 4: (np.int32, 2.0**31)}}[width]
+    samples = np.frombuffer(frames, kind).astype(np.float32)
+    samples = (samples - 128.0 if width == 1 else samples) / scale
+    samples = samples.reshape(-1, channels).mean(axis=1)
+    wanted = SHAPES[name][-1]
+    row = np.zeros(wanted, np.float32)
+    row[: min(wanted, len(samples))] = samples[:wanted]
+    return row.reshape(SHAPES[name]).astype(DTYPES[name])
+
+
+def _lines():
+    if not TEXT or not DATA.is_dir():
+        return []
+    files = sorted(DATA.glob("*.txt"))
+    return [line.strip() for path in files for line in path.read_text().splitlines() if line.strip()]
+
+
+def _tokenized(lines):
+    """Token ids and attention mask of `lines`, padded to the longest, truncated to the axis' max."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(__file__).parent / TEXT["tokenizer"]))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(TEXT["max"])
+    encoded = tokenizer.encode_batch(lines)
+    length = max(len(e.ids) for e in encoded)
+    ids = np.full((len(lines), length), TEXT["pad_id"], DTYPES[TEXT["ids"]])
+    mask = np.zeros((len(lines), length), DTYPES[TEXT["mask"]])
+    for row, e in enumerate(encoded):
+        ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
+    return {{TEXT["ids"]: ids, TEXT["mask"]: mask}}
+
+
 def _given():
     """Whether data/ holds any of your files."""
-    return bool(_pictures()) or any((DATA / f).is_file() for f in FILES.values())
+    return bool(_pictures() or _lines() or _sounds()) or any((DATA / f).is_file() for f in FILES.values())
 
 
 def _rows():
@@ -206,13 +297,18 @@ def _rows():
     pictures = _pictures()
     arrays = {{n: np.load(DATA / f) for n, f in FILES.items() if (DATA / f).is_file()}}
     rows = {{n: np.stack([_image(p, n) for p in pictures]) for n in IMAGES if pictures}}
+    sounds = _sounds()
+    rows.update({{n: np.stack([_sound(p, n) for p in sounds]) for n in AUDIO if sounds}})
     rows.update({{n: a.astype(DTYPES[n]) for n, a in arrays.items() if n not in rows}})
+    lines = _lines()
+    if lines:
+        rows.update(_tokenized(lines))
     count = min(len(a) for a in rows.values())
     for name, kind in KINDS.items():
         if name not in rows and kind == "mask":
             rows[name] = np.ones((count, *SHAPES[name]), DTYPES[name])
     scalars = {{n: np.array(v, DTYPES[n]) for n, v in SCALARS.items()}}
-    missing = sorted(set(KINDS) - set(rows))
+    missing = sorted(set(KINDS) - set(rows) - set(scalars))
     if missing:
         raise ValueError(f"data/ has no rows for {{missing}}: see the docstring of {{__file__}}")
     return {{**{{n: a[:count] for n, a in rows.items()}}, **scalars}}
@@ -268,6 +364,26 @@ def calibration():
 
 def evaluation():
     return _part(SAMPLE_ROWS + CALIBRATION_ROWS, None, 2, 64)
+
+
+def texts():
+    """Raw text for a text ensemble's check: your first lines, else placeholders."""
+    return (_lines() or ["A placeholder sentence.", "Another placeholder, a little longer than the first."])[:SAMPLE_ROWS]
+
+
+def images():
+    """Encoded images for an image ensemble's check: your first pictures, else a gradient as PNG."""
+    import io
+
+    from PIL import Image
+
+    pictures = _pictures()[:SAMPLE_ROWS]
+    if pictures:
+        return [path.read_bytes() for path in pictures]
+    gradient = np.add.outer(np.arange(96), np.arange(128)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(buffer, format="PNG")
+    return [buffer.getvalue()]
 
 
 # `triton-repo build` reads these: it refuses to gate a lower precision on random eval data.
