@@ -130,6 +130,11 @@ OUT_OF_RANGE = [
         {"points": np.zeros((513, 3), np.float32), "radius": np.ones(1, np.float32)},
         "input 'points' dim 0 (axis 'points') is 513, outside 1..512",
     ),
+    (  # inside its range, but not a size the detector takes: refused before it reaches the runtime
+        "yolo_detector_fp32",
+        {"images": np.zeros((1, 3, 96, 100), np.float32)},
+        "input 'images' dim 3 (axis 'width') is 100, not a multiple of 32, which this model needs",
+    ),
 ]
 
 
@@ -317,13 +322,15 @@ def test_the_detector_ensemble_returns_the_shapes_of_an_unseen_image_with_their_
 
 # PyTorch sources init reads as they are (folder <name>_pt): a checkpoint with its factory and an image
 # input guessed from the first Conv2d; token ids guessed from an Embedding, whose TorchScript export fixes
-# the sequence (so the dynamo exporter is chosen); a batch_first LSTM; two inputs and a 0-d scalar given.
+# the sequence (so the dynamo exporter is chosen); a batch_first LSTM; two inputs and a 0-d scalar given;
+# a stateful LSTM whose batch is dim 1 of its states and whose outputs are named for them.
 TORCH_SOURCES = {
     "pretrained_classifier": ("checkpoint.pt", ()),
     "decoder_block": (None, ()),
     "lstm_forecaster": (None, ()),
     "gru_tagger": (None, ("ids:2x16:int64", "feats:2x16x4")),
     "scalar_rate": (None, ("audio:2x16000", "sr::int64")),
+    "lstm_state": (None, ("series:3x10x3", "h0:2x3x16", "c0:2x3x16")),  # batch 3: not the 2 layers
 }
 
 
@@ -359,6 +366,15 @@ def test_init_writes_for_every_corpus_models_onnx_file_and_pytorch_source_a_spec
     assert "exporter: dynamo" in texts["decoder_block_pt"] and "max: 128}" in texts["decoder_block_pt"]
     assert "{name: sr, dtype: int64, dims: []}" in texts["scalar_rate_pt"]
     assert "{name: feats, dtype: float32, dims: [batch, sequence, 4]}" in texts["gru_tagger_pt"]
+    for name in (
+        "lstm_state",
+        "vad_stream",
+        "lstm_state_pt",
+    ):  # streams: checked by infer over both protocols
+        assert "sequence: {strategy: oldest" in texts[name] and "batch: {min: 1" in texts[name], texts[name]
+    assert "sequence: {strategy: direct" in texts["unbatched_state"]
+    assert "{name: h0, dtype: float32, dims: [2, batch, 16]}" in texts["lstm_state_pt"]
+    assert "{name: h_out, dtype: float32, dims: [2, batch, 16]}" in texts["lstm_state_pt"]
     repository, work_dir = tmp_path / "repository", tmp_path / "build"
     common = ["--repository", str(repository), "--work-dir", str(work_dir)]
     run_cli("build", "--models-dir", str(models), *common, "--speed-seconds", "0.5", check=True, timeout=900)

@@ -81,9 +81,14 @@ def init(
     if not probe.batched:
         console.print(f"  unbatched (max_batch_size 0): {probe.unbatched_reason}", markup=False)
     proposal = done.proposal
-    console.print(f"  accuracy: {proposal.metric} on {proposal.output}: {proposal.why}", markup=False)
-    for alternative in proposal.alternatives:
-        console.print(f"    or {alternative}", markup=False)
+    if done.stateful:
+        console.print(
+            "  accuracy: none yet: a stateful model is gated on eval streams (docs/spec.md)", markup=False
+        )
+    else:
+        console.print(f"  accuracy: {proposal.metric} on {proposal.output}: {proposal.why}", markup=False)
+        for alternative in proposal.alternatives:
+            console.print(f"    or {alternative}", markup=False)
     for path in done.files:
         click.echo(f"wrote {path}")
     click.echo(

@@ -17,8 +17,15 @@ import click
     show_default=True,
     help="Time budget of the probe: a model whose runs are slow is tried at fewer sizes.",
 )
-def inspect(model: Path, as_json: bool, seconds: float) -> None:
+@click.option(
+    "--factory", metavar="FILE.py:FUNCTION", help="For a PyTorch checkpoint MODEL: as `init --factory`."
+)
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]", help="As `init --input`.")
+def inspect(model: Path, as_json: bool, seconds: float, factory: str | None, inputs: tuple[str, ...]) -> None:
     """Probe MODEL, an ONNX file (or a model folder whose model.yaml has source.onnx), by running it.
+
+    MODEL may also be what `init` reads besides: a PyTorch checkpoint with --factory, FILE.py:FUNCTION, or
+    a Hugging Face folder; it is built and exported to ONNX in a scratch folder, then probed.
 
     ONNX Runtime (CPU, one thread, in a child process, so a crash ends one run, not the command) runs the
     model at candidate sizes of each dynamic axis. Printed: the inputs and outputs with the file's dims and
@@ -31,12 +38,31 @@ def inspect(model: Path, as_json: bool, seconds: float) -> None:
     from triton_repo.builders.scaffold.probe import probe_as_dict, probe_model
     from triton_repo.core.log import out, step
 
+    notes = ()
     with step(f"probing {model}"):
-        probe = probe_model(model, seconds)
+        if _onnx(model) and factory is None and not inputs:
+            probe = probe_model(model, seconds)
+        else:
+            from triton_repo.builders.scaffold.init import inspect_source
+            from triton_repo.builders.scaffold.torch_source import parse_input
+
+            given = tuple(parse_input(text) for text in inputs)
+            probe, notes = inspect_source(model, seconds, factory, given)
+    for note in notes:
+        out.print(f"{note}", markup=False)
     if as_json:
         click.echo(json.dumps(probe_as_dict(probe), indent=2))
         return
     _print_probe(probe, out)
+
+
+def _onnx(model: Path) -> bool:
+    """What the probe reads itself: anything but a PyTorch source or a Hugging Face folder."""
+    from triton_repo.builders.scaffold.torch_source import CHECKPOINT_SUFFIXES
+
+    text = str(model)
+    pytorch = model.suffix.lower() in CHECKPOINT_SUFFIXES or ".py:" in text
+    return not pytorch and not (model.is_dir() and (model / "config.json").is_file())
 
 
 def _dims(dims) -> str:

@@ -190,15 +190,12 @@ def check_inputs(loaded: LoadedSpec, arrays: dict, where: str) -> dict[str, np.n
                     f"{loaded.path}: {where}: input '{tensor.name}' dim {axis} is {size}, the spec fixes it at {dim}"
                 )
             is_batch_dim = axis == batch_axis  # any batch size; chunked to max_batch_size by users
-            if (
-                isinstance(dim, str)
-                and not is_batch_dim
-                and not spec.axes[dim].min <= size <= spec.axes[dim].max
-            ):
+            if isinstance(dim, str) and not is_batch_dim and not spec.axes[dim].takes(size):
                 limits = spec.axes[dim]
+                step = f" in steps of {limits.multiple_of}" if limits.multiple_of > 1 else ""
                 raise SpecError(
                     f"{loaded.path}: {where}: input '{tensor.name}' axis '{dim}' is {size}, "
-                    f"outside {limits.min}..{limits.max}"
+                    f"outside {limits.min}..{limits.max}{step}"
                 )
         if batch_axis is not None:  # a scalar input is one value for every row
             batch_sizes.add(array.shape[batch_axis])

@@ -203,7 +203,8 @@ def add_warmup(
 
 def shape_ranges(loaded: LoadedSpec) -> dict[str, list]:
     """Per input, per dim of a request (batch first when batched): None for a fixed dim (Triton checks
-    those), else [axis, min, max] from the spec, the batch axis capped at max_batch_size."""
+    those), else [axis, min, max] from the spec, the batch axis capped at max_batch_size, and the axis'
+    multiple_of after them when it has one."""
     spec = loaded.spec
     ranges = {}
     for tensor in spec.served_inputs:
@@ -216,7 +217,7 @@ def shape_ranges(loaded: LoadedSpec) -> dict[str, list]:
             high = (
                 min(axis.max, spec.effective_max_batch_size) if dim == "batch" and spec.batched else axis.max
             )
-            dims.append([dim, axis.min, high])
+            dims.append([dim, axis.min, high, *([axis.multiple_of] if axis.multiple_of > 1 else [])])
         ranges[tensor.name] = dims
     return ranges
 

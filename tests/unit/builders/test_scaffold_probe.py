@@ -213,7 +213,7 @@ def test_a_file_that_is_not_onnx_is_refused_in_one_line(tmp_path, content, what)
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: not an ONNX model ({what}")
-    assert "take an ONNX model file" in message
+    assert "take an ONNX file, a PyTorch checkpoint with --factory" in message
 
 
 def crash_at_64(shapes):

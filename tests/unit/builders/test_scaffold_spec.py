@@ -185,3 +185,11 @@ def test_a_build_asking_for_lower_precisions_on_placeholder_data_is_refused_befo
         SpecError, match="is random placeholder data: the accuracy gate would measure nothing"
     ):
         refuse_placeholder_eval(load_spec(spec))
+
+
+def test_a_side_that_must_be_a_multiple_of_32_is_written_as_the_axis_multiple_of_and_loads(tmp_path):
+    head = ProbedTensor("logits", "float32", None, ("batch", 10), stats=stats(-3, 3))
+    folder = write_folder(tmp_path / "tiny", probe([head]))
+    assert "height: {min: 64, opt: 224, max: 320, multiple_of: 32}" in (folder / "model.yaml").read_text()
+    axes = load_spec(folder / "model.yaml").spec.axes
+    assert axes["height"].multiple_of == axes["width"].multiple_of == 32 and axes["batch"].multiple_of == 1

@@ -225,7 +225,7 @@ def test_given_inputs_are_used_as_given_and_their_shared_dims_are_found_together
     assert found["inputs"] == ["ids", "feats"]
     assert "inputs ids [2, 12], feats [2, 12, 4], as given" in found["notes"]
     assert sorted(map(tuple, found["places"])) == [("feats", 0), ("feats", 1), ("ids", 0), ("ids", 1)]
-    assert "batch: dim 0 of ids, feats ran at 2 and 3" in found["notes"]
+    assert "batch: dim 0 of ids, dim 0 of feats ran at 2 and 3" in found["notes"]
     assert onnx_dims(tmp_path / "probe.onnx") == {"ids": ["batch", "seq"], "feats": ["batch", "seq", 4]}
     assert found["outputs"] == ["output_0", "output_1"]
 

@@ -85,8 +85,8 @@ def test_inspect_on_a_file_that_is_not_a_model_is_one_line_and_exit_2(tmp_path, 
     assert exited.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert lines == [
-        f"error: {notes}: not an ONNX model (a text file); inspect and init take an ONNX model file "
-        "(.onnx; export a PyTorch model with torch.onnx.export)"
+        f"error: {notes}: not an ONNX model (a text file); inspect and init take an ONNX file, a PyTorch "
+        "checkpoint with --factory, FILE.py:FUNCTION or a Hugging Face folder"
     ]
 
 
@@ -97,3 +97,15 @@ def test_inspect_on_a_model_folder_probes_its_onnx_source():
     record = json.loads(result.stdout)
     assert record["source"] == str(folder / "model.onnx")
     assert [i["name"] for i in record["inputs"]] == ["input:0", "2nd/temperature-scale"]
+
+
+def test_inspect_builds_a_pytorch_source_in_a_scratch_folder_and_finds_its_states(tmp_path):
+    factory = Path(__file__).resolve().parents[2] / "corpus" / "lstm_state" / "model.py"
+    shapes = ("--input", "series:3x10x3", "--input", "h0:2x3x16", "--input", "c0:2x3x16")
+    result = CliRunner().invoke(cli, ["inspect", f"{factory}:build", *shapes])
+    assert result.exit_code == 0, result.output
+    assert (
+        "stateful: h0 -> h_out, c0 -> c_out" in result.output
+        and "batched: max_batch_size 64" in result.output
+    )
+    assert f"{factory}:build: inputs and outputs" in result.output.replace("\n", "")

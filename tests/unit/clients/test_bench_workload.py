@@ -236,3 +236,10 @@ def test_an_unknown_name_is_rejected_with_the_list_of_published_models(tmp_path)
     assert "'resnet'" in message
     assert "['digits_fp32', 'toy_fp16', 'toy_fp32']" in message
     assert str(tmp_path / "manifest.json") in message
+
+
+def test_axis_sizes_reject_a_size_inside_the_range_that_is_not_a_multiple_the_axis_needs(tmp_path):
+    data = minimal_spec()
+    data["axes"]["seq"] = {"min": 8, "opt": 16, "max": 32, "multiple_of": 8}
+    rejected(loaded_spec(tmp_path, data), 1, {"seq": 12}, "--shape seq=12", "8..32 in steps of 8")
+    assert axis_sizes(loaded_spec(tmp_path, data), 1, {"seq": 24}) == {"batch": 1, "seq": 24}

@@ -115,6 +115,12 @@ BAD_SPECS = [
         _set_axis("Seq", {"min": 1, "opt": 1, "max": 1}),
         ["axes", "'Seq'", "lower case"],
     ),
+    (
+        "size_not_a_multiple",
+        lambda d: d["axes"]["seq"].update(multiple_of=8, min=4),
+        ["axes.seq", "min 4 must be a multiple of multiple_of 8"],
+    ),
+    ("multiple_of_zero", lambda d: d["axes"]["seq"].update(multiple_of=0), ["axes.seq.multiple_of", "0"]),
     ("missing_outputs", lambda d: d.pop("outputs"), ["outputs: required field is missing"]),
     ("missing_data", lambda d: d.pop("data"), ["data: required field is missing"]),
     ("empty_inputs", lambda d: d.update(inputs=[]), ["inputs", "at least 1"]),

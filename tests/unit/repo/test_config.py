@@ -289,6 +289,23 @@ def test_shape_ranges_name_each_dynamic_dim_of_each_input_with_the_batch_capped(
     assert json.loads(config.parameters["shape_ranges"].string_value)["input_ids"][0] == ["batch", 1, 4]
 
 
+def test_shape_ranges_carry_an_axis_multiple_of_for_the_served_model_to_refuse_other_sizes(tmp_path):
+    import json
+
+    stepped = batched_spec(
+        tmp_path / "stepped",
+        axes={
+            "batch": {"min": 1, "opt": 4, "max": 8},
+            "seq": {"min": 8, "opt": 16, "max": 32, "multiple_of": 8},
+        },
+    )
+    config = cpu_model_config(stepped, "toy_fp32", batched_warmup(stepped))
+    assert json.loads(config.parameters["shape_ranges"].string_value)["input_ids"] == [
+        ["batch", 1, 8],
+        ["seq", 8, 32, 8],
+    ]
+
+
 def test_the_runtime_that_serves_a_variant_is_in_its_config_and_parses_back(tmp_path):
     from triton_repo.runtimes.isolated import OV_BF16
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from triton_repo.builders.scaffold.hugging_face import FOLDER, HfModel, read_folder
 from triton_repo.builders.scaffold.propose import Proposal, propose_metric
 from triton_repo.builders.scaffold.record import ModelProbe
+from triton_repo.builders.scaffold.states import find_states
 from triton_repo.builders.scaffold.torch_source import (
     CHECKPOINT_SUFFIXES,
     FactoryRef,
@@ -36,6 +37,7 @@ class Initialised:
     proposal: Proposal
     files: tuple[Path, ...]
     notes: tuple[str, ...] = ()  # how a PyTorch source was built, run and exported
+    stateful: bool = False  # written with a sequence section: checked on streams, no accuracy gate yet
 
 
 GENERIC_STEMS = {"model", "inference", "infer", "network", "net", "export", "exported", "onnx"}
@@ -131,23 +133,17 @@ def init_model(
     with tempfile.TemporaryDirectory(prefix=f".{name}-init-", dir=folder.parent) as scratch:
         draft = Path(scratch) / name  # a spec must be named as its folder
         draft.mkdir()
-        for file_name, path in given.files().items():
-            _link_or_copy(path, draft / file_name)
-        for file_name, text in given.generated().items():
-            (draft / file_name).write_text(text)
-        hinted = bool(inputs)  # sizes the user gave are tried first and preferred as opt
-        if given.hf is not None and not inputs:
-            inputs = given.hf.inputs
-        probe, entry, notes = _probe(given, draft, Path(scratch), seconds, inputs, hinted)
+        probe, entry, notes = _probe_in(given, draft, seconds, inputs)
         if probe.runs and all(run.error for run in probe.runs):
             raise SpecError(
                 f"{source}: the model did not run at any size tried ({probe.runs[0].error}); nothing was "
                 "written: `triton-repo inspect` shows every run"
             )
+        probe, states = find_states(probe)
         proposal = propose_metric(probe)
-        extras = _extras(given.hf, probe)
+        extras = _extras(given.hf, probe) if states is None else SpecExtras(states=states)
         (draft / "model.yaml").write_text(spec_yaml(name, entry, probe, proposal, given.note, extras))
-        (draft / "model.py").write_text(model_py(name, given.note, probe, extras.text))
+        (draft / "model.py").write_text(model_py(name, given.note, probe, extras.text, states))
         _check_draft(draft)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
@@ -159,7 +155,35 @@ def init_model(
             written.append(target)
         (folder / "data").mkdir(exist_ok=True)  # where model.py reads the user's examples
     notes = (*given.hf.notes, *notes) if given.hf is not None else notes
-    return Initialised(folder, name, probe, proposal, tuple(written), notes)
+    notes = (*notes, states.note) if states is not None else notes
+    return Initialised(folder, name, probe, proposal, tuple(written), notes, states is not None)
+
+
+def inspect_source(
+    source: Path, seconds: float = 60, factory: str | None = None, inputs: tuple[GivenInput, ...] = ()
+) -> tuple[ModelProbe, tuple[str, ...]]:
+    """What init learns from a PyTorch source or a Hugging Face folder (`inspect`), in a scratch folder
+    removed after: the probe (states found) and how the source was read."""
+    given = _readable(source, factory, inputs)
+    with tempfile.TemporaryDirectory(prefix="triton-repo-inspect-") as scratch:
+        draft = Path(scratch) / "model"
+        draft.mkdir()
+        probe, _, notes = _probe_in(given, draft, seconds, inputs)
+    probe, states = find_states(dataclasses.replace(probe, source=source))
+    hf = given.hf.notes if given.hf is not None else ()
+    return probe, (*hf, *notes, *((states.note,) if states else ()))
+
+
+def _probe_in(given: _Source, draft: Path, seconds: float, inputs: tuple[GivenInput, ...]):
+    """_probe with the source's files in `draft` (the model folder to be), scratch files beside it."""
+    for file_name, path in given.files().items():
+        _link_or_copy(path, draft / file_name)
+    for file_name, text in given.generated().items():
+        (draft / file_name).write_text(text)
+    hinted = bool(inputs)  # sizes the user gave are tried first and preferred as opt
+    if given.hf is not None and not inputs:
+        inputs = given.hf.inputs
+    return _probe(given, draft, draft.parent, seconds, inputs, hinted)
 
 
 def _probe(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from triton_repo.core.errors import TritonRepoError
 
-TAKES = "inspect and init take an ONNX model file (.onnx; export a PyTorch model with torch.onnx.export)"
+TAKES = "inspect and init take an ONNX file, a PyTorch checkpoint with --factory, FILE.py:FUNCTION or a Hugging Face folder"
 
 
 @dataclass(frozen=True)

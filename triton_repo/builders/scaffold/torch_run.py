@@ -15,6 +15,8 @@ from triton_repo.core.errors import SpecError
 
 BATCH = 2  # the example batch: 2, so a batch dim is told apart from a dim of size 1
 AUDIO = re.compile(r"(?i)audio|wav|speech|pcm|waveform|input_values|signal")  # as the data stub reads
+# inputs named as a recurrent state: an output of the same shape is taken for its next value
+STATE_NAMES = re.compile(r"(?i)^(h|c|hx|cx|h_?0|c_?0|state|states|hidden|memory|cache)(_?0|_in|_prev)?$")
 OPSETS = {"torchscript": 17, "dynamo": 18}
 IMAGE_SIDES = (224, 32, 64, 28, 96, 128, 256)
 
@@ -35,7 +37,7 @@ def build_and_export(
         raise SpecError(f"{module}.py:{function}: forward refused the inputs {_shapes(examples)}: {outputs}")
     dynamic, found = _dynamic_dims(net, examples)
     notes += found
-    found = _output_names(outputs)
+    found = _output_names(outputs, examples)
     output_names = list(output_names) if len(output_names) == len(found) else found
     exporter, opset = _export(net, examples, dynamic, output_names, Path(onnx_path), exporters)
     notes.append(
@@ -190,26 +192,56 @@ def _shapes(examples: dict) -> str:
 
 
 def _dynamic_dims(net, examples: dict) -> tuple[dict[str, dict[int, str]], list[str]]:
-    """Dims that also run at another size, grouped as equal dims at one position of every input; each
+    """Dims that also run at another size, grouped as equal dims at one position of every input, or with
+    an equal dim elsewhere when they must agree (an LSTM's batch: dim 0 of the series, dim 1 of h0); each
     group named as the spec will name its axis."""
-    places: dict[tuple[int, int], list[str]] = {}
+    # a state's dims are fixed but for the batch, which comes with the other inputs' dim 0 (as a partner)
+    groups: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    state_groups: dict[tuple[int, int], list[tuple[str, int]]] = {}
     for name, tensor in examples.items():
+        kept = state_groups if STATE_NAMES.match(name) else groups
         for index, size in enumerate(tensor.shape):
-            places.setdefault((index, size), []).append(name)
+            kept.setdefault((index, size), []).append((name, index))
     dynamic: dict[str, dict[int, str]] = {}
-    notes = []
-    for (index, size), names in sorted(places.items()):
-        other = 3 if index == 0 and size in (1, BATCH) else size * 2
-        changed = {n: _resized(t, index, other) if n in names else t for n, t in examples.items()}
-        if isinstance(_run(net, changed), str):
+    notes, taken = [], set()
+    for (index, size), places in sorted(groups.items()):
+        if set(places) <= taken:
             continue
-        axis = _axis_name(examples, names[0], index)
+        other = 3 if index == 0 and size in (1, BATCH) else size * 2
+        others = [
+            *((k, p) for k, p in sorted(groups.items()) if k[0] != index),
+            *sorted(state_groups.items()),
+        ]
+        partners = [p for (_, s), p in others if s == size and not set(p) & taken]
+        ran = next(
+            (
+                tried
+                for tried in ([places], *([places, p] for p in partners))
+                if _runs_at(net, examples, tried, other)
+            ),
+            None,
+        )
+        if ran is None:
+            continue
+        together = [place for group in ran for place in group]
+        taken |= set(together)
+        firsts = {(n, 0) for n, t in examples.items() if t.dim() and not STATE_NAMES.match(n)}
+        axis = _axis_name(examples, *together[0], batch=firsts <= set(together))
         if any(axis in dims.values() for dims in dynamic.values()):  # another size: another axis
-            axis = f"{names[0]}_{axis}"
-        for name in names:
-            dynamic.setdefault(name, {})[index] = axis
-        notes.append(f"{axis}: dim {index} of {', '.join(names)} ran at {size} and {other}")
+            axis = f"{together[0][0]}_{axis}"
+        for name, at in together:
+            dynamic.setdefault(name, {})[at] = axis
+        where = ", ".join(f"dim {at} of {name}" for name, at in together)
+        notes.append(f"{axis}: {where} ran at {size} and {other}")
     return dynamic, notes
+
+
+def _runs_at(net, examples: dict, groups: tuple[list, ...] | list, size: int) -> bool:
+    places = {place for group in groups for place in group}
+    changed = dict(examples)
+    for name, index in places:
+        changed[name] = _resized(changed[name], index, size)
+    return not isinstance(_run(net, changed), str)
 
 
 def _resized(tensor, index: int, size: int):
@@ -226,10 +258,11 @@ def _resized(tensor, index: int, size: int):
     return torch.randn(shape).to(tensor.dtype)
 
 
-def _axis_name(examples: dict, name: str, index: int) -> str:
+def _axis_name(examples: dict, name: str, index: int, batch: bool = True) -> str:
+    """`batch` for dim 0 when it is dim 0 of every input that is not a state; else by what it is."""
     tensor = examples[name]
     if index == 0:
-        return "batch"
+        return "batch" if batch else f"{name}_0"
     if tensor.dim() == 4 and tensor.dtype.is_floating_point and index in (2, 3):
         return ("height", "width")[index - 2]
     if index == tensor.dim() - 1 and tensor.dtype.is_floating_point and AUDIO.search(name):
@@ -241,19 +274,49 @@ def _axis_name(examples: dict, name: str, index: int) -> str:
     return f"{name}_{index}"
 
 
-def _output_names(outputs) -> list[str]:
+def _output_names(outputs, examples: dict) -> list[str]:
+    """output, output_<i> or a dict's keys; an output shaped as a state input (h0, state, cache...) is
+    named as its next value (h0 -> h_out), so the spec pairs them."""
     import torch
 
     if isinstance(outputs, torch.Tensor):
         return ["output"]
     if isinstance(outputs, dict) and all(isinstance(v, torch.Tensor) for v in outputs.values()):
         return [str(k) for k in outputs]
-    if isinstance(outputs, tuple | list) and all(isinstance(v, torch.Tensor) for v in outputs):
-        return [f"output_{i}" for i in range(len(outputs))]
-    raise SpecError(
-        f"forward returns {type(outputs).__name__} holding more than tensors; the spec serves tensors: "
-        "return a tensor, a tuple of tensors or a dict of them (wrap the module)"
-    )
+    flat = _flattened(outputs)
+    if flat is None:
+        raise SpecError(
+            f"forward returns {type(outputs).__name__} holding more than tensors; the spec serves tensors: "
+            "return a tensor, a tuple of tensors or a dict of them (wrap the module)"
+        )
+    names = [f"output_{i}" for i in range(len(flat))]
+    free = list(range(len(flat)))
+    for name, tensor in examples.items():
+        if not STATE_NAMES.match(name):
+            continue
+        match = next(
+            (i for i in free if flat[i].shape == tensor.shape and flat[i].dtype == tensor.dtype), None
+        )
+        if match is not None:
+            free.remove(match)
+            names[match] = re.sub(r"(_?0|_in|_prev)$", "", name) + "_out"
+    return names
+
+
+def _flattened(outputs) -> list | None:
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if not isinstance(outputs, tuple | list):
+        return None
+    flat = []
+    for item in outputs:
+        inner = _flattened(item)
+        if inner is None:
+            return None
+        flat += inner
+    return flat
 
 
 def _export(

@@ -11,6 +11,8 @@ import yaml
 
 from triton_repo.builders.scaffold.propose import Proposal
 from triton_repo.builders.scaffold.record import ModelProbe, ProbedTensor
+from triton_repo.builders.scaffold.states import States
+from triton_repo.builders.scaffold.stub_template import STUB
 
 CALIBRATION_ROWS = 32
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -24,6 +26,7 @@ class SpecExtras:
     ensemble: dict | None = None
     ensemble_why: str = ""
     text: dict | None = None  # tokenizer, ids, mask, pad_id, max: the stub tokenizes data/*.txt
+    states: States | None = None  # a stateful model: its state pairs, served under the sequence batcher
 
 
 def _flow(value) -> str:
@@ -64,9 +67,11 @@ def spec_yaml(
     if probe.axes:
         lines.append("axes:")
         for axis in probe.axes.values():
-            extra = f"; multiples of {axis.multiple_of} only" if axis.multiple_of > 1 else ""
+            extra = ""
             kind = "output only: " if axis.output_only else ""
             ranges = {"min": axis.min, "opt": axis.opt, "max": axis.max}
+            if axis.multiple_of > 1 and not axis.output_only:
+                ranges["multiple_of"] = axis.multiple_of
             lines.append(f"  {axis.name}: {_flow(ranges)}  # {kind}{axis.why}{extra}")
     lines.append("inputs:")
     for tensor in probe.inputs:
@@ -82,7 +87,9 @@ def spec_yaml(
         if tensor.name in extras.labels:
             entry["labels"] = extras.labels[tensor.name]
         lines.append(f"  - {_flow(entry)}" + (f"  # {tensor.note}" if tensor.note else ""))
-    if probe.batched:
+    if extras.states is not None:
+        lines += _stateful_lines(probe, extras.states)
+    elif probe.batched:
         data = {"sample": "model:sample", "calibration": "model:calibration", "eval": "model:evaluation"}
         lines.append(f"data: {_flow(data)}  # model.py reads your files in data/ (see its docstring)")
         lines += _accuracy_lines(proposal)
@@ -99,6 +106,19 @@ def spec_yaml(
     return "\n".join(lines) + "\n"
 
 
+def _stateful_lines(probe: ModelProbe, states: States) -> list[str]:
+    """A stateful model: checked on golden streams, served under Triton's sequence batcher (the states stay
+    in the server); lower precisions need eval streams, int8 is not built for it."""
+    data = {"sample": "model:sample", "sequence": "model:sequence"}
+    strategy = "oldest" if probe.batched else "direct"
+    return [
+        f"data: {_flow(data)}  # model.py reads your streams from data/ (see its docstring)",
+        f"sequence: {_flow({'strategy': strategy, 'idle_timeout_ms': 5000})}  # {states.note}",
+        "precision: {variants: [fp32]}  # fp16 and bf16 are gated on eval streams: add data.eval and accuracy "
+        "(docs/spec.md, stateful models)",
+    ]
+
+
 def _accuracy_lines(proposal: Proposal) -> list[str]:
     from triton_repo.core.spec.accuracy import SETTINGS
 
@@ -111,13 +131,20 @@ def _accuracy_lines(proposal: Proposal) -> list[str]:
     return lines
 
 
-def model_py(name: str, source_note: str, probe: ModelProbe, text: dict | None = None) -> str:
-    """The data stub: one row of every input read from data/, split into sample, calibration, eval."""
+def model_py(
+    name: str, source_note: str, probe: ModelProbe, text: dict | None = None, states: States | None = None
+) -> str:
+    """The data stub: one row of every input read from data/, split into sample, calibration, eval; and a
+    stateful model's streams."""
     shapes, dtypes, kinds, scalars, tops = {}, {}, {}, {}, {}
     fills = {t.name: t.fill or "normal" for t in probe.inputs}
     sizes = {axis.name: axis.opt for axis in probe.axes.values()}
+    state_at = {n: i for n, i in states.batch_index.items()} if states else {}
+    state_at.update({n: None for n, _ in states.pairs if n not in state_at} if states else {})
     for tensor in probe.inputs:
         dims = list(tensor.dims[1:] if probe.batched and tensor.dims else tensor.dims)
+        if tensor.name in state_at:  # the batch axis anywhere: taken out here, put back per request
+            dims = [d for d in tensor.dims if d != "batch"]
         shapes[tensor.name] = [sizes.get(d, 1) if isinstance(d, str) else d for d in dims]
         dtypes[tensor.name] = tensor.dtype
         kinds[tensor.name] = image_layout(tensor) or ("mask" if "mask" in tensor.name.lower() else "array")
@@ -128,6 +155,8 @@ def model_py(name: str, source_note: str, probe: ModelProbe, text: dict | None =
         if not tensor.dims:  # one value per request (a sample rate), the same for every row
             kinds[tensor.name] = "scalar"
             scalars[tensor.name] = tensor.value if tensor.value is not None else 1
+        if tensor.name in state_at:
+            kinds[tensor.name] = "state"
     images = [n for n, k in kinds.items() if k in ("NCHW", "NHWC")]
     how = []
     tokenized = (text["ids"], text["mask"]) if text else ()
@@ -137,6 +166,9 @@ def model_py(name: str, source_note: str, probe: ModelProbe, text: dict | None =
         )
     for tensor_name, kind in kinds.items():
         if tensor_name in tokenized:
+            continue
+        if kind == "state":
+            how.append(f"- {tensor_name}: a state; zeros when a sequence starts, then the server keeps it")
             continue
         if kind in ("NCHW", "NHWC"):
             how.append(f"- {tensor_name}: image files (png, jpg) in data/, resized to the opt size")
@@ -169,6 +201,7 @@ def model_py(name: str, source_note: str, probe: ModelProbe, text: dict | None =
         tops=json.dumps(tops),
         fills=json.dumps(fills),
         images=json.dumps(images),
+        states=repr(state_at),
         audio=json.dumps([n for n, k in kinds.items() if k == "audio"]),
         text=repr(text),
         batched=probe.batched,
@@ -191,201 +224,3 @@ def _is_audio(tensor: ProbedTensor, batched: bool) -> bool:
 def _file(tensor_name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tensor_name)
     return f"{safe}.npy"
-
-
-STUB = '''"""Data for {name}, written by `triton-repo init` from {source}.
-
-Put your own examples in data/ beside this file:
-{how}
-Rows are taken in file-name order and split, never overlapping, into sample (the first 2), calibration
-(the next {calibration_rows}) and eval (the rest: give at least a few hundred for a tight accuracy bound).
-
-Until data/ holds them, calibration and eval are RANDOM PLACEHOLDERS: `triton-repo build` serves FP32
-from them, and refuses to measure a lower precision on them ("data.eval is random placeholder data").
-Image inputs are scaled to [0, 1] then (x - MEAN) / STD: set MEAN and STD as the model was trained
-(ImageNet models: MEAN = (0.485, 0.456, 0.406), STD = (0.229, 0.224, 0.225)).
-"""
-
-from pathlib import Path
-
-import numpy as np
-
-DATA = Path(__file__).parent / "data"
-SHAPES = {shapes}  # one row of each input at the opt sizes
-DTYPES = {dtypes}
-KINDS = {kinds}  # NCHW / NHWC: image files; audio: .wav files; mask: ones unless given; array: .npy; scalar
-SCALARS = {scalars}  # one value per request: set it as your clients send it
-TOP_IDS = {tops}  # token ids of the placeholder stay in 1..this (the model's embedding table)
-FILLS = {fills}  # how the placeholder fills each input: as the probe ran it
-FILES = {files}
-IMAGES = {images}
-AUDIO = {audio}
-TEXT = {text}  # text inputs: your lines in data/*.txt through the model's own tokenizer (None: none)
-BATCHED = {batched}
-MEAN, STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-SAMPLE_ROWS, CALIBRATION_ROWS = 2, {calibration_rows}
-SUFFIXES = {suffixes}
-
-
-def _image(path, name):
-    from PIL import Image
-
-    layout, shape = KINDS[name], SHAPES[name]
-    channels, height, width = shape if layout == "NCHW" else (shape[2], shape[0], shape[1])
-    picture = Image.open(path).convert("L" if channels == 1 else "RGB").resize((width, height))
-    pixels = np.asarray(picture, np.float32).reshape(height, width, -1)[..., :channels] / 255.0
-    pixels = (pixels - np.array(MEAN[:channels], np.float32)) / np.array(STD[:channels], np.float32)
-    return (pixels.transpose(2, 0, 1) if layout == "NCHW" else pixels).astype(DTYPES[name])
-
-
-def _pictures():
-    return sorted(p for p in DATA.glob("*") if p.suffix.lower() in SUFFIXES) if DATA.is_dir() else []
-
-
-def _sounds():
-    return sorted(DATA.glob("*.wav")) if DATA.is_dir() and AUDIO else []
-
-
-def _sound(path, name):
-    """A PCM .wav file as float32 in [-1, 1], channels mixed down, cut or zero-padded to SHAPES[name]."""
-    import wave
-
-    with wave.open(str(path)) as sound:
-        width, channels, frames = sound.getsampwidth(), sound.getnchannels(), sound.readframes(sound.getnframes())
-    kind, scale = {{1: (np.uint8, 128.0), 2: (np.int16, 32768.0), 4: (np.int32, 2.0**31)}}[width]
-    samples = np.frombuffer(frames, kind).astype(np.float32)
-    samples = (samples - 128.0 if width == 1 else samples) / scale
-    samples = samples.reshape(-1, channels).mean(axis=1)
-    wanted = SHAPES[name][-1]
-    row = np.zeros(wanted, np.float32)
-    row[: min(wanted, len(samples))] = samples[:wanted]
-    return row.reshape(SHAPES[name]).astype(DTYPES[name])
-
-
-def _lines():
-    if not TEXT or not DATA.is_dir():
-        return []
-    files = sorted(DATA.glob("*.txt"))
-    return [line.strip() for path in files for line in path.read_text().splitlines() if line.strip()]
-
-
-def _tokenized(lines):
-    """Token ids and attention mask of `lines`, padded to the longest, truncated to the axis' max."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(__file__).parent / TEXT["tokenizer"]))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(TEXT["max"])
-    encoded = tokenizer.encode_batch(lines)
-    length = max(len(e.ids) for e in encoded)
-    ids = np.full((len(lines), length), TEXT["pad_id"], DTYPES[TEXT["ids"]])
-    mask = np.zeros((len(lines), length), DTYPES[TEXT["mask"]])
-    for row, e in enumerate(encoded):
-        ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
-    return {{TEXT["ids"]: ids, TEXT["mask"]: mask}}
-
-
-def _given():
-    """Whether data/ holds any of your files."""
-    return bool(_pictures() or _lines() or _sounds()) or any((DATA / f).is_file() for f in FILES.values())
-
-
-def _rows():
-    """Every row of your data as {{input: [rows, ...]}}, or None when data/ holds none."""
-    if not _given():
-        return None
-    pictures = _pictures()
-    arrays = {{n: np.load(DATA / f) for n, f in FILES.items() if (DATA / f).is_file()}}
-    rows = {{n: np.stack([_image(p, n) for p in pictures]) for n in IMAGES if pictures}}
-    sounds = _sounds()
-    rows.update({{n: np.stack([_sound(p, n) for p in sounds]) for n in AUDIO if sounds}})
-    rows.update({{n: a.astype(DTYPES[n]) for n, a in arrays.items() if n not in rows}})
-    lines = _lines()
-    if lines:
-        rows.update(_tokenized(lines))
-    count = min(len(a) for a in rows.values())
-    for name, kind in KINDS.items():
-        if name not in rows and kind == "mask":
-            rows[name] = np.ones((count, *SHAPES[name]), DTYPES[name])
-    scalars = {{n: np.array(v, DTYPES[n]) for n, v in SCALARS.items()}}
-    missing = sorted(set(KINDS) - set(rows) - set(scalars))
-    if missing:
-        raise ValueError(f"data/ has no rows for {{missing}}: see the docstring of {{__file__}}")
-    return {{**{{n: a[:count] for n, a in rows.items()}}, **scalars}}
-
-
-def _random(rows, seed):
-    """A RANDOM PLACEHOLDER of `rows` rows: it runs the model, it measures nothing."""
-    rng = np.random.default_rng(seed)
-    made = {{}}
-    for name, shape in SHAPES.items():
-        full = (rows, *shape) if BATCHED else tuple(shape)
-        fill = "value" if KINDS[name] == "scalar" else FILLS[name]
-        made[name] = _filled(fill, name, full, rng).astype(np.dtype(DTYPES[name]))
-    return made
-
-
-def _filled(fill, name, shape, rng):
-    if fill == "value":
-        return np.array(SCALARS.get(name, 1))
-    if fill == "uniform":
-        return rng.random(shape)
-    if fill == "pixels":
-        return rng.integers(0, 256, shape)
-    if fill == "tokens":
-        return rng.integers(1, TOP_IDS.get(name, 99) + 1, shape)
-    if fill == "small":
-        return rng.integers(0, 10, shape)
-    if fill in ("ones", "zeros"):
-        return (np.ones if fill == "ones" else np.zeros)(shape)
-    if fill == "positions":
-        return np.broadcast_to(np.arange(shape[-1] if shape else 1), shape).copy()
-    if fill == "text":
-        return np.full(shape, "placeholder", dtype=object)
-    return rng.standard_normal(shape)
-
-
-def _part(start, stop, seed, rows):
-    data = _rows()
-    if data is None:
-        return _random(rows, seed)
-    if not BATCHED:
-        return {{n: a if KINDS[n] == "scalar" else a[0] for n, a in data.items()}}
-    return {{n: a if KINDS[n] == "scalar" else a[start:stop] for n, a in data.items()}}
-
-
-def sample():
-    return _part(0, SAMPLE_ROWS, 0, SAMPLE_ROWS)
-
-
-def calibration():
-    return _part(SAMPLE_ROWS, SAMPLE_ROWS + CALIBRATION_ROWS, 1, 16)
-
-
-def evaluation():
-    return _part(SAMPLE_ROWS + CALIBRATION_ROWS, None, 2, 64)
-
-
-def texts():
-    """Raw text for a text ensemble's check: your first lines, else placeholders."""
-    return (_lines() or ["A placeholder sentence.", "Another placeholder, a little longer than the first."])[:SAMPLE_ROWS]
-
-
-def images():
-    """Encoded images for an image ensemble's check: your first pictures, else a gradient as PNG."""
-    import io
-
-    from PIL import Image
-
-    pictures = _pictures()[:SAMPLE_ROWS]
-    if pictures:
-        return [path.read_bytes() for path in pictures]
-    gradient = np.add.outer(np.arange(96), np.arange(128)).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(buffer, format="PNG")
-    return [buffer.getvalue()]
-
-
-# `triton-repo build` reads these: it refuses to gate a lower precision on random eval data.
-calibration.random_placeholder = evaluation.random_placeholder = not _given()
-'''

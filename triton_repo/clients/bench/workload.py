@@ -99,9 +99,10 @@ def axis_sizes(loaded: LoadedSpec, batch: int, shape: dict[str, int]) -> dict[st
             continue
         shape_range = spec.axes[axis]
         size = shape.get(axis, shape_range.opt)
-        if not shape_range.min <= size <= shape_range.max:
+        if not shape_range.takes(size):
+            step = f" in steps of {shape_range.multiple_of}" if shape_range.multiple_of > 1 else ""
             raise TritonRepoError(
-                f"--shape {axis}={size}: outside {spec.name}'s range {shape_range.min}..{shape_range.max} "
+                f"--shape {axis}={size}: outside {spec.name}'s range {shape_range.min}..{shape_range.max}{step} "
                 f"(axes.{axis} in {loaded.path})"
             )
         sizes[axis] = size

@@ -16,12 +16,26 @@ class ShapeRange(_Strict):
     min: Annotated[int, Field(ge=1)]
     opt: Annotated[int, Field(ge=1)]
     max: Annotated[int, Field(ge=1)]
+    # sizes the model takes are multiples of this (a detector's side: 32); the served model refuses others
+    multiple_of: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _ordered(self) -> ShapeRange:
         if not self.min <= self.opt <= self.max:
             raise ValueError(f"min {self.min}, opt {self.opt}, max {self.max} must satisfy min <= opt <= max")
+        uneven = [
+            f"{k} {v}"
+            for k, v in (("min", self.min), ("opt", self.opt), ("max", self.max))
+            if v % self.multiple_of
+        ]
+        if uneven:
+            raise ValueError(
+                f"{', '.join(uneven)} must be a multiple of multiple_of {self.multiple_of} (the sizes the model takes)"
+            )
         return self
+
+    def takes(self, size: int) -> bool:
+        return self.min <= size <= self.max and size % self.multiple_of == 0
 
 
 class Tolerance(_Strict):

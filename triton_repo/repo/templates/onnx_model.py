@@ -187,11 +187,16 @@ class TritonPythonModel:
         for dim, (size, declared) in enumerate(zip(shape, self.ranges.get(name, ()), strict=False)):
             if declared is None:
                 continue
-            axis, low, high = declared
+            axis, low, high, *step = declared  # [axis, min, max] or [axis, min, max, multiple_of]
             if not low <= size <= high:
                 return (
                     f"input '{name}' dim {dim} (axis '{axis}') is {size}, outside {low}..{high}, "
                     f"the range this model was built and verified for; shape {list(shape)}"
+                )
+            if step and size % step[0]:
+                return (
+                    f"input '{name}' dim {dim} (axis '{axis}') is {size}, not a multiple of {step[0]}, "
+                    f"which this model needs; shape {list(shape)}"
                 )
         return None
 
