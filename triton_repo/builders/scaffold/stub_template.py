@@ -118,6 +118,8 @@ def _rows():
     lines = _lines()
     if lines:
         rows.update(_tokenized(lines))
+    if not rows:
+        raise ValueError(f"data/ holds files, but none this model reads: see the docstring of {{__file__}}")
     count = min(len(a) for a in rows.values())
     for name, kind in KINDS.items():
         if name not in rows and kind == "mask":
