@@ -100,7 +100,7 @@ serve-gpu: ## On a GPU host: serve model_repository/ with the pinned NGC tritons
 	done; echo "tritonserver not ready after 300 s; see: $(COMPOSE) logs triton" >&2; $(COMPOSE) logs --tail 50 triton; exit 1
 
 test: install ## Run all tests: unit, and integration against the real tritonserver (GPU tests skip without a GPU)
-	$(VENV)/bin/python -m pytest tests -n 2 --dist loadgroup --durations=25
+	$(VENV)/bin/python -m pytest tests -n 2 --dist loadfile --durations=25
 
 test-unit: install ## Run the unit tests only (seconds, no server)
 	$(VENV)/bin/python -m pytest tests/unit
