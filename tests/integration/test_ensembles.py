@@ -13,20 +13,95 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import ROOT, ZOO, run_cli, tree_hash
+from tests.integration.conftest import ROOT, run_cli, tree_hash
 
 
 def test_build_publishes_an_ensemble_and_its_step_for_each_zoo_model(zoo_served):
     manifest = json.loads((zoo_served.repository / "manifest.json").read_text())["models"]
     report = (zoo_served.repository / "BUILD_REPORT.md").read_text()
-    for name in ZOO:
-        assert manifest[name]["kind"] == "ensemble"
+    for name in ("digits", "mobilenet_v2"):  # image steps: a Triton ensemble of the step and the variant
+        assert manifest[name]["kind"] == "ensemble" and manifest[name].get("form", "steps") == "steps"
         step, variant = manifest[name]["steps"]  # the preprocessing, then the variant the build chose
         assert step == f"{name}_preprocess" and manifest[step]["kind"] == "preprocess"
         assert variant.startswith(f"{name}_") and manifest[variant].get("kind", "model") == "model"
         assert f"Ensemble `{name}` (raw input, `{name}_preprocess`, then `{variant}`)" in report
-    tokenizer = zoo_served.repository / "minilm_preprocess" / "1" / "tokenizer.json"
-    assert tokenizer.is_file() and manifest["minilm_preprocess"]["files"]["1/tokenizer.json"]
+    # text: one python-backend model running the tokenizer and the chosen variant's ONNX file
+    text = manifest["minilm"]
+    assert (text["kind"], text["form"], text["steps"]) == ("ensemble", "fused", [])
+    assert "minilm_preprocess" not in manifest and not (zoo_served.repository / "minilm_preprocess").exists()
+    assert manifest[text["variant"]].get("kind", "model") == "model"
+    version = zoo_served.repository / "minilm" / str(text["version"])
+    assert text["files"][f"{text['version']}/tokenizer.json"] and (version / "tokenizer.json").is_file()
+    served_onnx = zoo_served.repository / text["variant"] / str(manifest[text["variant"]]["version"])
+    assert (version / "model.onnx").read_bytes() == (served_onnx / "model.onnx").read_bytes()
+    assert (
+        f"Ensemble `minilm` (raw input, served as one model: pre-processing and `{text['variant']}`" in report
+    )
+
+
+def test_the_text_model_batches_texts_of_any_length_and_answers_each_request_as_alone(zoo_served):
+    """Requests of different lengths in flight together run in shared batches (fewer executions than
+    requests), each answered as when sent alone; an undecodable text fails its own request only."""
+    import asyncio
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc.aio as aioclient
+
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "a",
+        "lazy",
+        "dog",
+        "near",
+        "the",
+        "river",
+        "bank",
+        "at",
+        "dawn",
+    ]
+    texts = [[" ".join(words[: 1 + (i * 5 + j) % len(words)]) for j in range(1 + i % 3)] for i in range(24)]
+
+    def tensor(module, rows):
+        value = module.InferInput("TEXT", [len(rows), 1], "BYTES")
+        value.set_data_from_numpy(
+            np.array([[r if isinstance(r, bytes) else r.encode()] for r in rows], dtype=object)
+        )
+        return value
+
+    url = f"127.0.0.1:{zoo_served.grpc_port}"
+    client = grpcclient.InferenceServerClient(url)
+    alone = [client.infer("minilm", [tensor(grpcclient, rows)]).as_numpy("embedding") for rows in texts]
+    before = client.get_inference_statistics("minilm", as_json=True)["model_stats"]
+
+    async def together():
+        aio = aioclient.InferenceServerClient(url)
+        calls = [aio.infer("minilm", [tensor(aioclient, rows)]) for rows in [*texts, [b"caf\xe9 \xff"]]]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        await aio.close()
+        return answers
+
+    *answers, bad = asyncio.run(together())
+    after = client.get_inference_statistics("minilm", as_json=True)["model_stats"]
+    client.close()
+    assert "pre-processing failed: UnicodeDecodeError" in str(bad)
+    for rows, single, answer in zip(texts, alone, answers, strict=True):
+        got = answer.as_numpy("embedding")
+        assert got.shape == (len(rows), 384)
+        cosine = np.sum(got * single, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(single, axis=1)
+        assert cosine.min() > 0.995, (rows, cosine)
+
+    def executions(stats):
+        return sum(int(s.get("execution_count", 0)) for s in stats), sum(
+            int(s["inference_stats"]["success"].get("count", 0)) for s in stats
+        )
+
+    ran, answered = (a - b for a, b in zip(executions(after), executions(before), strict=True))
+    assert answered >= len(texts) and ran < len(texts), (ran, answered)  # the bad one may count too
 
 
 def test_infer_checks_every_ensemble_from_raw_data_over_both_protocols(zoo_served):

@@ -94,7 +94,8 @@ def test_init_reads_hugging_face_folders_into_specs_whose_ensembles_serve_text_a
     run_cli("build", "--models-dir", str(models), *common, "--speed-seconds", "0.5", check=True, timeout=900)
     served = sorted(read_manifest(repository)["models"])
     for name in ("minilm_st", "reviews", "shape_vit"):
-        assert {name, f"{name}_fp32", f"{name}_preprocess"} <= set(served), served
+        assert {name, f"{name}_fp32"} <= set(served), served
+    assert "shape_vit_preprocess" in served and "reviews_preprocess" not in served  # text: one model
     fresh = serve(repository, work_dir)
     try:
         checked = run_cli("infer", *common, *fresh.port_args, check=True)

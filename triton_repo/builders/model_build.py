@@ -18,6 +18,7 @@ from triton_repo.builders.verify import verify
 from triton_repo.core.golden_streams import sequence_line
 from triton_repo.core.log import failing_as, info, step, warn
 from triton_repo.core.spec import LoadedSpec
+from triton_repo.repo.config import parse_config
 from triton_repo.repo.ensemble import (
     EnsembleData,
     choose_variant,
@@ -26,6 +27,7 @@ from triton_repo.repo.ensemble import (
     step_tensors,
     tokenizer_path,
 )
+from triton_repo.repo.fused import is_fused
 from triton_repo.repo.writer import StagedModel
 from triton_repo.runtimes.isolated import Runtime
 
@@ -103,12 +105,20 @@ def _stage_ensemble(job: StageJob, report: dict, staged: list, data: ModelData, 
         return []
     variant, why = choose_variant(loaded, report, list(mine), before)
     precision = mine[variant].precision
-    report["ensemble"] = {"triton_model": name, "variant": variant, "why": why}
-    post = ""
+    fused = is_fused(loaded, parse_config(mine[variant].path / "config.pbtxt"))
+    report["ensemble"] = {
+        "triton_model": name,
+        "variant": variant,
+        "why": why,
+        "form": "fused" if fused else "steps",
+    }
+    steps = f"{name}_preprocess, {variant}"
+    if fused:
+        steps = f"one model: pre-processing and {variant}'s ONNX"
     if loaded.spec.ensemble.postprocess is not None:  # the raw head decoded into labelled boxes
         report["ensemble"]["postprocess"] = f"{name}_postprocess"
-        post = f", then {name}_postprocess"
-    with step(f"{name}: stage ensemble {name} (raw input, {name}_preprocess, {variant}: {why}{post})"):
+        steps += f", then {name}_postprocess"
+    with step(f"{name}: stage ensemble {name} (raw input, {steps}: {why})"):
         return stage_ensemble(
             job.request(precision),
             mine[variant].path,

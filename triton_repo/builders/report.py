@@ -248,11 +248,12 @@ def render_markdown(report: dict) -> str:
         if model.get("ensemble"):
             ensemble = model["ensemble"]
             after = f", then `{ensemble['postprocess']}`" if ensemble.get("postprocess") else ""
-            lines += [
-                "",
-                f"Ensemble `{ensemble['triton_model']}` (raw input, `{name}_preprocess`, then "
-                f"`{ensemble['variant']}`{after}): {ensemble['why']}.",
-            ]
+            steps = (
+                f"served as one model: pre-processing and `{ensemble['variant']}`'s ONNX file in one process"
+                if ensemble.get("form") == "fused"
+                else f"`{name}_preprocess`, then `{ensemble['variant']}`{after}"
+            )
+            lines += ["", f"Ensemble `{ensemble['triton_model']}` (raw input, {steps}): {ensemble['why']}."]
         lines.append("")
     return "\n".join(lines)
 

@@ -33,6 +33,7 @@ from triton_repo.core.spec import (
 )
 from triton_repo.repo import postprocess
 from triton_repo.repo.config import labels_files, new_config, parse_config, to_text, write_labels
+from triton_repo.repo.fused import fused_config, is_fused, write_fused
 from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.writer import VERSION, StagedModel, file_hashes, new_model_dir
 from triton_repo.runtimes.run_cache import run_once
@@ -213,7 +214,7 @@ def raw_samples(loaded: LoadedSpec, raw: Tensor) -> np.ndarray:
 def stage_ensemble(
     request: StagingRequest, variant_dir: Path, given: Callable[[], EnsembleData] | None = None
 ) -> list[StagedModel]:
-    """`<name>_preprocess` and the ensemble `<name>` in the staging area, calling the staged variant in
+    """The ensemble `<name>` (and `<name>_preprocess`, unless fused) in the staging area, calling the staged variant in
     `variant_dir` (whose ONNX file is the request's artifact); the golden data is that file run by the
     request's runtime and runner (a worker process, as the variant is served; remembered in its runs) on
     the pre-processed raw samples (what `given` returns, else ensemble_data's, asked for once the ensemble
@@ -224,18 +225,31 @@ def stage_ensemble(
     spec = loaded.spec
     variant = parse_config(variant_dir / "config.pbtxt")
     raw, produced = step_tensors(loaded)
-    step_name = f"{spec.name}_preprocess"
+    fused = is_fused(loaded, variant)
+    step_name = spec.name if fused else f"{spec.name}_preprocess"
     check_wiring(spec.name, step_name, produced, variant)
+    step = _step_parameters(loaded)  # a step that does not fit stops here
 
-    step_dir = new_model_dir(staging, step_name)
-    (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
-    (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
-    step_config = preprocess_config(loaded, step_name, raw, produced)  # a step that does not fit stops here
-    (step_dir / "config.pbtxt").write_text(to_text(step_config))
+    written, staged = [], []
+    if not fused:
+        step_dir = new_model_dir(staging, step_name)
+        (step_dir / VERSION / "model.py").write_text((TEMPLATES / "preprocess_model.py").read_text())
+        (step_dir / VERSION / "preprocessing.py").write_text((TEMPLATES / "preprocessing.py").read_text())
+        step_config = preprocess_config(loaded, step_name, raw, produced)
+        (step_dir / "config.pbtxt").write_text(to_text(step_config))
+        written.append((step_dir, step_config))
     given = given() if given is not None else ensemble_data(loaded)
     tokenizer = given.tokenizer
-    if tokenizer is not None:
+    if tokenizer is not None and not fused:
         shutil.copyfile(tokenizer, step_dir / VERSION / TOKENIZER_FILE)
+    if not fused:
+        step_entry = {
+            **_common(request),
+            "kind": "preprocess",
+            "precision": "-",
+            "files": file_hashes(step_dir),
+        }
+        staged.append(StagedModel(step_name, spec.name, "-", step_dir, step_entry))
 
     post_config, post_dir = None, None
     if spec.ensemble.postprocess is not None:
@@ -246,14 +260,18 @@ def stage_ensemble(
         (post_dir / "config.pbtxt").write_text(to_text(post_config))
 
     ensemble_dir = new_model_dir(staging, spec.name)
-    config = ensemble_config(loaded, raw, produced, step_name, variant, post_config)
+    if fused:
+        raw_input = mc.ModelInput(name=raw.name, data_type=mc.DataType.Value(raw.data_type), dims=raw.dims)
+        config = fused_config(loaded, raw_input, variant, step)
+        write_fused(ensemble_dir, variant_dir, variant, tokenizer)
+    else:
+        config = ensemble_config(loaded, raw, produced, step_name, variant, post_config)
     labels = write_labels(loaded, ensemble_dir) if post_config is None else {}
     (ensemble_dir / "config.pbtxt").write_text(to_text(config))
 
     # Golden: the raw samples, pre-processed by the same code the server runs, through the variant's ONNX
     # (and decoded by the same postprocess code).
     samples = given.samples
-    step = json.loads(step_config.parameters["step"].string_value)
     if tokenizer is not None:
         step["tokenizer_file"] = str(tokenizer)
     # One request with every sample, as `triton-repo infer` sends it: padding to the longest text and
@@ -269,7 +287,7 @@ def stage_ensemble(
         tolerances = postprocess_tolerances(tolerances[spec.accuracy_output])
     save_raw_golden({raw.name: samples}, outputs, ensemble_dir / VERSION / GOLDEN_FILE)
 
-    written = [(step_dir, step_config), (ensemble_dir, config)]
+    written.append((ensemble_dir, config))
     if post_config is not None:
         written.append((post_dir, post_config))
     for model_dir, model_config in written:
@@ -278,12 +296,11 @@ def stage_ensemble(
                 f"{model_dir}/config.pbtxt does not parse back to the generated config (a bug)"
             )
     load_raw_golden(ensemble_dir / VERSION / GOLDEN_FILE)  # it must load back
-    common = {"source_model": spec.name, "spec": str(loaded.path), "version": int(VERSION)}
-    step_entry = {**common, "kind": "preprocess", "precision": "-", "files": file_hashes(step_dir)}
-    steps = [step_name, variant.name] + ([post_config.name] if post_config is not None else [])
+    steps = ([] if fused else [step_name, variant.name]) + ([post_config.name] if post_config else [])
     ensemble_entry = {
-        **common,
+        **_common(request),
         "kind": "ensemble",
+        "form": "fused" if fused else "steps",
         "precision": variant.name.removeprefix(f"{spec.name}_"),
         "variant": variant.name,
         "steps": steps,
@@ -292,13 +309,22 @@ def stage_ensemble(
         "tolerances": {o: {"atol": t.atol, "rtol": t.rtol} for o, t in tolerances.items()},
         "files": file_hashes(ensemble_dir),
     }
-    staged = [StagedModel(step_name, spec.name, "-", step_dir, step_entry)]
     if post_config is not None:
-        post_entry = {**common, "kind": "postprocess", "precision": "-", "files": file_hashes(post_dir)}
+        post_entry = {
+            **_common(request),
+            "kind": "postprocess",
+            "precision": "-",
+            "files": file_hashes(post_dir),
+        }
         staged.append(StagedModel(post_config.name, spec.name, "-", post_dir, post_entry))
     return staged + [
         StagedModel(spec.name, spec.name, ensemble_entry["precision"], ensemble_dir, ensemble_entry)
     ]
+
+
+def _common(request: StagingRequest) -> dict:
+    spec = request.loaded.spec
+    return {"source_model": spec.name, "spec": str(request.loaded.path), "version": int(VERSION)}
 
 
 def postprocess_tolerances(head: Tolerance) -> dict[str, Tolerance]:

@@ -123,6 +123,18 @@ BAD_ENSEMBLES = [
         ["ensemble.postprocess.kind: 'softmax' is not allowed: use one of 'detections'"],
     ),
     (
+        "unknown_form",
+        tokenize_spec,
+        lambda d: d["ensemble"].update(form="one"),
+        ["ensemble.form", "'one' is not allowed"],
+    ),
+    (
+        "fused_form_with_postprocess",
+        tokenize_spec,
+        lambda d: d["ensemble"].update(form="fused", postprocess={"kind": "detections"}),
+        ["ensemble.form fused: not with ensemble.postprocess", "use form: steps or auto"],
+    ),
+    (
         "unknown_key_in_tokenize_step",
         tokenize_spec,
         _step(lowercase=True),
@@ -231,7 +243,7 @@ def test_spec_accepts_each_preprocess_kind(spec_file, build, kind):
 
 def test_ensemble_defaults_auto_variant_no_labels_and_named_raw_inputs(spec_file):
     tokenize = load_spec(spec_file(tokenize_spec())).spec.ensemble
-    assert tokenize.variant == "auto" and tokenize.labels is None
+    assert tokenize.variant == "auto" and tokenize.labels is None and tokenize.form == "auto"
     assert tokenize.preprocess.input == "TEXT" and tokenize.preprocess.pad_id == 0
     assert load_spec(spec_file(image_spec())).spec.ensemble.preprocess.input == "IMAGE"
     unscaled = image_spec({k: v for k, v in PIXELS_STEP.items() if k != "scale"})

@@ -30,6 +30,7 @@ from triton_repo.repo.ensemble import (
     stage_ensemble,
     step_tensors,
 )
+from triton_repo.repo.fused import TEMPLATES, is_fused
 from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.templates import preprocessing
 
@@ -548,22 +549,26 @@ def write_word_tokenizer(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def test_stage_ensemble_for_text_ships_the_tokenizer_and_tokenizes_the_golden_samples(tmp_path):
+def staged_text(tmp_path, form: str):
     data = minimal_spec("words")
     data["outputs"] = [{"name": "total", "dtype": "float32", "dims": ["batch", 1]}]
-    data["ensemble"] = tokenize_dict()["ensemble"]
+    data["ensemble"] = {**tokenize_dict()["ensemble"], "form": form}
     loaded = load(tmp_path / "models", data)
     write_model_py(loaded.folder, "def ensemble_samples():\n    return ['a b', 'c', 'd d zz d']\n")
     write_word_tokenizer(loaded.folder / "tokenizer.json")
     staging = tmp_path / "staging"
     variant_dir = staging / "words_fp32"
-    variant_dir.mkdir(parents=True)
+    (variant_dir / "1").mkdir(parents=True)
     (variant_dir / "config.pbtxt").write_text(to_text(variant_config(loaded)))
-    token_sum_onnx(tmp_path / "words.onnx")
-
-    step, ensemble = stage_ensemble(
-        request(loaded, tmp_path / "words.onnx", {"total": Tolerance()}, staging), variant_dir
+    token_sum_onnx(variant_dir / "1" / "model.onnx")
+    staged = stage_ensemble(
+        request(loaded, variant_dir / "1" / "model.onnx", {"total": Tolerance()}, staging), variant_dir
     )
+    return loaded, variant_dir, staged
+
+
+def test_stage_ensemble_for_text_ships_the_tokenizer_and_tokenizes_the_golden_samples(tmp_path):
+    loaded, _, (step, ensemble) = staged_text(tmp_path, "steps")
     shipped = step.path / "1" / "tokenizer.json"
     assert shipped.read_bytes() == (loaded.folder / "tokenizer.json").read_bytes()
     step_json = json.loads(parse_config(step.path / "config.pbtxt").parameters["step"].string_value)
@@ -572,7 +577,53 @@ def test_stage_ensemble_for_text_ships_the_tokenizer_and_tokenizes_the_golden_sa
     assert golden.inputs["TEXT"][:, 0].tolist() == [b"a b", b"c", b"d d zz d"]
     np.testing.assert_array_equal(golden.outputs["total"], [[5.0], [4.0], [16.0]])  # zz is [UNK], id 1
     assert ensemble.manifest_entry["labels"] is None
+    assert ensemble.manifest_entry["form"] == "steps"
     assert files_of(ensemble.path) == ["1/golden.npz", "config.pbtxt"]
+
+
+def test_a_tokenize_ensemble_is_served_by_default_as_one_model_running_the_variants_onnx(tmp_path):
+    loaded, variant_dir, staged = staged_text(tmp_path, "auto")
+    assert [m.name for m in staged] == ["words"]  # no words_preprocess
+    fused = staged[0]
+    entry = fused.manifest_entry
+    assert (entry["kind"], entry["form"], entry["variant"], entry["steps"]) == (
+        "ensemble",
+        "fused",
+        "words_fp32",
+        [],
+    )
+    config = parse_config(fused.path / "config.pbtxt")
+    variant = parse_config(variant_dir / "config.pbtxt")
+    assert config.backend == "python" and not config.platform
+    assert [(t.name, list(t.dims)) for t in config.input] == [("TEXT", [1])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("total", [1])]
+    assert config.dynamic_batching == variant.dynamic_batching
+    assert config.instance_group == variant.instance_group
+    parameters = {k: v.string_value for k, v in config.parameters.items()}
+    assert "shape_ranges" not in parameters
+    assert parameters["runtime"] == variant.parameters["runtime"].string_value
+    assert json.loads(parameters["pad_values"]) == {"input_ids": 0, "attention_mask": 0}
+    assert json.loads(parameters["step"])["kind"] == "tokenize"
+    version = fused.path / "1"
+    assert (version / "model.onnx").samefile(variant_dir / "1" / "model.onnx")  # hard-linked, not copied
+    assert (version / "model.py").read_text() == (TEMPLATES / "fused_model.py").read_text()
+    assert (version / "onnx_model.py").read_text() == (TEMPLATES / "onnx_model.py").read_text()
+    assert {"preprocessing.py", "tokenizer.json", "registry.py", "golden.npz"} <= {
+        p.name for p in version.iterdir()
+    }
+    golden = load_raw_golden(version / "golden.npz")
+    np.testing.assert_array_equal(golden.outputs["total"], [[5.0], [4.0], [16.0]])
+
+
+def test_fused_form_is_refused_for_a_variant_not_served_from_onnx_by_the_python_backend(tmp_path):
+    data = minimal_spec("words")
+    data["ensemble"] = {**tokenize_dict()["ensemble"], "form": "fused"}
+    loaded = load(tmp_path / "models", data)
+    with pytest.raises(SpecError, match="ensemble.form fused: words_fp32_trt is not an ONNX file"):
+        is_fused(loaded, mc.ModelConfig(name="words_fp32_trt", backend="tensorrt"))
+    assert not is_fused(
+        load(tmp_path / "auto", tokenize_dict()), mc.ModelConfig(name="x", platform="tensorrt_plan")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -85,6 +85,11 @@ class EnsembleSpec(_Strict):
     preprocess: Annotated[TokenizeStep | ImageStep | PixelsStep | LetterboxStep, Field(discriminator="kind")]
     postprocess: DetectionsStep | None = None  # raw outputs to what the task needs (labelled boxes)
     variant: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"  # auto: the fastest published variant
+    # How the cpu target serves it: `fused`, one python-backend model running the step and the variant's ONNX
+    # file in one process; `steps`, a Triton ensemble of the step model and the variant. auto: fused for a
+    # tokenize step without postprocess (texts of any length batch together, one hop), steps otherwise
+    # (an image step's decoding runs beside the model in its own process).
+    form: Literal["auto", "fused", "steps"] = "auto"
     # Kept for existing specs: the labels of the first output (prefer outputs[0].labels, which every
     # variant gets too).
     labels: str | None = None
@@ -121,6 +126,11 @@ def check_ensemble(spec) -> None:
                     f"with a named sequence axis (texts are padded to the longest), got {tensor.dims}"
                 )
     post = spec.ensemble.postprocess
+    if post is not None and spec.ensemble.form == "fused":
+        raise ValueError(
+            "ensemble.form fused: not with ensemble.postprocess (its decoding runs as its own step); "
+            "use form: steps or auto"
+        )
     if post is not None:
         accuracy = spec.accuracy
         if accuracy is None or accuracy.metric != "detection" or not accuracy.settings.raw_head:
