@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from triton_repo.repo.templates.preprocessing import image, pixels, run, tokenize
+from triton_repo.repo.templates import preprocessing
+from triton_repo.repo.templates.preprocessing import image, letterbox, pixels, run, tokenize
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
@@ -112,6 +113,132 @@ def test_image_channels_come_first_in_rgb_order():
 def test_image_of_corrupt_bytes_raises(data):
     with pytest.raises(OSError):  # PIL.UnidentifiedImageError is an OSError
         image(data, resize=16, size=12, mean=MEAN, std=STD)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decoding a large JPEG at a reduced scale (draft)
+
+# Measured on `scene` JPEGs (3200x2400, 2400x3200, 1600x1200) against the same call without draft: image()
+# differs by at most 11 levels of 255 (mean 0.36), letterbox() at 640 by at most 4 (mean 0.16); drafting one
+# scale further (DRAFT_GAP 1) gives 28 (mean 0.96). The bounds keep a margin of 2x or more.
+IMAGE_LEVELS, LETTERBOX_LEVELS = (24, 1.0), (12, 0.5)  # (max, mean) absolute difference in levels
+
+
+def scene(width: int, height: int) -> Image.Image:
+    """A picture with smooth waves, a ramp and sharp-edged squares, so resampling differences show."""
+    x, y = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)[:, None]
+    red = 128 + 90 * np.sin(x / 41) * np.cos(y / 57)
+    green = np.broadcast_to(255 * x / width, red.shape)
+    blue = np.where((x // 96 + y // 96) % 2 == 0, 40, 210)
+    return Image.fromarray(np.stack([red, green, blue], -1).astype(np.uint8))
+
+
+@pytest.fixture
+def drafts(monkeypatch) -> list[int]:
+    """The scale (2, 4 or 8) of every JPEG draft the code asks for."""
+    scales, original = [], JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        width = self.size[0]
+        result = original(self, mode, size)
+        scales.append(round(width / result[1][2]))
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return scales
+
+
+def levels(a: np.ndarray, b: np.ndarray, std=(1.0, 1.0, 1.0)) -> tuple[float, float]:
+    """Max and mean absolute difference of two CHW tensors, in pixel levels of 255."""
+    diff = np.abs(a - b) * 255 * np.asarray(std).reshape(3, 1, 1)
+    return float(diff.max()), float(diff.mean())
+
+
+@pytest.mark.parametrize(
+    "size, scale",
+    [((1000, 700), None), ((1600, 1200), 2), ((1200, 1600), 2), ((3200, 2400), 4), ((4400, 4400), 8)],
+)
+def test_image_drafts_a_jpeg_at_the_smallest_scale_still_twice_the_resize(drafts, size, scale):
+    # the shorter side resized to 256: a draft must keep at least 512 (DRAFT_GAP 2) of it
+    out = image(solid(size, (200, 100, 30), "JPEG"), resize=256, size=224, mean=MEAN, std=STD)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    assert drafts == ([] if scale is None else [scale])
+
+
+def test_image_drafts_a_cameras_multi_picture_jpeg_too(drafts):
+    picture, buffer = Image.new("RGB", (1600, 1200), (200, 100, 30)), io.BytesIO()
+    picture.save(buffer, format="MPO", save_all=True, append_images=[picture.copy()])
+    out = image(buffer.getvalue(), resize=256, size=224, mean=MEAN, std=STD)
+    assert drafts == [2]
+    np.testing.assert_allclose(
+        out, np.broadcast_to(normalised((200, 100, 30)), out.shape), atol=2 / 255 / 0.2
+    )
+
+
+@pytest.mark.parametrize("size", [(3200, 2400), (2400, 3200)], ids=["landscape", "portrait"])
+def test_image_of_a_drafted_jpeg_is_close_to_the_full_scale_decode(monkeypatch, drafts, size):
+    data = encoded(scene(*size), "JPEG")
+    drafted = image(data, resize=256, size=224, mean=MEAN, std=STD)
+    monkeypatch.setattr(preprocessing, "DRAFT_GAP", float("inf"))
+    full = image(data, resize=256, size=224, mean=MEAN, std=STD)
+    assert drafts == [4]
+    assert drafted.shape == full.shape == (3, 224, 224) and drafted.dtype == np.float32
+    most, mean = levels(drafted, full, STD)
+    assert most <= IMAGE_LEVELS[0] and mean <= IMAGE_LEVELS[1]
+
+
+def test_image_of_a_large_png_is_not_drafted_and_is_the_centre_of_the_whole_resize(drafts):
+    picture = scene(1600, 1200)
+    out = image(encoded(picture), resize=256, size=224, mean=[0, 0, 0], std=[1, 1, 1])
+    whole = picture.resize((341, 256), Image.BILINEAR).crop((58, 16, 282, 240))
+    reference = np.asarray(whole, np.float32).transpose(2, 0, 1) / 255
+    assert drafts == []
+    # resizing only the crop moves the filter by rounding alone: at most a level or two, never a pixel
+    assert levels(out, reference)[0] <= 2
+
+
+def test_image_of_a_jpeg_smaller_than_the_crop_is_enlarged_without_draft(drafts):
+    out = image(solid((20, 15), (200, 100, 30), "JPEG"), resize=256, size=224, mean=MEAN, std=STD)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32 and drafts == []
+    np.testing.assert_allclose(
+        out, np.broadcast_to(normalised((200, 100, 30)), out.shape), atol=4 / 255 / 0.2
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, form", [("L", "JPEG"), ("CMYK", "JPEG"), ("L", "PNG"), ("P", "PNG"), ("RGBA", "PNG")]
+)
+def test_image_and_letterbox_give_rgb_for_every_mode_drafted_or_not(monkeypatch, drafts, mode, form):
+    colour = (200, 100, 30) if mode != "L" else (90, 90, 90)
+    picture = Image.new("RGB", (3200, 2400), colour)
+    picture = picture.convert(mode, palette=Image.Palette.ADAPTIVE) if mode == "P" else picture.convert(mode)
+    data = encoded(picture, form)
+    with Image.open(io.BytesIO(data)) as opened:  # the colour as a full decode sees it (CMYK is lossy)
+        expected = opened.convert("RGB").getpixel((1600, 1200))
+    out = image(data, resize=256, size=224, mean=MEAN, std=STD)
+    boxed, _ = letterbox(data, size=640, pad=114, scale=1 / 255)
+    assert drafts == ([4, 2] if form == "JPEG" else [])  # image() to 1/4, letterbox() to 1/2
+    assert out.shape == (3, 224, 224) and boxed.shape == (3, 640, 640)
+    np.testing.assert_allclose(out, np.broadcast_to(normalised(expected), out.shape), atol=2 / 255 / 0.2)
+    inside = boxed[:, 100:540, :]  # the picture, 640 x 480 between 80 rows of padding
+    np.testing.assert_allclose(
+        inside, np.broadcast_to(np.reshape(expected, (3, 1, 1)) / 255, inside.shape), atol=2 / 255
+    )
+
+
+def test_letterbox_of_a_drafted_jpeg_keeps_the_original_geometry_and_is_close_to_the_full_decode(
+    monkeypatch, drafts
+):
+    data = encoded(scene(3200, 2400), "JPEG")
+    drafted, geometry = letterbox(data, size=640, pad=114, scale=1 / 255)
+    monkeypatch.setattr(preprocessing, "DRAFT_GAP", float("inf"))
+    full, full_geometry = letterbox(data, size=640, pad=114, scale=1 / 255)
+    assert drafts == [2]
+    assert geometry.tolist() == full_geometry.tolist() == pytest.approx([0.2, 0.0, 80.0, 3200.0, 2400.0])
+    assert drafted.shape == (3, 640, 640) and drafted.dtype == np.float32
+    np.testing.assert_array_equal(drafted[:, :80], np.float32(114) * np.float32(1 / 255))  # padding exact
+    most, mean = levels(drafted, full)
+    assert most <= LETTERBOX_LEVELS[0] and mean <= LETTERBOX_LEVELS[1]
 
 
 # ---------------------------------------------------------------------------------------------------------
