@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from triton_repo.cli.option_groups import port_options
@@ -71,6 +73,13 @@ def _numbers(kind: type, label: str):
     help="golden: the golden sample resized to the shape; random: values within the golden inputs' range.",
 )
 @click.option(
+    "--traffic",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Your inputs instead of the golden request: .txt (texts, or image paths), a folder of images, "
+    ".npy or .npz (rows on axis 0); each request is --batch consecutive rows; an ensemble can be named.",
+)
+@click.option(
     "--sequence-length",
     type=click.IntRange(1),
     default=None,
@@ -127,7 +136,11 @@ def bench(models, **options) -> None:
     run_bench(
         BenchOptions(
             models=list(models),
-            urls={"grpc": f"{options['host']}:{ports.grpc}", "http": f"{options['host']}:{ports.http}"},
+            urls={
+                "grpc": f"{options['host']}:{ports.grpc}",
+                "http": f"{options['host']}:{ports.http}",
+                "metrics": f"http://{options['host']}:{ports.metrics}/metrics",
+            },
             floor_python=serve_env / "bin" / "python3",
             server_pid=state.pid if local else None,
             **{k: v for k, v in options.items() if k not in ("host",)},

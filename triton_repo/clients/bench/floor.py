@@ -68,16 +68,22 @@ def floor_plan(config_path: Path, version_dir: Path) -> FloorPlan | None:
 def measure_floor(
     python: Path,
     plan: FloorPlan,
-    inputs: dict[str, np.ndarray],
+    inputs: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
     batch: int,
     window_s: float,
     max_windows: int,
     warmup_s: float,
 ) -> Floor:
-    """Run the worker in `python` (the server's runtime); raises RuntimeError with its stderr on failure."""
+    """Run the worker in `python` (the server's runtime); raises RuntimeError with its stderr on failure.
+    `inputs`: one request's, or several requests' (a traffic sample), which the worker runs in turn."""
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         feed = Path(tmp) / "inputs.npz"
-        np.savez(feed, **inputs)
+        if isinstance(inputs, dict):
+            np.savez(feed, **inputs)
+        else:  # request i's input x as "i/x"
+            np.savez(
+                feed, **{f"{i}/{name}": a for i, request in enumerate(inputs) for name, a in request.items()}
+            )
         command = [
             str(python),
             str(WORKER),

@@ -23,7 +23,9 @@ from triton_repo.clients.bench.method import Completion, pool, stability, window
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--onnx", required=True)
-    parser.add_argument("--inputs", required=True, help=".npz with one array per input")
+    parser.add_argument(
+        "--inputs", required=True, help=".npz with one array per input, or 'i/input' per request i (cycled)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--runtime", choices=["onnxruntime", "openvino"], default="onnxruntime")
     parser.add_argument("--precision", choices=["f32", "bf16"], default="f32")
@@ -32,19 +34,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, required=True)
     args = parser.parse_args()
 
-    with np.load(args.inputs, allow_pickle=False) as archive:
-        feed = {name: archive[name] for name in archive.files}
+    feeds = _feeds(args.inputs)
     run, runtime = _session(args)
 
-    end = time.perf_counter() + args.warmup
+    end, turn = time.perf_counter() + args.warmup, 0
     while time.perf_counter() < end:
-        run(feed)
+        run(feeds[turn % len(feeds)])
+        turn += 1
     windows, completions = [], []
     while len(windows) < args.max_windows:
         start = time.perf_counter()
         while time.perf_counter() < start + args.window:
             sent = time.perf_counter()
-            run(feed)
+            run(feeds[turn % len(feeds)])
+            turn += 1
             completions.append(Completion(sent, time.perf_counter()))
         windows.append(window_of(completions, start, time.perf_counter()))
         completions.clear()
@@ -65,6 +68,19 @@ def main() -> None:
             }
         )
     )
+
+
+def _feeds(path: str) -> list[dict]:
+    """The requests to run in turn: one per request index ("i/input" keys), or the one request."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if not all("/" in name for name in arrays):
+        return [arrays]
+    feeds: dict[int, dict] = {}
+    for key, array in arrays.items():
+        index, _, name = key.partition("/")
+        feeds.setdefault(int(index), {})[name] = array
+    return [feeds[i] for i in sorted(feeds)]
 
 
 def _session(args):

@@ -1,6 +1,6 @@
 """The load generator: asyncio clients for gRPC and HTTP, closed loop (concurrency) or open loop (rate).
 
-Requests are built once and re-sent; each completion is recorded with its send time, answer time and
+Requests are built once and re-sent (a traffic sample: each of its requests in turn); each completion is recorded with its send time, answer time and
 status. Protocol quirks live in `Connection`: gRPC statuses are names (UNAVAILABLE), HTTP statuses are
 codes (HTTP 503); client-side timeouts and connection failures are counted as `client ...`.
 """
@@ -23,7 +23,8 @@ OPEN_LOOP_MAX_IN_FLIGHT = 1024
 
 @dataclass(frozen=True)
 class Request:
-    """What to send: one model, one request's inputs (batch included), the outputs to ask for."""
+    """What to send: one model, one request's inputs (batch included), the outputs to ask for; with a
+    traffic sample, every request's inputs (`traffic`, sent in turn; `inputs` is the first)."""
 
     protocol: str
     url: str
@@ -33,6 +34,14 @@ class Request:
     timeout_s: float = 60.0
     shared_memory: bool = False
     sequences: Sequences | None = None  # a stateful model: each closed-loop worker drives live sequences
+    traffic: tuple[dict[str, np.ndarray], ...] = ()  # a traffic sample's requests, cycled through
+    steps: tuple[str, ...] = ()  # an ensemble's composing models: their statistics are sampled too
+    metrics_url: str | None = None  # Triton's Prometheus metrics (custom stage timings), if reachable
+
+    @property
+    def every_inputs(self) -> tuple[dict[str, np.ndarray], ...]:
+        """The inputs of every distinct request, in the order they are sent."""
+        return self.traffic or (self.inputs,)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,8 @@ class Connection:
         self.target = target
         self.slots = max(slots, 1)
         self._regions: list[tuple[str, object]] = []
-        self._requests: list = []  # gRPC: serialized bytes; HTTP: (inputs, outputs) per slot
+        self._requests: list[list] = []  # per slot, its prepared requests (gRPC bytes; HTTP inputs, outputs)
+        self._turn: dict[int, int] = {}  # slot -> how many requests it sent (which one is next)
         self._chunks: list[list] = []  # a stateful model: per stream, per step, the request
         self._position: dict[int, tuple[int, int]] = {}  # slot -> (its sequence's ID, the next step)
         self._next_id = random.randrange(1, 2**40) << 16
@@ -92,7 +102,8 @@ class Connection:
             )
 
     async def open(self) -> None:
-        """Prepare the requests (and register shared memory): one per slot with shared memory, else one."""
+        """Prepare the requests (and register shared memory): with shared memory one per slot, else one
+        list of every distinct request (a traffic sample's), which all slots send in turn."""
         names = {"inputs": None, "outputs": [None] * self.slots}
         if self.target.shared_memory:
             names = await self._register_shared_memory()
@@ -101,8 +112,11 @@ class Connection:
             for stream in self.target.sequences.chunks:
                 self._chunks.append([build(None, None, inputs, serialize=False) for inputs in stream])
             return
-        for slot in range(self.slots if self.target.shared_memory else 1):
-            self._requests.append(build(names["inputs"], names["outputs"][slot]))
+        if self.target.shared_memory:
+            for slot in range(self.slots):
+                self._requests.append([build(names["inputs"], names["outputs"][slot])])
+            return
+        self._requests.append([build(None, None, inputs) for inputs in self.target.every_inputs])
 
     def _grpc_request(
         self, input_region: str | None, output_region: str | None, inputs=None, serialize: bool = True
@@ -119,7 +133,7 @@ class Connection:
                 _shm_parameters(tensor.parameters, input_region, array.nbytes, offset)
                 offset += array.nbytes
             else:
-                request.raw_input_contents.append(array.tobytes())
+                request.raw_input_contents.append(_raw_bytes(array))
         offset = 0
         for name, nbytes in self._output_sizes().items():
             output = request.outputs.add(name=name)
@@ -175,7 +189,7 @@ class Connection:
         """One request; '' when it succeeded, else its status."""
         if self._chunks:
             return await self._send_chunk(slot)
-        request = self._requests[slot % len(self._requests)]
+        request = self.next_request(slot)
         try:
             if self.target.protocol == "grpc":
                 await self._infer(request, timeout=self.target.timeout_s)
@@ -187,6 +201,15 @@ class Connection:
         except Exception as error:  # noqa: BLE001 - every failure is counted by its status
             return status_of(error, self.target.protocol)
         return ""
+
+    def next_request(self, slot: int = 0):
+        """The slot's next prepared request: the requests of its list in turn (one list shared by every
+        slot without shared memory, so the load walks through all the traffic whatever the concurrency)."""
+        key = slot % len(self._requests)
+        prepared = self._requests[key]
+        turn = self._turn.get(key, 0)
+        self._turn[key] = turn + 1
+        return prepared[turn % len(prepared)]
 
     async def end_sequences(self) -> None:
         """Each sequence still open gets its next chunk flagged END (not counted), so the server does not
@@ -232,9 +255,11 @@ class Connection:
         return ""
 
     async def statistics(self) -> dict:
+        """The target's statistics; an ensemble's: every model's (its steps' too) in one call."""
+        model = "" if self.target.steps else self.target.model
         if self.target.protocol == "grpc":
-            return await self.client.get_inference_statistics(self.target.model, as_json=True)
-        return await self.client.get_inference_statistics(self.target.model)
+            return await self.client.get_inference_statistics(model, as_json=True)
+        return await self.client.get_inference_statistics(model)
 
     async def close(self) -> None:
         import tritonclient.utils.shared_memory as shm
@@ -259,6 +284,16 @@ class Connection:
                 if "in use" not in str(error) or attempt == attempts - 1:
                     raise
                 await asyncio.sleep(0.05)
+
+
+def _raw_bytes(array: np.ndarray) -> bytes:
+    """A tensor's raw_input_contents: BYTES (text, encoded images) as Triton's length-prefixed items."""
+    if array.dtype != np.object_:
+        return array.tobytes()
+    from tritonclient.utils import serialize_byte_tensor
+
+    serialized = serialize_byte_tensor(array)
+    return serialized.item() if serialized.size else b""
 
 
 def _shm_parameters(parameters, region: str, nbytes: int, offset: int) -> None:

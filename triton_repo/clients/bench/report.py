@@ -68,7 +68,47 @@ def point_row(point: Point) -> dict:
         "floor_p50_ms": point.floor.latency.p50 if point.floor else None,
         "served_vs_floor": point.served_vs_floor,
         "added_p50_ms": point.added_p50_ms,
+        "steps": step_rows(point),
+        "stages": stage_rows(point),
     }
+
+
+def step_rows(point: Point) -> list[dict] | None:
+    """An ensemble's composing models over the point's windows: requests, queue and compute milliseconds
+    per request (compute charged per batch, as Triton does), and the batch each step ran at."""
+    if point.steps is None:
+        return None
+    rows = []
+    for model, delta in point.steps.items():
+        phases = delta.phase_ms
+        rows.append(
+            {
+                "model": model,
+                "requests": delta.requests,
+                "queue_ms": phases["queue"],
+                "compute_ms": phases["compute_input"] + phases["compute_infer"] + phases["compute_output"],
+                "compute_infer_ms": phases["compute_infer"],
+                "average_batch": delta.average_batch,
+            }
+        )
+    return rows
+
+
+def stage_rows(point: Point) -> list[dict]:
+    """Stage timings a model exported as custom metrics: per request of this point (as the server counted
+    them) and per row the stage processed."""
+    requests = point.server.requests if point.server else 0
+    return [
+        {
+            "model": s.model,
+            "stage": s.stage,
+            "seconds": s.seconds,
+            "rows": s.rows,
+            "ms_per_request": s.seconds * 1e3 / requests if requests else None,
+            "ms_per_row": s.seconds * 1e3 / s.rows if s.rows else None,
+        }
+        for s in point.stages
+    ]
 
 
 def print_tables(points: list[Point], console) -> None:
@@ -121,6 +161,55 @@ def print_tables(points: list[Point], console) -> None:
         "ONNX file without a server; CPU = milliseconds of CPU per request (this load generator, and the "
         "local tritonserver with its backend stubs); requests = counted by this client / by the server.[/dim]"
     )
+    print_steps(points, console)
+
+
+def print_steps(points: list[Point], console) -> None:
+    """The ensemble's steps, and stage timings models export, under the breakdown (nothing without them)."""
+    from rich.table import Table
+
+    stepped = [p for p in points if p.steps]
+    if stepped:
+        table = Table(title="Ensemble steps (ms per request, mean; server statistics over the same windows)")
+        for column in ("model", "load", "step", "requests", "queue", "compute", "infer", "batch"):
+            table.add_column(column, justify="left" if column in ("model", "load", "step") else "right")
+        for p in stepped:
+            for row in step_rows(p):
+                table.add_row(
+                    p.model,
+                    f"{p.protocol} {p.level.label}",
+                    row["model"],
+                    f"{row['requests']:,}",
+                    _num(row["queue_ms"]),
+                    _num(row["compute_ms"]),
+                    _num(row["compute_infer_ms"]),
+                    _num(row["average_batch"], ".1f"),
+                )
+        console.print(table)
+        console.print(
+            "[dim]requests = the step's requests (one per ensemble request); compute = input + infer + output "
+            "(a batch's time charged to each of its requests); batch = inferences per execution.[/dim]"
+        )
+    staged = [p for p in points if p.stages]
+    if staged:
+        table = Table(title="Stages a model reports (triton_repo_stage_seconds_total, same windows)")
+        for column in ("model", "load", "step", "stage", "ms/request", "ms/row", "rows/request"):
+            table.add_column(
+                column, justify="left" if column in ("model", "load", "step", "stage") else "right"
+            )
+        for p in staged:
+            requests = p.server.requests if p.server else 0
+            for row in stage_rows(p):
+                table.add_row(
+                    p.model,
+                    f"{p.protocol} {p.level.label}",
+                    row["model"],
+                    row["stage"],
+                    _num(row["ms_per_request"], ".3f"),
+                    _num(row["ms_per_row"], ".3f"),
+                    _num(row["rows"] / requests if requests else None, ".1f"),
+                )
+        console.print(table)
 
 
 def comparison(points: list[Point]) -> list[dict]:
@@ -213,7 +302,8 @@ def write_results(points: list[Point], rows: list[dict], meta: dict, folder: Pat
     document = {"meta": meta, "floors": floors, "comparison": rows, "points": records}
     (folder / "results.json").write_text(json.dumps(finite(document), indent=2, default=str, allow_nan=False))
     with (folder / "points.csv").open("w", newline="") as handle:
-        fields = [k for k in records[0] if k != "errors_by_status"] if records else []
+        nested = ("errors_by_status", "steps", "stages")
+        fields = [k for k in records[0] if k not in nested] if records else []
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)

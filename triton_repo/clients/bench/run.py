@@ -3,7 +3,8 @@
 Per point: warm-up, then fixed windows until the last three are stable (or the window limit, and the
 point says it is unstable). Around every window the server's statistics, the clock and this process'
 CPU time are sampled together, so the server's breakdown and the load generator's cost cover exactly
-the same windows as the client's latencies.
+the same windows as the client's latencies. An ensemble's composing models are sampled in the same
+statistics call, and stage timings a model exports as custom metrics in the same breath.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from triton_repo.clients.bench.cpu import tree_cpu_seconds
 from triton_repo.clients.bench.floor import Floor
 from triton_repo.clients.bench.load import OPEN_LOOP_MAX_IN_FLIGHT, Connection, Load, Request
 from triton_repo.clients.bench.method import STABLE_WINDOWS, Latency, Window, pool, stability, window_of
-from triton_repo.clients.bench.server_stats import ServerDelta, ServerSample, combine
+from triton_repo.clients.bench.server_stats import (
+    ServerDelta,
+    ServerSample,
+    StageTime,
+    combine,
+    combine_stages,
+    parse_stage_metrics,
+    stage_deltas,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class Point:
     schedule_lag_p99_ms: float | None = None
     floor: Floor | None = None
     notes: list[str] = field(default_factory=list)
+    steps: dict[str, ServerDelta] | None = None  # an ensemble's composing models over the same windows
+    stages: list[StageTime] = field(default_factory=list)  # custom stage metrics over the same windows
 
     @property
     def inferences_per_s(self) -> float:
@@ -107,17 +118,50 @@ class _Sample:
     clock: float  # midway through the statistics call
     client_cpu: float
     server_cpu: float | None
+    steps: dict[str, ServerSample] | None = None  # an ensemble's composing models
+    stages: dict | None = None  # custom stage counters: (model, stage) -> (seconds, rows)
 
 
 async def _sample(connection: Connection, model: str, server_pid: int | None) -> _Sample:
     before = time.perf_counter()
+    steps = None
     try:
-        server = ServerSample.from_json(await connection.statistics(), model)
+        statistics = await connection.statistics()
+        server = ServerSample.from_json(statistics, model)
+        if connection.target.steps:
+            steps = {step: ServerSample.from_json(statistics, step) for step in connection.target.steps}
     except Exception:  # noqa: BLE001 - a server without statistics still gets client-side numbers
         server = None
     clock = (before + time.perf_counter()) / 2
     server_cpu = tree_cpu_seconds(server_pid) if server_pid else None
-    return _Sample(server, clock, time.process_time(), server_cpu)
+    stages = await _scrape(connection.target.metrics_url) if connection.target.metrics_url else None
+    return _Sample(server, clock, time.process_time(), server_cpu, steps, stages)
+
+
+async def _scrape(url: str) -> dict | None:
+    """The custom stage counters on Triton's metrics port; None when it cannot be read."""
+    import urllib.request
+
+    def read() -> str:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return response.read().decode("utf-8", "replace")
+
+    try:
+        return parse_stage_metrics(await asyncio.to_thread(read))
+    except Exception:  # noqa: BLE001 - no metrics port: nothing to report, the rest is measured
+        return None
+
+
+def _step_deltas(before: _Sample, after: _Sample) -> dict[str, ServerDelta] | None:
+    if before.steps is None or after.steps is None:
+        return None
+    return {step: ServerDelta.between(before.steps[step], after.steps[step]) for step in after.steps}
+
+
+def _stage_deltas(before: _Sample, after: _Sample, models: set[str]) -> list[StageTime] | None:
+    if before.stages is None or after.stages is None:
+        return None
+    return stage_deltas(before.stages, after.stages, models)
 
 
 def _per_request_ms(before: float | None, after: float | None, answered: int) -> float:
@@ -151,6 +195,8 @@ async def measure_point(
         deltas: list[ServerDelta | None] = []
         client_cpu: list[float] = []
         server_cpu: list[float] = []
+        step_deltas: list[dict[str, ServerDelta] | None] = []
+        stages: list[list[StageTime] | None] = []
         while len(windows) < settings.max_windows:
             await asyncio.sleep(settings.window_s)
             deadline = sample.clock + 10 * settings.window_s
@@ -167,6 +213,8 @@ async def measure_point(
             server_cpu.append(_per_request_ms(sample.server_cpu, following.server_cpu, answered))
             both = sample.server is not None and following.server is not None
             deltas.append(ServerDelta.between(sample.server, following.server) if both else None)
+            step_deltas.append(_step_deltas(sample, following))
+            stages.append(_stage_deltas(sample, following, {target.model, *target.steps}))
             sample = following
             stable, rate_spread, p99_spread = stability(windows)
             last = windows[-1]
@@ -192,6 +240,8 @@ async def measure_point(
     used_deltas = deltas[-STABLE_WINDOWS:]
     server = combine([d for d in used_deltas if d is not None]) if all(used_deltas) else None
     lag = sorted(load.schedule_lag_ms)
+    used_steps = step_deltas[-STABLE_WINDOWS:]
+    used_stages = stages[-STABLE_WINDOWS:]
     return Point(
         model=target.model,
         protocol=target.protocol,
@@ -210,6 +260,8 @@ async def measure_point(
         client_cpu_ms=_mean(client_cpu[-STABLE_WINDOWS:]),
         server_cpu_ms=_mean(server_cpu[-STABLE_WINDOWS:]),
         schedule_lag_p99_ms=lag[int(0.99 * (len(lag) - 1))] if lag else None,
+        steps={s: combine([w[s] for w in used_steps]) for s in target.steps} if all(used_steps) else None,
+        stages=combine_stages(used_stages) if used_stages and all(s is not None for s in used_stages) else [],
     )
 
 

@@ -94,3 +94,86 @@ def combine(deltas: list[ServerDelta]) -> ServerDelta:
         total_ms=weighted([d.total_ms for d in answered]),
         phase_ms={p: weighted([d.phase_ms[p] for d in answered]) for p in PHASES},
     )
+
+
+# Custom metrics a python-backend model may export on Triton's metrics port: seconds spent and rows
+# processed per stage (preprocess, runtime, postprocess), counters labelled model, version, stage.
+STAGE_SECONDS = "triton_repo_stage_seconds_total"
+STAGE_ROWS = "triton_repo_stage_rows_total"
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """Seconds a model spent in one of its own stages, and the rows it processed there (a delta)."""
+
+    model: str
+    stage: str
+    seconds: float
+    rows: float
+
+
+def parse_stage_metrics(text: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """(model, stage) -> (seconds, rows) from Prometheus exposition text, summed over versions; the
+    families are absent (an empty dict) when no model exports them."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith((STAGE_SECONDS + "{", STAGE_ROWS + "{")):
+            continue
+        name, _, rest = line.partition("{")
+        labels_text, _, value_text = rest.rpartition("}")
+        labels = _labels(labels_text)
+        try:
+            value = float(value_text.split()[0])
+        except (IndexError, ValueError):
+            continue
+        key = (labels.get("model", ""), labels.get("stage", ""))
+        found.setdefault(key, [0.0, 0.0])[0 if name == STAGE_SECONDS else 1] += value
+    return {key: (seconds, rows) for key, (seconds, rows) in found.items()}
+
+
+def _labels(text: str) -> dict[str, str]:
+    """`a="x",b="y"` (Prometheus label syntax, with its escapes) into a dict."""
+    labels, i = {}, 0
+    while i < len(text):
+        equals = text.find("=", i)
+        if equals < 0 or equals + 1 >= len(text) or text[equals + 1] != '"':
+            break
+        key, value, j = text[i:equals].strip(" ,"), [], equals + 2
+        while j < len(text) and text[j] != '"':
+            if text[j] == "\\" and j + 1 < len(text):
+                j += 1
+                value.append({"n": "\n"}.get(text[j], text[j]))
+            else:
+                value.append(text[j])
+            j += 1
+        labels[key] = "".join(value)
+        i = j + 1
+    return labels
+
+
+def stage_deltas(
+    before: dict[tuple[str, str], tuple[float, float]],
+    after: dict[tuple[str, str], tuple[float, float]],
+    models: set[str],
+) -> list[StageTime]:
+    """What each stage of `models` did between two scrapes (a counter that went down restarted: skipped)."""
+    deltas = []
+    for (model, stage), (seconds, rows) in after.items():
+        if model not in models:
+            continue
+        was_seconds, was_rows = before.get((model, stage), (0.0, 0.0))
+        if seconds >= was_seconds and rows >= was_rows:
+            deltas.append(StageTime(model, stage, seconds - was_seconds, rows - was_rows))
+    return deltas
+
+
+def combine_stages(windows: list[list[StageTime]]) -> list[StageTime]:
+    """Several windows' stage times as one (sums), in order of first appearance."""
+    total: dict[tuple[str, str], list[float]] = {}
+    for window in windows:
+        for s in window:
+            entry = total.setdefault((s.model, s.stage), [0.0, 0.0])
+            entry[0] += s.seconds
+            entry[1] += s.rows
+    return [StageTime(model, stage, seconds, rows) for (model, stage), (seconds, rows) in total.items()]

@@ -12,6 +12,8 @@ from triton_repo.clients.bench import report
 from triton_repo.clients.bench.floor import Floor, FloorPlan, best_floor, floor_plan, measure_floor
 from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Level, Point, Settings, sweep
+from triton_repo.clients.bench.server_stats import parse_stage_metrics
+from triton_repo.clients.bench.traffic import Traffic, load_traffic, plan_traffic, traffic_targets
 from triton_repo.clients.bench.workload import (
     Variant,
     as_sent,
@@ -51,6 +53,7 @@ class BenchOptions:
     work_dir: Path
     server_pid: int | None = None  # a local server's pid: its CPU time is sampled too
     sequence_length: int | None = None  # a stateful model: chunks per sequence (default its streams')
+    traffic: Path | None = None  # a traffic sample: the user's inputs instead of the golden request
 
 
 def levels_of(options: BenchOptions) -> list[Level]:
@@ -71,9 +74,19 @@ def run_bench(options: BenchOptions) -> None:
     from triton_repo.repo.publish import read_manifest
 
     levels = levels_of(options)
-    variants = select_variants(read_manifest(options.repository), options.repository, options.models)
+    traffic = _traffic(options)
+    manifest = read_manifest(options.repository)
+    if traffic is None:
+        variants = select_variants(manifest, options.repository, options.models)
+    else:
+        variants = traffic_targets(manifest, options.repository, options.models, traffic)
     shape = parse_shape(options.shape)
     specs = {v.name: load_variant_spec(v) for v in variants}
+    plans = {
+        v.name: plan_traffic(v, specs[v.name], traffic, options.batch, options.repository)
+        for v in variants
+        if traffic is not None
+    }
     for axis in shape:
         if not any(axis in s.spec.used_axes() for s in specs.values()):
             raise TritonRepoError(
@@ -85,6 +98,7 @@ def run_bench(options: BenchOptions) -> None:
             loaded, options.batch, {a: n for a, n in shape.items() if a in loaded.spec.used_axes()}
         )
         for name, loaded in specs.items()
+        if name not in plans
     }
     url = options.urls[options.protocol]
     probe = TritonClient(options.protocol, url, timeout_s=5.0)
@@ -94,6 +108,7 @@ def run_bench(options: BenchOptions) -> None:
                 raise ServerError(f"{v.name} is not ready on the server at {url}; start it with `make serve`")
     finally:
         probe.close()
+    metrics_url = _stage_metrics_url(options, variants, plans)
     settings = Settings(options.window, options.max_windows, options.warmup, options.min_requests)
     stamp = time.strftime("%Y-%m-%d-%H%M%S")
     failed = 0
@@ -102,10 +117,16 @@ def run_bench(options: BenchOptions) -> None:
         labels = set()
         for variant in [v for v in variants if v.source_model == source]:
             loaded = specs[variant.name]
-            sizes = sizes_of[variant.name]
-            labels.add(shape_label(sizes))
+            traffic_plan = plans.get(variant.name)
+            sizes = sizes_of.get(variant.name, {})
+            label = traffic_plan.label if traffic_plan else shape_label(sizes)
+            labels.add(label)
             sequences = None
-            if "sequence" in variant.entry:
+            if traffic_plan is not None:
+                inputs = list(traffic_plan.graph_requests)
+                if traffic_plan.note:
+                    info(f"  {variant.name}: {traffic_plan.note}")
+            elif "sequence" in variant.entry:
                 live = [level.concurrency for level in levels]
                 sequences = sequence_load(
                     variant, options.batch, live, options.shared_memory, options.sequence_length
@@ -113,26 +134,45 @@ def run_bench(options: BenchOptions) -> None:
                 inputs = sequences.chunks[0][0]
             else:
                 inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
-            plan = _floor_plan(variant, options, warn) if sequences is None else None
+            ensemble = variant.entry.get("kind") == "ensemble"
+            plan = _floor_plan(variant, options, warn) if sequences is None and not ensemble else None
             if sequences is not None and options.floor:
                 warn(f"{variant.name}: no in-process floor (a stateful model; its state is the server's)")
+            if ensemble and options.floor:
+                info(
+                    f"  {variant.name}: no in-process floor for an ensemble (its steps' floor is not measured here)"
+                )
             floors = [_floor(variant, plan, inputs, options, settings, warn)] if plan else []
-            target = Request(
-                options.protocol,
-                url,
-                variant.name,
-                inputs if sequences else as_sent(loaded, inputs),
-                response_shapes(loaded, sizes),
-                options.timeout,
-                options.shared_memory,
-                sequences,
-            )
+            if traffic_plan is not None:
+                target = Request(
+                    options.protocol,
+                    url,
+                    variant.name,
+                    traffic_plan.requests[0],
+                    traffic_plan.outputs,
+                    options.timeout,
+                    traffic=traffic_plan.requests,
+                    steps=traffic_plan.steps,
+                    metrics_url=metrics_url,
+                )
+            else:
+                target = Request(
+                    options.protocol,
+                    url,
+                    variant.name,
+                    inputs if sequences else as_sent(loaded, inputs),
+                    response_shapes(loaded, sizes),
+                    options.timeout,
+                    options.shared_memory,
+                    sequences,
+                    metrics_url=metrics_url,
+                )
             with console.status(f"{variant.name}: starting ...") as status:
                 measured = sweep(
                     target,
                     levels,
                     options.batch,
-                    shape_label(sizes),
+                    label,
                     settings,
                     progress=lambda line, status=status: status.update(line),
                     done=lambda point, sequences=sequences: info(_point_line(point, sequences)),
@@ -166,6 +206,35 @@ def run_bench(options: BenchOptions) -> None:
         )
 
 
+def _traffic(options: BenchOptions) -> Traffic | None:
+    """The traffic sample, refused with the options it cannot go with."""
+    if options.traffic is None:
+        return None
+    if options.shape:
+        raise TritonRepoError("--shape and --traffic: choose one (the traffic's rows decide the shapes)")
+    if options.shared_memory:
+        raise TritonRepoError(
+            "--shared-memory and --traffic: choose one (shared memory holds one request, traffic many)"
+        )
+    return load_traffic(options.traffic)
+
+
+def _stage_metrics_url(options: BenchOptions, variants: list[Variant], plans: dict) -> str | None:
+    """Triton's metrics page when a benchmarked model (or an ensemble's step) exports stage timings."""
+    import urllib.request
+
+    url = options.urls.get("metrics")
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            found = parse_stage_metrics(response.read().decode("utf-8", "replace"))
+    except Exception:  # noqa: BLE001 - no metrics port: no stage timings, everything else is measured
+        return None
+    models = {v.name for v in variants} | {s for p in plans.values() for s in p.steps}
+    return url if any(model in models for model, _ in found) else None
+
+
 def _floor_plan(variant: Variant, options: BenchOptions, warn) -> FloorPlan | None:
     if not options.floor:
         return None
@@ -178,7 +247,9 @@ def _floor_plan(variant: Variant, options: BenchOptions, warn) -> FloorPlan | No
     return plan
 
 
-def _floor(variant: Variant, plan: FloorPlan, inputs: dict, options: BenchOptions, settings: Settings, warn):
+def _floor(
+    variant: Variant, plan: FloorPlan, inputs: dict | list, options: BenchOptions, settings: Settings, warn
+):
     from triton_repo.core.log import console
 
     with console.status(f"{variant.name}: in-process floor ..."):
@@ -236,7 +307,7 @@ def _meta(options: BenchOptions, url: str, levels: list[Level]) -> dict:
         "protocol": options.protocol,
         "loads": [level.label for level in levels],
         "batch": options.batch,
-        "data": options.data,
+        "data": options.data if options.traffic is None else f"traffic {options.traffic}",
         "shared_memory": options.shared_memory,
         "window_s": options.window,
         "min_requests": options.min_requests,

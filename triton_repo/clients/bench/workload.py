@@ -31,22 +31,32 @@ class Variant:
     entry: dict
 
 
-def select_variants(manifest: dict, repository: Path, names: list[str]) -> list[Variant]:
-    """Each name is a source model (all its published variants) or a Triton model; none = the whole zoo."""
+def select_variants(
+    manifest: dict, repository: Path, names: list[str], ensembles: bool = False
+) -> list[Variant]:
+    """Each name is a source model (all its published variants) or a Triton model; none = the whole zoo.
+    `ensembles`: an ensemble named is a target too (a traffic sample gives it raw data)."""
     everything = manifest["models"]
     # Ensembles take raw data and their step models are internal: the benchmark loads the variants.
     models = {m: e for m, e in everything.items() if e.get("kind", "model") == "model"}
+    if ensembles:
+        models |= {m: e for m, e in everything.items() if e.get("kind") == "ensemble" and m in names}
     sources = sorted({entry["source_model"] for entry in models.values()})
     chosen: list[str] = []
     for name in names or sources:
-        if name in sources:
-            matches = sorted(m for m, entry in models.items() if entry["source_model"] == name)
+        if name in sources and name not in models:
+            matches = sorted(
+                m
+                for m, e in models.items()
+                if e["source_model"] == name and e.get("kind", "model") == "model"
+            )
         else:
             matches = [name] if name in models else []
         if name in everything and name not in models and name not in sources:
             raise TritonRepoError(
                 f"bench: '{name}' is an ensemble or one of its steps; bench the variant it calls "
-                f"({everything[name].get('variant', 'see manifest.json')}) or its source model"
+                f"({everything[name].get('variant', 'see manifest.json')}) or its source model, "
+                "or an ensemble on your own inputs with --traffic"
             )
         if not matches:
             raise TritonRepoError(
