@@ -62,6 +62,9 @@ def test_text_lines_drive_the_text_ensemble_with_its_steps_broken_down(zoo_serve
     assert point["model"] == "minilm" and point["errors"] == 0 and point["client_requests"] > 0
     assert point["shape"].startswith("traffic=sentences.txt (9 rows")
     assert_steps_reported(point, manifest_entry(zoo_served, "minilm"))
+    # the in-process pipeline on the same requests: the served tokenizer, then the served ONNX file
+    assert point["floor_inferences_per_s"] > 0 and point["served_vs_floor"] > 0
+    assert "after the served pre-processing" in (result.stdout + result.stderr).replace("\n", " ")
 
 
 def test_a_folder_of_jpegs_drives_the_image_ensemble(zoo_served, tmp_path):
@@ -78,6 +81,7 @@ def test_a_folder_of_jpegs_drives_the_image_ensemble(zoo_served, tmp_path):
     assert point["model"] == "mobilenet_v2" and point["errors"] == 0
     assert point["shape"].startswith("traffic=photos (3 rows")
     assert_steps_reported(point, manifest_entry(zoo_served, "mobilenet_v2"))
+    assert point["floor_inferences_per_s"] > 0  # decode, resize and the variant, in-process
     assert "Ensemble steps" in result.stdout
 
 

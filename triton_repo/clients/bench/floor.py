@@ -1,5 +1,7 @@
 """The in-process floor of a served variant: its ONNX file run in the serving environment's Python, by
-the runtime (ONNX Runtime or OpenVINO, at the inference precision) its config names."""
+the runtime (ONNX Runtime or OpenVINO, at the inference precision) its config names. For an ensemble, the
+pipeline: its pre-processing step (the served preprocessing.py and tokenizer) on each raw request, then the
+variant's ONNX file, one request at a time."""
 
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ class FloorPlan:
     threads: int
     runtime: str = "onnxruntime"  # or openvino
     precision: str = ""  # OpenVINO's inference precision
+    step: str = ""  # an ensemble's pre-processing step (JSON, as its config states it), run first
+    step_dir: Path | None = None  # where the step's preprocessing.py and tokenizer are
 
 
 def best_floor(floors: list[Floor]) -> Floor:
@@ -65,6 +69,26 @@ def floor_plan(config_path: Path, version_dir: Path) -> FloorPlan | None:
     return FloorPlan(onnx, threads, runtime, precision) if onnx.is_file() else None
 
 
+def ensemble_floor_plan(repository: Path, manifest: dict, name: str) -> FloorPlan | None:
+    """The pipeline of ensemble `name`: its step and the variant it calls (one fused model, or the step
+    model and the variant); None with a postprocess step (its decoding is not measured in-process)."""
+    from triton_repo.repo.config import parse_config
+
+    def version_dir(model: str) -> Path:
+        return repository / model / str(manifest[model].get("version", 1))
+
+    entry = manifest[name]
+    if entry.get("form") == "fused":
+        step_model, runner = name, name
+    elif len(entry.get("steps", ())) == 2:
+        step_model, runner = entry["steps"]
+    else:
+        return None
+    plan = floor_plan(repository / runner / "config.pbtxt", version_dir(runner))
+    step = parse_config(repository / step_model / "config.pbtxt").parameters["step"].string_value
+    return None if plan is None else replace(plan, step=step, step_dir=version_dir(step_model))
+
+
 def measure_floor(
     python: Path,
     plan: FloorPlan,
@@ -84,9 +108,11 @@ def measure_floor(
             np.savez(
                 feed, **{f"{i}/{name}": a for i, request in enumerate(inputs) for name, a in request.items()}
             )
+        step = [f"--step={plan.step}", f"--step-dir={plan.step_dir}"] if plan.step else []
         command = [
             str(python),
             str(WORKER),
+            *step,
             f"--onnx={plan.onnx}",
             f"--inputs={feed}",
             f"--threads={plan.threads}",

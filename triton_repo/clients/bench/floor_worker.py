@@ -32,10 +32,15 @@ def main() -> None:
     parser.add_argument("--window", type=float, required=True)
     parser.add_argument("--max-windows", type=int, required=True)
     parser.add_argument("--warmup", type=float, required=True)
+    parser.add_argument("--step", default="", help="an ensemble's pre-processing step (JSON), run first")
+    parser.add_argument("--step-dir", default="", help="the step's folder: preprocessing.py, tokenizer")
     args = parser.parse_args()
 
-    feeds = _feeds(args.inputs)
+    feeds = _feeds(args.inputs, raw=bool(args.step))
     run, runtime = _session(args)
+    if args.step:
+        run = _pipeline(run, args.step, args.step_dir)
+        runtime += " after the served pre-processing"
 
     end, turn = time.perf_counter() + args.warmup, 0
     while time.perf_counter() < end:
@@ -70,9 +75,28 @@ def main() -> None:
     )
 
 
-def _feeds(path: str) -> list[dict]:
-    """The requests to run in turn: one per request index ("i/input" keys), or the one request."""
-    with np.load(path, allow_pickle=False) as archive:
+def _pipeline(run, step_json: str, step_dir: str):
+    """run() after the ensemble's step, with the served preprocessing.py (raw request in, tensors out)."""
+    sys.path.insert(0, step_dir)
+    import preprocessing
+
+    step = json.loads(step_json)
+    if "tokenizer_file" in step:
+        step["tokenizer_file"] = str(Path(step_dir) / step["tokenizer_file"])
+
+    def pipeline(feed):
+        (raw,) = feed.values()
+        tensors = preprocessing.run(step, raw)
+        tensors.pop("LETTERBOX", None)  # the postprocess step's, not the model's
+        return run(tensors)
+
+    return pipeline
+
+
+def _feeds(path: str, raw: bool = False) -> list[dict]:
+    """The requests to run in turn: one per request index ("i/input" keys), or the one request; `raw`:
+    texts and encoded images (object arrays this run's own caller wrote)."""
+    with np.load(path, allow_pickle=raw) as archive:
         arrays = {name: archive[name] for name in archive.files}
     if not all("/" in name for name in arrays):
         return [arrays]

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_repo.clients.bench import report
-from triton_repo.clients.bench.floor import Floor, FloorPlan, best_floor, floor_plan, measure_floor
+from triton_repo.clients.bench.floor import (
+    Floor,
+    FloorPlan,
+    best_floor,
+    ensemble_floor_plan,
+    floor_plan,
+    measure_floor,
+)
 from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Level, Point, Settings, sweep
 from triton_repo.clients.bench.server_stats import parse_stage_metrics
@@ -135,13 +142,10 @@ def run_bench(options: BenchOptions) -> None:
             else:
                 inputs = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, options.data)
             ensemble = variant.entry.get("kind") == "ensemble"
-            plan = _floor_plan(variant, options, warn) if sequences is None and not ensemble else None
+            models = manifest["models"] if ensemble else None
+            plan = _floor_plan(variant, options, warn, models) if sequences is None else None
             if sequences is not None and options.floor:
                 warn(f"{variant.name}: no in-process floor (a stateful model; its state is the server's)")
-            if ensemble and options.floor:
-                info(
-                    f"  {variant.name}: no in-process floor for an ensemble (its steps' floor is not measured here)"
-                )
             floors = [_floor(variant, plan, inputs, options, settings, warn)] if plan else []
             if traffic_plan is not None:
                 target = Request(
@@ -235,11 +239,17 @@ def _stage_metrics_url(options: BenchOptions, variants: list[Variant], plans: di
     return url if any(model in models for model, _ in found) else None
 
 
-def _floor_plan(variant: Variant, options: BenchOptions, warn) -> FloorPlan | None:
+def _floor_plan(variant: Variant, options: BenchOptions, warn, manifest: dict | None) -> FloorPlan | None:
+    """How to measure `variant` in-process; an ensemble's (`manifest` given) is its step then its model."""
     if not options.floor:
         return None
-    plan = floor_plan(variant.version_dir.parent / "config.pbtxt", variant.version_dir)
-    if plan is None:
+    if manifest is not None:
+        plan = ensemble_floor_plan(options.repository, manifest, variant.name)
+        if plan is None:
+            warn(f"{variant.name}: no in-process floor (an ensemble with a postprocess step)")
+    else:
+        plan = floor_plan(variant.version_dir.parent / "config.pbtxt", variant.version_dir)
+    if plan is None and manifest is None:
         warn(f"{variant.name}: no in-process floor (not a python-backend ONNX Runtime model)")
     elif not options.floor_python.exists():
         warn(f"{variant.name}: no in-process floor: {options.floor_python} not found (set --serve-env)")
