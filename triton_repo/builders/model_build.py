@@ -21,13 +21,13 @@ from triton_repo.core.spec import LoadedSpec
 from triton_repo.repo.config import parse_config
 from triton_repo.repo.ensemble import (
     EnsembleData,
-    choose_variant,
     raw_samples,
     stage_ensemble,
     step_tensors,
     tokenizer_path,
 )
 from triton_repo.repo.fused import is_fused
+from triton_repo.repo.variant_choice import choose_variant
 from triton_repo.repo.writer import StagedModel
 from triton_repo.runtimes.isolated import Runtime
 

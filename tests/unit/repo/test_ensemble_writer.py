@@ -23,7 +23,6 @@ from triton_repo.repo.config import cpu_model_config, parse_config, to_text
 from triton_repo.repo.ensemble import (
     Tensor,
     check_wiring,
-    choose_variant,
     ensemble_config,
     preprocess_config,
     raw_samples,
@@ -33,6 +32,7 @@ from triton_repo.repo.ensemble import (
 from triton_repo.repo.fused import TEMPLATES, is_fused
 from triton_repo.repo.staging import StagingRequest
 from triton_repo.repo.templates import preprocessing
+from triton_repo.repo.variant_choice import choose_variant
 
 IMAGE_STEP = {
     "kind": "image",
@@ -648,6 +648,18 @@ def test_choose_variant_auto_picks_fp32_when_it_is_fastest(tmp_path):
     loaded = load(tmp_path, tokenize_dict())
     measured = report(toy_fp32=500.0, toy_fp16=300.0, toy_int8=200.0)
     assert choose_variant(loaded, measured, ["toy_fp32", "toy_fp16", "toy_int8"])[0] == "toy_fp32"
+
+
+def test_choose_variant_follows_the_speed_at_the_eval_sets_shapes_when_measured(tmp_path):
+    loaded = load(tmp_path, tokenize_dict())
+    measured = report(toy_fp32=100.0, toy_fp16=300.0)  # at the opt size, fp16 is faster
+    for row, real in zip(measured["variants"], (250.0, 120.0, None), strict=True):
+        row["throughput_real_per_s"] = real  # at real lengths, fp32 is
+    measured["speed_real_shapes"] = "seq 11..55, median 19 over 8 batches of 8 eval rows"
+    name, why = choose_variant(loaded, measured, ["toy_fp32", "toy_fp16"])
+    assert name == "toy_fp32" and "250 inf/s in-process, batch 8 on the eval set's shapes" in why
+    measured["variants"][1]["throughput_real_per_s"] = None  # not measured for every variant: opt decides
+    assert choose_variant(loaded, measured, ["toy_fp32", "toy_fp16"])[0] == "toy_fp16"
 
 
 def lower_precision_dict(variant: str) -> dict:

@@ -9,7 +9,7 @@ import datetime
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from triton_repo.builders.precision.accuracy import AccuracyResult, eval_batch_s
 from triton_repo.builders.precision.artifacts import Artifact
 from triton_repo.builders.precision.kinds import REFERENCE
 from triton_repo.builders.precision.metrics.selfcheck import check_metric
+from triton_repo.builders.precision.real_shapes import not_timed, real_shape_groups, shape_summary
 from triton_repo.builders.precision.results import PrecisionResult, VariantResult, refusal, speed_inputs
 from triton_repo.builders.precision.roofline import int8_fraction, matrix_flops, matrix_node_flops
 from triton_repo.builders.precision.streams import as_rows, own_streams, stream_through, streams_label
@@ -38,6 +39,9 @@ RESULTS_FILE = "precision.json"
 # leaves the cpu build's measurements (and so its choices) as they were.
 KEPT_RESULTS = 4
 GATE_VERSION = 2  # raised when what a cached result holds changes (2: task metrics, their labels and bounds)
+# Raised when the real-shape speed inputs change; in the key only of models that have them, so the
+# others keep their measurements.
+REAL_SHAPES_VERSION = 1
 
 
 def measure_pairs(
@@ -55,7 +59,9 @@ def measure_pairs(
     # the true classes, when given: top1_drop's reference, and top-1 on real labels in the report
     truth = data.get("eval_labels") if evaluation is not None else None
     runners = {e.name: runtime.label_of(e) for _, e in pairs.values()}
-    key = _results_key(loaded, exported, pairs, evaluation, truth, runners)
+    # the eval set's batches at their own lengths, timed beside the opt shapes (a dynamic axis but batch)
+    real_data = None if not_timed(spec) else data.get("eval")
+    key = _results_key(loaded, exported, pairs, evaluation, truth, runners, real_data)
     cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, runners)
     if cached is not None:
         return cached
@@ -75,6 +81,7 @@ def measure_pairs(
         speed_inputs(loaded, sample.inputs, 1),
         speed_inputs(loaded, sample.inputs, THROUGHPUT_BATCH),
     )
+    real = real_shape_groups(loaded, real_data.arrays if real_data else None, row_count(batch8)).groups
     with contextlib.ExitStack() as stack:
         sessions = {}
         for pair, (artifact, runner) in pairs.items():
@@ -124,10 +131,19 @@ def measure_pairs(
             except ArtifactRunFailed as error:
                 failures[pair] = error
         live = {pair: session for pair, session in sessions.items() if pair not in failures}
+        shapes = shape_summary(spec, real)
+        at_real = "".join(
+            f", {axis} {low}-{high} in {len(real)} eval batches" for axis, (low, _, high) in shapes.items()
+        )
         with step(
-            f"{spec.name}: in-process speed, {threads} threads, {len(live)} (artifact, runtime) pairs interleaved"
+            f"{spec.name}: in-process speed, {threads} threads, {len(live)} (artifact, runtime) pairs "
+            f"interleaved (opt shapes{at_real})"
         ):
-            timings, failed = measure_speed(live, batch1, batch8, threads, seconds=speed_seconds)
+            timings, failed = measure_speed(live, batch1, batch8, threads, speed_seconds, real=real)
+        timings = {
+            pair: replace(t, real_shapes=shapes or None, real_batches=len(real) if shapes else 0)
+            for pair, t in timings.items()
+        }
         failures.update(failed)
     _fail_on_reference(spec.name, failures)
     for pair, error in failures.items():
@@ -183,9 +199,11 @@ def _matches_golden(loaded: LoadedSpec, own: GoldenCase, golden: GoldenCase) -> 
     )
 
 
-def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, truth, runners) -> str:
-    """Everything the measurements depend on: artifacts and runners, eval data and labels, golden sample,
-    settings, and the runtimes' versions."""
+def _results_key(
+    loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, truth, runners, real_data
+) -> str:
+    """Everything the measurements depend on: artifacts and runners, eval data (for accuracy, and for
+    speed at real shapes) and labels, golden sample, settings, and the runtimes' versions."""
     spec = loaded.spec
     payload = {
         "gate": GATE_VERSION,
@@ -204,6 +222,7 @@ def _results_key(loaded: LoadedSpec, exported: ExportResult, pairs, evaluation, 
         "threads": spec.triton.intra_op_threads,
         "axes": {name: r.model_dump() for name, r in spec.axes.items()},
         "engines": runners,
+        **({"real_shapes": [REAL_SHAPES_VERSION, real_data.digest]} if real_data is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -13,6 +13,7 @@ from triton_repo.runtimes.isolated import ArtifactRunFailed, IsolatedSession
 
 THROUGHPUT_BATCH = 8
 BLOCK = 3
+REAL_RUNS = 2  # timed runs of each real-shape batch in a turn (each after one untimed run)
 SPEED_SECONDS = 12.0  # the default length of the interleaved timing run
 # The least relative difference in throughput a choice between pairs treats as real. A pair's own
 # noise (Timing.noise) misses what moves a whole run: re-timing digits' six pairs six times on a quiet
@@ -30,6 +31,12 @@ class Timing:
     rounds: int
     # relative interquartile range of the batch-8 run times; 0.0 in results cached before it was measured
     noise: float = 0.0
+    # inferences/s at `batch` over the eval set's real shapes (batches cut to their own length on each
+    # dynamic non-batch axis), timed in the same interleaved run; None when not measured
+    throughput_real: float | None = None
+    noise_real: float = 0.0  # the relative interquartile range of those runs, each over its batch's median
+    real_shapes: dict[str, list[int]] | None = None  # axis -> [min, median, max] over the batches timed
+    real_batches: int = 0  # how many eval batches those are
 
 
 def noise_between(a: Timing, b: Timing) -> float:
@@ -50,13 +57,18 @@ def measure_speed(
     threads: int,
     seconds: float = SPEED_SECONDS,
     min_rounds: int = 3,
+    real: list[dict[str, np.ndarray]] | None = None,
 ) -> tuple[dict[str, Timing], dict[str, ArtifactRunFailed]]:
     """Round-robin over the artifacts until `seconds` pass, so a busy moment hits all of them alike.
 
     Each turn is a block (one untimed run, then BLOCK timed runs, timed inside the worker) rather than a
     single run: switching sessions on every run evicts caches and slowed every model by about 40%.
+    `real` (batches at the eval set's real shapes) adds REAL_RUNS timed runs of a few of them to each
+    turn, in turn, so that `min_rounds` rounds time every one of them.
     An artifact whose runtime fails here drops out and is returned with its failure.
     """
+    real = real or []
+    per_round = -(-len(real) // max(1, min_rounds))
     live = dict(sessions)
     failed: dict[str, ArtifactRunFailed] = {}
 
@@ -71,17 +83,22 @@ def measure_speed(
         attempt(
             kind, lambda s: (s.store("b1", batch1), s.store("b8", batch8), s.time("b1", 1), s.time("b8", 1))
         )
+        if kind in live and real:  # stored only: each turn's untimed run warms its shape
+            attempt(kind, lambda s: [s.store(f"r{i}", group) for i, group in enumerate(real)])
     single: dict[str, list[float]] = {kind: [] for kind in live}
     batched: dict[str, list[float]] = {kind: [] for kind in live}
+    shaped: dict[str, list[list[float]]] = {kind: [[] for _ in real] for kind in live}
     deadline = time.perf_counter() + seconds
     rounds = 0
     while live and (rounds < min_rounds or time.perf_counter() < deadline):
+        turn = [(rounds * per_round + i) % len(real) for i in range(per_round)] if real else []
         for kind in list(live):
             attempt(
                 kind,
-                lambda s, k=kind: (
+                lambda s, k=kind, t=turn: (
                     single[k].extend(s.time("b1", BLOCK)),
                     batched[k].extend(s.time("b8", BLOCK)),
+                    [shaped[k][i].extend(s.time(f"r{i}", REAL_RUNS)) for i in t],
                 ),
             )
         rounds += 1
@@ -96,10 +113,25 @@ def measure_speed(
             threads=threads,
             rounds=rounds,
             noise=_relative_iqr(batched[kind]),
+            **_real_rate(shaped[kind], row_count(real[0]) if real else batch),
         )
         for kind in live
     }
     return timings, failed
+
+
+def _real_rate(shaped: list[list[float]], batch: int) -> dict:
+    """Throughput over the real-shape batches timed (each at its median run time, every batch once) and
+    the spread of the runs, each relative to its batch's median."""
+    timed = [times for times in shaped if times]
+    if not timed:
+        return {}
+    medians = [float(np.median(times)) for times in timed]
+    relative = [t / median for times, median in zip(timed, medians, strict=True) for t in times]
+    return {
+        "throughput_real": batch * len(timed) / sum(medians),
+        "noise_real": _relative_iqr(relative),
+    }
 
 
 def _relative_iqr(times: list[float]) -> float:
