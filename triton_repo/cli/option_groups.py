@@ -1,6 +1,5 @@
 """Blocks of related options, each handed to its command as ONE frozen record instead of a parameter per
-option: the server's ports, publishing into object storage, and the records of single commands' blocks
-(whose options are declared with their command)."""
+option: the server's ports, object storage, and single commands' blocks (declared with their command)."""
 
 from __future__ import annotations
 
@@ -131,8 +130,7 @@ class SearchLimits:
 
 @dataclass(frozen=True)
 class TuneSearch:
-    """What tune looks for and within what: the SLO and objective, the protocol, the search and its time,
-    the accuracy floor, the clients and cores."""
+    """What tune looks for, within what, sent what: SLO, objective, search, clients, cores, traffic."""
 
     slo_p99_ms: float
     objective: str
@@ -143,6 +141,8 @@ class TuneSearch:
     max_concurrency: int
     cores: int | None
     oversubscribe: bool
+    traffic: str | None = None
+    batch: int = 1
 
     def recorded(self) -> dict:
         """The settings the results (and tuning.yaml) record: all but the cores."""

@@ -69,6 +69,12 @@ from triton_repo.cli.options import protocol_option, repository_option, results_
         help="Cores the threads of all instances may use [default: this machine's].",
     ),
     click.option("--oversubscribe", is_flag=True, help="Also try more threads in total than cores."),
+    click.option(
+        "--traffic",
+        type=click.Path(exists=True),
+        help="Measure on your inputs (as bench --traffic: texts, images, .npy/.npz rows), not the golden request.",
+    ),
+    click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Rows per request."),
 )
 @click.option(
     "--apply",
@@ -97,7 +103,8 @@ def tune(
     measured like `triton-repo bench` at rising concurrency until its p99 passes the SLO, and unloaded:
     no server restart, the published models keep serving. The result: every candidate, the winner and its
     gain over the committed settings measured in the same run, and tune/results/<date>-<model>/. With
-    --apply the winner goes to models/<name>/tuning.yaml. Exit 1 when no candidate meets the SLO.
+    --traffic every candidate gets your inputs (raw data through what clients call: a fused-model or an
+    ensemble candidate). --apply writes the winner to models/<name>/tuning.yaml. Exit 1: nothing meets the SLO.
     """
     from triton_repo.clients.tune.results import apply_winner, chosen_line, print_result, write_results
     from triton_repo.clients.tune.session import TuneOptions, no_slo_met, run_tune, running_server

@@ -36,6 +36,8 @@ def row_of(measured: Measured, accuracy: dict[str, dict]) -> dict:
         "server_cpu_ms": _finite(best.server_cpu_ms) if best else None,
         "lowest_p99_ms": round(measured.lowest_p99, 2) if measured.lowest_p99 is not None else None,
         "failure": measured.failure,
+        "errors": measured.errors,
+        "model": measured.model,
         "seconds": round(measured.seconds, 1),
     }
 
@@ -47,7 +49,8 @@ def _finite(value: float | None) -> float | None:
 def print_result(result: TuneResult, console, slo_p99_ms: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.model}: candidates measured (throughput at p99 <= {slo_p99_ms:g} ms)")
+    on = f", on {result.traffic['label']}" if result.traffic else ""
+    table = Table(title=f"{result.model}: candidates measured (throughput at p99 <= {slo_p99_ms:g} ms{on})")
     for column in (
         "#",
         "variant",
@@ -116,6 +119,7 @@ def write_results(result: TuneResult, options: dict, folder: Path) -> Path:
     data = {
         "model": result.model,
         "options": options,
+        "traffic": result.traffic,  # None: the golden request at the opt shape
         "seconds": round(result.seconds, 1),
         "interrupted": result.interrupted,
         "search_space": result.candidates,
@@ -183,6 +187,7 @@ def tuning_measured(result: TuneResult, options: dict) -> dict:
             else None
         ),
         "gain": round(result.gain, 3) if result.gain else None,
+        **({"traffic": result.traffic["label"]} if result.traffic else {}),
     }
 
 
@@ -210,4 +215,9 @@ def chosen_line(result: TuneResult) -> str:
         f"chosen: {winner.candidate.label}; {winner.throughput:,.1f} inf/s at p99 {winner.p99:.1f} ms "
         f"(c={winner.best.level.concurrency}); accuracy {result.accuracy[winner.candidate.variant]['verdict']}; {gain}; "
         f"{len(result.measured)} measurements in {result.seconds / 60:.1f} min"
+        + (
+            f"; chosen on {result.traffic['label']}, sent to the {result.traffic['sent_to']}"
+            if result.traffic
+            else ""
+        )
     )

@@ -34,6 +34,14 @@ class Measured:
     best: Point | None = None  # the highest throughput with p99 <= SLO (None: no level met it)
     failure: str = ""  # the server refused the candidate's config
     seconds: float = 0.0
+    model: str = (
+        ""  # the model the requests went to (the candidate, or the ensemble or fused model calling it)
+    )
+
+    @property
+    def errors(self) -> int:
+        """Requests that failed at any concurrency tried."""
+        return sum(sum(p.errors.values()) for p in self.points)
 
     @property
     def throughput(self) -> float:

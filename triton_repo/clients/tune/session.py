@@ -13,6 +13,7 @@ from pathlib import Path
 from triton_repo.clients.bench.load import Request
 from triton_repo.clients.bench.run import Settings
 from triton_repo.clients.bench.workload import (
+    Variant,
     as_sent,
     axis_sizes,
     load_variant_spec,
@@ -22,9 +23,10 @@ from triton_repo.clients.bench.workload import (
     sequence_load,
 )
 from triton_repo.clients.sequences import live_sequence_limit
-from triton_repo.clients.tune.candidate import candidate_name, load_candidate, unload_candidate
+from triton_repo.clients.tune.candidate import Form, deploy, unload_candidate
 from triton_repo.clients.tune.search import FULL, Measured, exhaustive, measure_candidate, quick, slo_score
 from triton_repo.clients.tune.space import Batching, Candidate, Committed, committed_candidates, search_space
+from triton_repo.clients.tune.traffic import tune_traffic
 from triton_repo.core.errors import CheckFailed, ServerError, TritonRepoError
 from triton_repo.core.log import info, warn
 from triton_repo.repo.config import parse_config
@@ -48,6 +50,8 @@ class TuneOptions:
     cores: int
     oversubscribe: bool
     server_pid: int | None = None
+    traffic: str | None = None  # a traffic sample: every candidate measured on the user's own inputs
+    batch: int = 1  # rows per request (of the golden sample, or of the traffic)
 
 
 @dataclass
@@ -60,6 +64,7 @@ class TuneResult:
     seconds: float
     interrupted: bool
     candidates: int  # the size of the search space
+    traffic: dict | None = None  # the sample the candidates were measured on (TuneTraffic.describe)
 
     @property
     def gain(self) -> float | None:
@@ -145,7 +150,18 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
     stateful = spec.sequence is not None
     max_concurrency = options.max_concurrency
     if stateful:
+        if options.batch != 1:
+            raise TritonRepoError(
+                f"--batch {options.batch}: {options.model} is stateful; it is sent one row per chunk"
+            )
         max_concurrency = min(max_concurrency, live_sequence_limit(published)[0])
+    traffic = (
+        tune_traffic(
+            manifest, options.repository, options.model, Path(options.traffic), options.batch, variants
+        )
+        if options.traffic
+        else None
+    )
     candidates = search_space(
         names,
         options.cores,
@@ -157,45 +173,55 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
     baselines = committed_candidates(names, committed)
     by_name = {v.name: v for v in variants}
     url = options.urls[options.protocol]
-    sizes = axis_sizes(loaded, 1, {})
+    sizes = axis_sizes(loaded, 1 if stateful else options.batch, {})
     counter = itertools.count(1)
+    described = traffic.describe() if traffic else None
     deadline = started + options.max_minutes * 60
     info(
         f"{options.model}: {len(candidates)} candidates ({len(names)} variants within budget), "
         f"{options.search} search, SLO p99 <= {options.slo_p99_ms:g} ms, objective {options.objective}"
+        + (f", on {described['label']} sent to the {described['sent_to']}" if described else "")
     )
+    if described and described["note"]:
+        info(f"  {described['note']}")
     measured: list[Measured] = []
     best: list[Measured] = []
 
+    def request_to(name: str, variant: Variant) -> Request:
+        """What model `name` (the candidate, or what calls it) is sent: the traffic, the golden streams
+        of a stateful model, or the golden request."""
+        if traffic:
+            return traffic.request(options.protocol, url, name, variant.name)
+        outputs = response_shapes(loaded, sizes)
+        if stateful:
+            sequences = sequence_load(variant, 1, [max_concurrency], False, None)
+            return Request(options.protocol, url, name, sequences.chunks[0][0], outputs, sequences=sequences)
+        golden = request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden")
+        return Request(options.protocol, url, name, as_sent(loaded, golden), outputs)
+
     def measure(candidate: Candidate, settings: Settings) -> Measured:
         variant = by_name[candidate.variant]
-        name = candidate_name(candidate, next(counter))
-        failure = load_candidate(
+        deployed = deploy(
             control,
+            traffic.form if traffic else Form(),
             options.repository / variant.name,
             int(variant.version_dir.name),
             candidate,
-            name,
+            next(counter),
         )
-        if failure:
-            warn(f"skipped {candidate.label}: {failure}")
-            result = Measured(candidate, "full" if settings is FULL else "quick", failure=failure)
+        if deployed.failure:
+            warn(f"skipped {candidate.label}: {deployed.failure}")
+            result = Measured(
+                candidate,
+                "full" if settings is FULL else "quick",
+                failure=deployed.failure,
+                model=deployed.called,
+            )
             measured.append(result)
             return result
-        if stateful:
-            sequences = sequence_load(variant, 1, [max_concurrency], False, None)
-            inputs = sequences.chunks[0][0]
-        else:
-            sequences = None
-            inputs = as_sent(
-                loaded, request_inputs(loaded, variant.version_dir / "golden.npz", sizes, "golden")
-            )
-        target = Request(
-            options.protocol, url, name, inputs, response_shapes(loaded, sizes), sequences=sequences
-        )
         try:
             result = measure_candidate(
-                target,
+                request_to(deployed.called, variant),
                 candidate,
                 options.slo_p99_ms,
                 settings,
@@ -204,7 +230,9 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
                 options.server_pid,
             )
         finally:
-            unload_candidate(control, name)
+            for model in deployed.loaded:
+                unload_candidate(control, model)
+        result.model = deployed.called
         measured.append(result)
         if not best or slo_score(result, options.objective) > slo_score(best[0], options.objective):
             best[:] = [result]
@@ -236,6 +264,7 @@ def run_tune(options: TuneOptions, control) -> TuneResult:
         time.perf_counter() - started,
         interrupted,
         len(candidates),
+        described,
     )
 
 
