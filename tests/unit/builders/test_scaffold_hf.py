@@ -96,6 +96,18 @@ def test_a_sequence_classifier_with_named_classes_is_text_classification_returni
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_a_token_classifier_keeps_its_tag_names_off_the_per_token_output(tmp_path):
+    hf = hf_folder(tmp_path)
+    tags = {0: "O", 1: "B-PER", 2: "I-PER"}
+    config = transformers.BertConfig(
+        **TINY_BERT, num_labels=3, id2label=tags, label2id={v: k for k, v in tags.items()}
+    )
+    transformers.BertForTokenClassification(config).eval().save_pretrained(hf)
+    found = read_folder(hf)
+    assert found.task == "token classification" and found.labels == ()  # class_count ranks one vector per row
+    assert any("tag names (id2label) stay in hf/config.json" in note for note in found.notes)
+
+
 def test_a_classifier_with_the_default_label_i_names_gives_no_labels(tmp_path):
     hf = hf_folder(tmp_path)
     text_classifier(hf, num_labels=2)

@@ -124,3 +124,39 @@ def test_execute_answers_each_request_as_alone_and_a_bad_one_fails_alone(fused, 
         and min(shape[1] for shape in model.session.shapes) <= 4
     )
     assert sum(shape[0] for shape in model.session.shapes) == 12
+
+
+class _TokenSession:
+    """A per-token output [rows, length, 1]: its size follows the padded text."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def run(self, names, feed):
+        self.shapes.append(feed["ids"].shape)
+        return [(feed["ids"] * feed["mask"])[..., None].astype(np.float32)]
+
+
+def test_a_per_token_output_keeps_each_requests_own_length(fused, monkeypatch):
+    model = fused.TritonPythonModel()
+    model.step = {"kind": "tokenize", "ids": "ids", "mask": "mask"}
+    model.pads, model.input_name, model.rows_only = {"ids": 0, "mask": 0}, "TEXT", False
+    model.outputs = [("tags", np.float32)]
+    model.session = _TokenSession()
+    model.stages = types.SimpleNamespace(add=lambda *a: None)
+
+    def tokenize(step, raw):
+        words = [value.decode("utf-8").split() for value in raw.reshape(-1)]
+        longest = max(len(w) for w in words)
+        ids = np.array([[len(t) for t in w] + [0] * (longest - len(w)) for w in words])
+        return {"ids": ids, "mask": (ids > 0).astype(np.int64)}
+
+    monkeypatch.setattr(fused.preprocessing, "run", tokenize)
+    texts = [["a bb"], ["ccc dddd eeeee"], ["ff g"]]
+    requests = [
+        {"TEXT": _Tensor("TEXT", np.array([[t.encode()] for t in rows], dtype=object))} for rows in texts
+    ]
+    responses = model.execute(requests)
+    got = [r.output_tensors[0].as_numpy()[..., 0].tolist() for r in responses]
+    assert got == [[[1, 2]], [[3, 4, 5]], [[2, 1]]]  # as each request alone: no padding from the others
+    assert sorted(model.session.shapes) == [(1, 3), (2, 2)]  # the two 2-word requests ran together

@@ -84,7 +84,12 @@ def read_folder(folder: Path) -> HfModel:
     body, pooling_note = _forward_body(folder, task)
     if pooling_note:
         notes.append(pooling_note)
-    labels = _labels(config) if task != "embedding" else ()
+    labels = _labels(config) if task not in ("embedding", "token classification") else ()
+    if task == "token classification" and _labels(config):
+        # Triton's class_count ranks one vector of class scores per row, not one per token
+        notes.append(
+            "the tag names (id2label) stay in hf/config.json: a per-token output takes no labels file"
+        )
     return HfModel(
         folder=folder,
         architecture=architecture,

@@ -8,7 +8,8 @@ of a dynamic batch are pre-processed one by one (a bad text or image fails its o
 together once: tensors whose sizes differ between requests (token ids and masks of texts of different
 lengths) are padded to the longest with the `pad_values` parameter, so raw inputs batch freely where the
 variant's own batcher could only batch requests of one length; texts then run in groups of similar length,
-each trimmed to its longest. Time spent per stage (preprocess, runtime)
+each trimmed to its longest. A model with an output whose size follows the text (a token classifier) runs
+only requests of one padded length together, so each answer keeps its own length. Time spent per stage (preprocess, runtime)
 is exported as the custom metrics triton_repo_stage_seconds_total and triton_repo_stage_rows_total, which
 `triton-repo bench` reads from the metrics port.
 """
@@ -72,6 +73,16 @@ class TritonPythonModel:
         return responses
 
     def _run(self, fed, responses):
+        if not self.rows_only:  # an output follows the padded length: only requests of one shape together
+            groups = {}
+            for member in fed:
+                groups.setdefault(tuple((n, a.shape[1:]) for n, a in member[2].items()), []).append(member)
+            for members in groups.values():
+                self._run_together(members, responses)
+            return
+        self._run_together(fed, responses)
+
+    def _run_together(self, fed, responses):
         names = [name for name, _ in self.outputs]
         feed = merge([arrays for _, _, arrays in fed], self.pads)
         try:
