@@ -84,6 +84,14 @@ def refuse_placeholder_eval(loaded: LoadedSpec) -> None:
         _refuse_placeholder(loaded, reference, load_callable(loaded, reference, "data.eval"))
 
 
+def placeholder_eval(loaded: LoadedSpec) -> bool:
+    """Whether data.eval is the random placeholder of init's stub (its data/ holds no files yet)."""
+    reference = loaded.spec.data.eval
+    if reference is None or reference.endswith(".npz"):
+        return False
+    return bool(getattr(load_callable(loaded, reference, "data.eval"), "random_placeholder", False))
+
+
 def _refuse_placeholder(loaded: LoadedSpec, reference: str, function: Callable) -> None:
     if getattr(function, "random_placeholder", False):
         raise SpecError(

@@ -187,6 +187,16 @@ def test_a_build_asking_for_lower_precisions_on_placeholder_data_is_refused_befo
         refuse_placeholder_eval(load_spec(spec))
 
 
+def test_the_stubs_placeholder_eval_is_recognised_so_speed_at_real_shapes_skips_it(tmp_path):
+    from triton_repo.core.references import placeholder_eval
+
+    folder = write_folder(tmp_path / "tiny", tokens_probe())
+    assert placeholder_eval(load_spec(folder / "model.yaml"))  # the stub with an empty data/
+    spec = folder / "model.yaml"
+    spec.write_text(spec.read_text().replace("eval: 'model:evaluation'", "eval: eval.npz"))
+    assert not placeholder_eval(load_spec(spec))  # a file of real rows
+
+
 def test_a_side_that_must_be_a_multiple_of_32_is_written_as_the_axis_multiple_of_and_loads(tmp_path):
     head = ProbedTensor("logits", "float32", None, ("batch", 10), stats=stats(-3, 3))
     folder = write_folder(tmp_path / "tiny", probe([head]))

@@ -31,6 +31,7 @@ from triton_repo.core.fingerprint import arrays_digest, sha256_file
 from triton_repo.core.golden import GoldenCase, load_golden, sample_case
 from triton_repo.core.golden_streams import SEQUENCE_FILE
 from triton_repo.core.log import diagnostic, step, warn
+from triton_repo.core.references import placeholder_eval
 from triton_repo.core.spec import LoadedSpec
 from triton_repo.runtimes.isolated import RUNNERS, ArtifactRunFailed, IsolatedSession, Runner, Runtime
 
@@ -60,7 +61,8 @@ def measure_pairs(
     truth = data.get("eval_labels") if evaluation is not None else None
     runners = {e.name: runtime.label_of(e) for _, e in pairs.values()}
     # the eval set's batches at their own lengths, timed beside the opt shapes (a dynamic axis but batch)
-    real_data = None if not_timed(spec) else data.get("eval")
+    # (not on init's random placeholder rows: their lengths say nothing of real traffic)
+    real_data = None if not_timed(spec) or placeholder_eval(loaded) else data.get("eval")
     key = _results_key(loaded, exported, pairs, evaluation, truth, runners, real_data)
     cached = _load_results(work_dir, key, pairs, exported.golden_path, op_types, runtime.label, runners)
     if cached is not None:
