@@ -87,21 +87,28 @@ class _Session:
         return [(feed["ids"] * feed["mask"]).sum(axis=1, keepdims=True).astype(np.float32)]
 
 
-def test_execute_answers_each_request_as_alone_and_a_bad_one_fails_alone(fused, monkeypatch):
+def text_model(fused, monkeypatch, session, output: str, rows_only: bool):
+    """The template's model set up as initialize() would, around `session`, with a word tokenizer whose
+    ids are the words' lengths (undecodable bytes fail)."""
     model = fused.TritonPythonModel()
     model.step = {"kind": "tokenize", "ids": "ids", "mask": "mask"}
-    model.pads, model.input_name, model.rows_only = {"ids": 0, "mask": 0}, "TEXT", True
-    model.outputs = [("total", np.float32)]
-    model.session = _Session()
+    model.pads, model.input_name, model.rows_only = {"ids": 0, "mask": 0}, "TEXT", rows_only
+    model.outputs = [(output, np.float32)]
+    model.session = session
     model.stages = types.SimpleNamespace(add=lambda *a: None)
 
-    def tokenize(step, raw):  # a word's id is its length; b"bad" cannot be read
+    def tokenize(step, raw):
         words = [value.decode("utf-8").split() for value in raw.reshape(-1)]
         longest = max(len(w) for w in words)
         ids = np.array([[len(t) for t in w] + [0] * (longest - len(w)) for w in words])
         return {"ids": ids, "mask": (ids > 0).astype(np.int64)}
 
     monkeypatch.setattr(fused.preprocessing, "run", tokenize)
+    return model
+
+
+def test_execute_answers_each_request_as_alone_and_a_bad_one_fails_alone(fused, monkeypatch):
+    model = text_model(fused, monkeypatch, _Session(), "total", rows_only=True)
     texts = [["a bb"], ["ccc dddd eeeee ffffff", "g"], [b"\xff"], ["hh " * 30]] + [["i j"]] * 8
     requests = [
         {
@@ -138,20 +145,7 @@ class _TokenSession:
 
 
 def test_a_per_token_output_keeps_each_requests_own_length(fused, monkeypatch):
-    model = fused.TritonPythonModel()
-    model.step = {"kind": "tokenize", "ids": "ids", "mask": "mask"}
-    model.pads, model.input_name, model.rows_only = {"ids": 0, "mask": 0}, "TEXT", False
-    model.outputs = [("tags", np.float32)]
-    model.session = _TokenSession()
-    model.stages = types.SimpleNamespace(add=lambda *a: None)
-
-    def tokenize(step, raw):
-        words = [value.decode("utf-8").split() for value in raw.reshape(-1)]
-        longest = max(len(w) for w in words)
-        ids = np.array([[len(t) for t in w] + [0] * (longest - len(w)) for w in words])
-        return {"ids": ids, "mask": (ids > 0).astype(np.int64)}
-
-    monkeypatch.setattr(fused.preprocessing, "run", tokenize)
+    model = text_model(fused, monkeypatch, _TokenSession(), "tags", rows_only=False)
     texts = [["a bb"], ["ccc dddd eeeee"], ["ff g"]]
     requests = [
         {"TEXT": _Tensor("TEXT", np.array([[t.encode()] for t in rows], dtype=object))} for rows in texts
