@@ -214,3 +214,12 @@ def test_a_pair_not_timed_at_real_shapes_shows_no_number(tmp_path):
     row = next(r for r in model["variants"] if r["runtime"] == "ov-bf16")
     assert row["throughput_real_per_s"] is None and row["speedup_real_vs_fp32"] is None
     assert "| 250 | 2.50 | — | — |" in render_markdown({"models": {"toy": model}})
+
+
+def test_eval_batches_at_the_opt_shapes_are_recognised_as_the_batch_8_run_itself():
+    from triton_repo.builders.precision.measure import _same_shapes
+
+    batch8 = {"images": np.zeros((8, 3, 128, 128), np.float32)}
+    assert _same_shapes({"images": np.ones((8, 3, 128, 128), np.float32)}, batch8)
+    assert not _same_shapes({"images": np.ones((8, 3, 96, 128), np.float32)}, batch8)
+    assert not _same_shapes({"other": np.ones((8, 3, 128, 128), np.float32)}, batch8)
