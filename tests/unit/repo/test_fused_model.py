@@ -154,3 +154,22 @@ def test_a_per_token_output_keeps_each_requests_own_length(fused, monkeypatch):
     got = [r.output_tensors[0].as_numpy()[..., 0].tolist() for r in responses]
     assert got == [[[1, 2]], [[3, 4, 5]], [[2, 1]]]  # as each request alone: no padding from the others
     assert sorted(model.session.shapes) == [(1, 3), (2, 2)]  # the two 2-word requests ran together
+
+
+def test_a_letterbox_steps_geometry_never_reaches_the_runtime(fused, monkeypatch):
+    class Images:
+        def run(self, names, feed):
+            assert sorted(feed) == ["images"]  # the geometry is for a postprocess step
+            return [feed["images"].sum(axis=(1, 2, 3))[:, None]]
+
+    model = text_model(fused, monkeypatch, Images(), "score", rows_only=True)
+    model.step, model.input_name = {"kind": "letterbox"}, "IMAGE"
+
+    def letterbox(step, raw):
+        rows = len(raw.reshape(-1))
+        return {"images": np.ones((rows, 3, 2, 2), np.float32), "LETTERBOX": np.zeros((rows, 5), np.float32)}
+
+    monkeypatch.setattr(fused.preprocessing, "run", letterbox)
+    request = {"IMAGE": _Tensor("IMAGE", np.array([[b"jpeg"], [b"png"]], dtype=object))}
+    (response,) = model.execute([request])
+    assert response.error is None and response.output_tensors[0].as_numpy().tolist() == [[12.0], [12.0]]

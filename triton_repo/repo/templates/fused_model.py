@@ -64,6 +64,9 @@ class TritonPythonModel:
             except Exception as error:  # noqa: BLE001 - a bad image or text fails its own request only
                 responses[index] = _error(f"pre-processing failed: {type(error).__name__}: {error}", True)
                 continue
+            arrays.pop(
+                "LETTERBOX", None
+            )  # a letterbox step's geometry is for a postprocess step, not the model
             fed.append((index, len(next(iter(arrays.values()))), arrays))
         prepared = time.perf_counter()
         if fed:
